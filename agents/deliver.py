@@ -1,0 +1,121 @@
+"""Deliver: one agent per priority lane, each with its own concurrency, so a low-priority
+backlog never queues in front of a password reset."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents import dead_letter, events
+from agents.route import provider_for
+from config.settings import Settings
+from providers.base import OutboundMessage, ProviderError
+from providers.registry import ProviderRegistry
+from streams.deliveries import (
+    DUPLICATE_SUPPRESSED, FAILED, SENT, Delivery, DeliveryEvent, parse_delivery,
+)
+from streams.records import PRIORITIES, InvalidRecord
+from streams.topics import Topics
+from tables import Tables, ledger
+
+log = logging.getLogger(__name__)
+
+
+def outbound(delivery: Delivery) -> OutboundMessage:
+    return OutboundMessage(
+        delivery_id=delivery.delivery_id, notification_id=delivery.notification_id,
+        user_id=delivery.user_id, channel=delivery.channel, address=delivery.address,
+        title=delivery.title, body=delivery.body, priority=delivery.priority,
+        platform=delivery.platform, data=delivery.data, collapse_key=delivery.collapse_key,
+        ttl_seconds=delivery.ttl_seconds, category=delivery.category,
+    )
+
+
+@dataclass
+class Deliverer:
+    settings: Settings
+    topics: Topics
+    tables: Tables
+    providers: ProviderRegistry
+    # Concurrent actors of one lane must not both send a delivery that arrived twice.
+    in_flight: set[str] = field(default_factory=set)
+
+    async def handle(self, event: EventT) -> None:
+        try:
+            delivery = parse_delivery(event.message.value)
+        except InvalidRecord as exc:
+            await dead_letter.dead_letter(self.topics.deliveries_dlq, event, str(exc))
+            return
+        await self.deliver(delivery)
+
+    async def deliver(self, delivery: Delivery) -> None:
+        now = time.time()
+        if delivery.delivery_id in self.in_flight or ledger.already_sent(
+            self.tables.ledger, delivery.user_id, delivery.delivery_id, now
+        ):
+            await self._publish(delivery, DUPLICATE_SUPPRESSED, None, reason="already sent")
+            return
+        provider_name = provider_for(delivery)
+        self.in_flight.add(delivery.delivery_id)
+        try:
+            result = await self.providers.send(provider_name, outbound(delivery))
+        except ProviderError as exc:
+            # Classified failure: retry tiers and dead letters hang off this event (next stage).
+            await self._publish(delivery, FAILED, provider_name, reason=f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.in_flight.discard(delivery.delivery_id)
+        ledger.record_sent(
+            self.tables.ledger, delivery.user_id, delivery.delivery_id, result.provider,
+            time.time(), self.settings.dedup_ttl_seconds,
+        )
+        await self._publish(delivery, SENT, result.provider, message_id=result.provider_message_id)
+
+    async def _publish(
+        self, delivery: Delivery, status: str, provider: str | None,
+        reason: str | None = None, message_id: str | None = None,
+    ) -> None:
+        await events.publish(
+            self.topics.delivery_events,
+            DeliveryEvent(
+                notification_id=delivery.notification_id, user_id=delivery.user_id,
+                status=status, at=time.time(), delivery_id=delivery.delivery_id,
+                channel=delivery.channel, provider=provider, provider_message_id=message_id,
+                reason=reason, requested_at=delivery.requested_at,
+            ),
+        )
+
+
+def register(
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables, providers: ProviderRegistry
+) -> dict[str, faust.types.AgentT]:
+    deliverer = Deliverer(settings, topics, tables, providers)
+    concurrency = {
+        "high": settings.deliver_concurrency_high,
+        "normal": settings.deliver_concurrency_normal,
+        "low": settings.deliver_concurrency_low,
+    }
+
+    async def deliver_lane(stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                await deliverer.handle(event)
+            except Exception as exc:
+                # Anything unclassified still must not escape: the record would be acked and lost.
+                log.exception("delivery failed unexpectedly on %s", event.message.tp)
+                await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
+
+    agents: dict[str, faust.types.AgentT] = {}
+    for priority in PRIORITIES:
+        channel = app.topic(
+            *[t.get_topic_name() for t in topics.deliveries_for(priority)],
+            key_serializer="raw", value_serializer="raw",
+        )
+        agents[priority] = app.agent(
+            channel, name=f"deliver_{priority}", concurrency=concurrency[priority]
+        )(deliver_lane)
+    return agents

@@ -1,0 +1,56 @@
+"""Fan-out: one resolved notification becomes one delivery per channel x device or address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from streams.deliveries import Delivery, delivery_id_for
+from streams.records import NotificationRequest
+
+# Which contact field addresses each non-push channel.
+CONTACT_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
+
+
+def addresses(
+    channel: str,
+    device_tokens: Mapping[str, str],
+    contacts: Mapping[str, str],
+    inapp_url: str,
+) -> Iterator[tuple[str, str | None]]:
+    """(address, platform) pairs for one channel; nothing when the user has no address."""
+    if channel == "push":
+        yield from device_tokens.items()
+    elif channel == "in_app":
+        if inapp_url:
+            yield inapp_url, None
+    elif address := contacts.get(CONTACT_FIELD[channel]):
+        yield address, None
+
+
+def expand(
+    request: NotificationRequest,
+    channels: tuple[str, ...],
+    device_tokens: Mapping[str, str],
+    contacts: Mapping[str, str],
+    inapp_url: str,
+) -> list[Delivery]:
+    return [
+        Delivery(
+            delivery_id=delivery_id_for(request.notification_id, channel, address),
+            notification_id=request.notification_id,
+            user_id=request.user_id,
+            channel=channel,
+            address=address,
+            platform=platform,
+            title=request.title,
+            body=request.body,
+            priority=request.priority,
+            category=request.category,
+            data=request.data,
+            collapse_key=request.collapse_key,
+            ttl_seconds=request.ttl_seconds,
+            requested_at=request.created_at,
+        )
+        for channel in channels
+        for address, platform in addresses(channel, device_tokens, contacts, inapp_url)
+    ]

@@ -1,0 +1,123 @@
+"""The intake agent: validate -> dedup -> preferences -> rate window -> fan-out -> route.
+
+Resolve, fan-out and route all key by ``user_id``, so they run in one agent over the user's own
+partition: every extra topic hop would cost a full consume/produce cycle (see BROKER.md) and
+buy nothing, since no partition key changes between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import faust
+from faust.types import EventT, StreamT
+
+from agents import dead_letter, events
+from agents.fanout import expand
+from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
+from agents.route import lane
+from config.settings import Settings
+from streams import topics as topic_names
+from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
+from streams.partitioning import is_on_home_partition
+from streams.records import InvalidRecord, NotificationRequest, parse_request
+from streams.topics import Topics
+from tables import Tables, contacts, dedup, devices, preferences, rate_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Intake:
+    settings: Settings
+    topics: Topics
+    tables: Tables
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(per_user=self.settings.rate_limit_per_user)
+
+    async def handle(self, event: EventT) -> None:
+        message = event.message
+        try:
+            request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
+        except InvalidRecord as exc:
+            await dead_letter.dead_letter(self.topics.requests_dlq, event, str(exc))
+            return
+        if message.topic == topic_names.REQUESTS and not is_on_home_partition(
+            request.user_id, message.partition, self.settings.partitions
+        ):
+            await self.topics.requests_by_user.send(
+                key=request.user_id.encode(), value=message.value, headers=message.headers
+            )
+            return
+        source = f"{message.topic}:{message.partition}:{message.offset}"
+        await self.resolve(request, source, time.time())
+
+    async def resolve(self, request: NotificationRequest, source: str, now: float) -> None:
+        t = self.tables
+        window = self.settings.rate_window_seconds
+        state = UserState(
+            dedup_claim=dedup.claim_of(t.dedup, request.user_id, request.dedup_key, now),
+            preferences=preferences.get(t.preferences, request.user_id),
+            recent_accepted=rate_windows.recent(t.rate_windows, request.user_id, now, window),
+        )
+        decision = decide(request, state, source, self.limits)
+        if decision.accepted:
+            decision = await self._fan_out(request, decision)
+        if not decision.accepted:
+            await self._publish(request, REJECTED, now, reason=decision.reason)
+            return
+        if not decision.replay:
+            dedup.claim(
+                t.dedup, request.user_id, request.dedup_key, source, now,
+                self.settings.dedup_ttl_seconds,
+            )
+            rate_windows.record(t.rate_windows, request.user_id, now, window)
+
+    async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
+        deliveries = expand(
+            request,
+            decision.channels,
+            devices.tokens(self.tables.devices, request.user_id),
+            contacts.get(self.tables.contacts, request.user_id),
+            self.settings.inapp_url,
+        )
+        if not deliveries:
+            return Decision(reason=NO_ADDRESS)
+        key = request.user_id.encode()
+        for delivery in deliveries:
+            await self.topics.deliveries[lane(delivery)].send(key=key, value=delivery.to_json())
+        await self._publish(request, ACCEPTED, time.time(), deliveries=len(deliveries))
+        return decision
+
+    async def _publish(
+        self, request: NotificationRequest, status: str, now: float,
+        reason: str | None = None, deliveries: int = 0,
+    ) -> None:
+        await events.publish(
+            self.topics.delivery_events,
+            DeliveryEvent(
+                notification_id=request.notification_id, user_id=request.user_id,
+                status=status, at=now, reason=reason, requested_at=request.created_at,
+                deliveries=deliveries,
+            ),
+        )
+
+
+def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> faust.types.AgentT:
+    intake = Intake(settings, topics, tables)
+
+    async def resolve_requests(stream: StreamT) -> None:
+        async for event in stream.events():
+            try:
+                await intake.handle(event)
+            except Exception:
+                # Data never crashes the worker, and an exception would ack (lose) the record:
+                # log it with its coordinates and dead-letter it for a redrive.
+                log.exception("intake failed on %s", event.message.tp)
+                await dead_letter.dead_letter(topics.requests_dlq, event, "internal error")
+
+    return app.agent(topics.requests, name="resolve_requests")(resolve_requests)

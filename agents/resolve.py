@@ -1,0 +1,70 @@
+"""Resolve: decide whether a valid request may go out, and on which channels. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streams.records import CHANNELS, NotificationRequest, Preferences
+
+# Rejection reasons, as they appear in ``delivery-events``.
+DUPLICATE = "duplicate"
+CATEGORY_MUTED = "category_muted"
+NO_CHANNEL_ALLOWED = "no_channel_allowed"
+RATE_LIMITED = "rate_limited"
+NO_ADDRESS = "no_reachable_address"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    channels: tuple[str, ...] = ()
+    reason: str | None = None  # set when rejected
+    replay: bool = False  # the very record that claimed the key, read again after a restart
+
+    @property
+    def accepted(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """What the tables know about the user at the moment of the decision."""
+
+    dedup_claim: str | None  # source that claimed this request's idempotency key, if any
+    preferences: Preferences | None
+    recent_accepted: Sequence[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_user: int
+    exempt_categories: frozenset[str] = frozenset({"security"})
+
+
+def decide(request: NotificationRequest, state: UserState, source: str, limits: Limits) -> Decision:
+    """Order matters: a duplicate is reported as such even if the user is also over the limit."""
+    channels = allowed_channels(request, state.preferences)
+    if state.dedup_claim is not None:
+        if state.dedup_claim == source:
+            # Replaying our own record (crash before the offset commit): emit the same
+            # deliveries again; their stable ids let the delivery ledger drop what went out.
+            return Decision(channels, replay=True)
+        return Decision(reason=DUPLICATE)
+    if state.preferences and request.category in state.preferences.muted_categories:
+        return Decision(reason=CATEGORY_MUTED)
+    if not channels:
+        return Decision(reason=NO_CHANNEL_ALLOWED)
+    if request.category not in limits.exempt_categories and (
+        len(state.recent_accepted) >= limits.per_user
+    ):
+        return Decision(reason=RATE_LIMITED)
+    return Decision(channels)
+
+
+def allowed_channels(
+    request: NotificationRequest, preferences: Preferences | None
+) -> tuple[str, ...]:
+    wanted = request.channels or CHANNELS
+    if preferences is None:
+        return tuple(wanted)
+    return tuple(c for c in wanted if preferences.allows_channel(c))

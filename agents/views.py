@@ -1,0 +1,43 @@
+"""Faust web views for table inspection; each answers from the worker that owns the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from config.logging import mask_address
+from tables import Tables, contacts, devices, preferences, status
+
+
+def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
+    prefs = preferences.get(tables.preferences, user_id)
+    return {
+        "user_id": user_id,
+        "preferences": None if prefs is None else {
+            "channels": dict(prefs.channels), "muted_categories": list(prefs.muted_categories),
+        },
+        "devices": [
+            {"token": mask_address(token), "platform": platform}
+            for token, platform in devices.tokens(tables.devices, user_id).items()
+        ],
+        "contacts": {k: mask_address(v) for k, v in contacts.get(tables.contacts, user_id).items()},
+    }
+
+
+def register_views(app: faust.App, tables: Tables) -> None:
+    @app.page("/users/{user_id}/")
+    @app.table_route(table=tables.preferences, match_info="user_id")
+    class UserView(View):
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(user_snapshot(tables, user_id))
+
+    @app.page("/notifications/{notification_id}/")
+    @app.table_route(table=tables.status, match_info="notification_id")
+    class NotificationView(View):
+        async def get(self, request: Request, notification_id: str) -> Response:
+            found = status.get(tables.status, notification_id)
+            if found is None:
+                return self.notfound(f"no status for {notification_id}")
+            return self.json(found)

@@ -1,0 +1,87 @@
+"""The Faust application: ``faust -A app worker -l info`` starts a worker.
+
+Everything is built from one Settings object by ``build_app``; the module-level ``app`` is what
+the faust command line imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from agents import control, deliver, intake, status
+from agents.views import register_views
+from config.logging import configure_logging
+from config.settings import Settings, get_settings
+from providers.registry import ProviderRegistry, configured_providers
+from streams.topics import Topics, declare_topics
+from tables import Tables, declare_tables
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    app: faust.App
+    settings: Settings
+    topics: Topics
+    tables: Tables
+    providers: ProviderRegistry
+    agents: dict[str, faust.types.AgentT]
+
+
+def faust_app(settings: Settings) -> faust.App:
+    if settings.broker_flavor == "tansu":
+        from tables import tansu_recovery
+
+        tansu_recovery.install()
+    return faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        store=settings.store,
+        table_key_serializer="json",
+        table_value_serializer="json",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_compression_type="lz4",
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        stream_buffer_maxsize=8192,
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        autodiscover=False,
+    )
+
+
+def build_app(settings: Settings | None = None) -> Pipeline:
+    settings = settings or get_settings()
+    app = faust_app(settings)
+    topics = declare_topics(app, settings)
+    tables = declare_tables(app, settings)
+    providers = ProviderRegistry(configured_providers(settings))
+    app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
+    agents: dict[str, faust.types.AgentT] = {
+        "resolve": intake.register(app, settings, topics, tables),
+        "control": control.register(app, settings, topics, tables),
+        "status": status.register(app, settings, topics, tables),
+    }
+    for priority, agent in deliver.register(app, settings, topics, tables, providers).items():
+        agents[f"deliver_{priority}"] = agent
+    register_views(app, tables)
+    return Pipeline(app, settings, topics, tables, providers, agents)
+
+
+configure_logging()
+pipeline = build_app()
+app = pipeline.app
+
+
+def main() -> None:
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

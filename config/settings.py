@@ -1,0 +1,92 @@
+"""One settings object, read once from ``NOTIFY_*`` environment variables.
+
+Secrets are ``SecretStr`` so that ``repr()`` and log lines never show them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a worker, a sandbox stack or a script needs to know about its surroundings."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", frozen=True, extra="ignore")
+
+    # --- Kafka -----------------------------------------------------------------------------
+    app_id: str = "notify"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # "kafka" for a real cluster; "tansu" switches on the embedded-broker work-arounds only.
+    broker_flavor: str = Field(default="kafka", pattern="^(kafka|tansu)$")
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    session_timeout_seconds: float = 10.0
+    heartbeat_interval_seconds: float = 1.0
+    producer_linger_ms: float = 5.0
+    data_dir: Path = Path(".notify-data")
+    store: str = "rocksdb://"  # tables; "memory://" only for functional tests
+    web_port: int = 6066
+    web_enabled: bool = True
+
+    # --- Resolution ------------------------------------------------------------------------
+    dedup_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    rate_limit_per_user: int = Field(default=10, ge=1)
+    rate_window_seconds: int = Field(default=3600, ge=1)
+
+    # --- APNs (token-based auth) -----------------------------------------------------------
+    apns_host: str = "api.sandbox.push.apple.com"
+    apns_port: int = 443
+    apns_ca_file: Path | None = None
+    apns_key_file: Path | None = None
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = "com.example.notify"
+
+    # --- FCM (HTTP v1 through firebase-admin) ----------------------------------------------
+    fcm_credentials_file: Path | None = None
+    fcm_project_id: str = ""
+    # Base URL of the FCM v1 API; only changed to point at a local sandbox.
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+
+    # --- Email (SMTP) ----------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_start_tls: bool = False
+    # Connections kept open per worker; concurrent sends beyond this wait for a free one.
+    smtp_pool_size: int = Field(default=4, ge=1)
+    email_from: str = "notifications@example.com"
+    # One-click unsubscribe endpoint (RFC 8058); empty means a mailto: to email_from only.
+    email_unsubscribe_url: str = ""
+
+    # --- SMS (Twilio-compatible REST) ------------------------------------------------------
+    sms_base_url: str = "https://api.twilio.com"
+    sms_account_sid: str = ""
+    sms_auth_token: SecretStr = SecretStr("")
+    sms_from_number: str = "+15550000000"
+    # Twilio calls this back with delivery status; the delivery id rides in its query string.
+    sms_status_callback_url: str = ""
+
+    # --- Webhooks / in-app -----------------------------------------------------------------
+    webhook_signing_secret: SecretStr = SecretStr("")
+    webhook_timeout_seconds: float = 5.0
+    # Where in-app notifications are posted (the inbox service); per-user webhook URLs come
+    # from the user's contacts.
+    inapp_url: str = ""
+
+    provider_timeout_seconds: float = 10.0
+    # In-flight sends per priority lane: the high lane gets the most so it never waits.
+    deliver_concurrency_high: int = Field(default=16, ge=1)
+    deliver_concurrency_normal: int = Field(default=8, ge=1)
+    deliver_concurrency_low: int = Field(default=4, ge=1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment the first time they are asked for."""
+    return Settings()

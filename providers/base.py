@@ -1,0 +1,86 @@
+"""The provider contract: what the delivery stage hands a provider, and what comes back.
+
+Providers never import faust. Vendor errors are translated here, at the boundary, into the
+small vocabulary below so that the pipeline decides retry / dead letter / feedback without
+knowing which vendor it talked to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One delivery to one address (device token, e-mail address, phone number or URL)."""
+
+    delivery_id: str
+    notification_id: str
+    user_id: str
+    channel: str  # push | email | sms | webhook | in_app
+    address: str
+    title: str
+    body: str
+    priority: str = "normal"  # high | normal | low
+    platform: str | None = None  # ios | android, push only
+    data: Mapping[str, str] = field(default_factory=dict)
+    collapse_key: str | None = None
+    ttl_seconds: int | None = None
+    category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    provider: str
+    provider_message_id: str | None = None
+
+
+class ProviderError(Exception):
+    """Base of every classified provider failure."""
+
+    def __init__(self, provider: str, code: str, detail: str = "") -> None:
+        super().__init__(f"{provider}: {code}{': ' + detail if detail else ''}")
+        self.provider = provider
+        self.code = code
+        self.detail = detail
+
+
+class TransientError(ProviderError):
+    """Worth retrying: 5xx, timeouts, dropped connections, SMTP 4xx."""
+
+
+class ThrottledError(TransientError):
+    """The provider asked us to slow down; ``retry_after`` is in seconds when it said so."""
+
+    def __init__(
+        self, provider: str, code: str, detail: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(provider, code, detail)
+        self.retry_after = retry_after
+
+
+class PermanentError(ProviderError):
+    """Never worth retrying as is: malformed payload, SMTP 5xx hard bounce."""
+
+
+class ConfigurationError(PermanentError):
+    """Our side is wrong (bad topic, bad credentials): no retry, somebody must be alerted."""
+
+
+class InvalidRecipientError(PermanentError):
+    """The address is dead (unregistered token, invalid number): remove it, never retry."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """An async client for one vendor. Opened and closed by a faust Service, never global."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, message: OutboundMessage) -> SendResult: ...

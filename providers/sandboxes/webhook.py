@@ -1,0 +1,116 @@
+"""A local webhook receiver (and in-app inbox stand-in) that checks our signatures.
+
+Accepts ``POST`` on any path, verifies ``X-Notify-Signature`` with the shared secret exactly
+as a subscriber should, and records the notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+
+class WebhookSandbox:
+    """HTTP server on 127.0.0.1; ``url(path)`` is an address to give the provider.
+
+    Accepted requests are answered with ``status`` (200 or 204) and land in ``received``.
+    ``faults`` maps a request path to the HTTP status to answer instead (a 2xx fault is still
+    an acceptance, e.g. ``204``); 429 comes with ``Retry-After: retry_after``. ``delays`` maps
+    a path to seconds to stall before answering. Bad or stale signatures get 401; they and
+    faulted requests land in ``rejected`` with ``status`` and ``reason``.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str = "sandbox-webhook-secret",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        status: int = 200,
+        tolerance_seconds: float = 300.0,
+    ) -> None:
+        self.secret = secret
+        self.host = host
+        self.port = port
+        self.status = status
+        self.tolerance_seconds = tolerance_seconds
+        self.faults: dict[str, int] = {}
+        self.delays: dict[str, float] = {}
+        self.retry_after = 1
+        self.received: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    def settings_overrides(self) -> dict[str, object]:
+        """The ``Settings`` fields a ``WebhookProvider`` needs; in-app posts go to /inbox."""
+        assert self._runner is not None, "start() the sandbox first"
+        return {"webhook_signing_secret": self.secret, "inapp_url": self.url("/inbox")}
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if delay := self.delays.get(request.path):
+            await asyncio.sleep(delay)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        document = payload if isinstance(payload, dict) else {}
+        record: dict[str, Any] = {
+            "sandbox": "webhook",
+            "address": request.path,
+            "title": document.get("title"),
+            "body": document.get("body"),
+            "notification_id": document.get("notification_id"),
+            "delivery_id": document.get("delivery_id"),
+            "received_at": time.time(),
+            "channel": document.get("channel"),
+            "query": request.query_string,
+            "headers": dict(request.headers),
+            "payload": payload,
+            "raw": raw,
+        }
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not verify(
+            self.secret, timestamp, raw, signature, tolerance_seconds=self.tolerance_seconds
+        ):
+            self.rejected.append({**record, "status": 401, "reason": "bad signature"})
+            return web.json_response({"error": "invalid signature"}, status=401)
+        if payload is None:
+            self.rejected.append({**record, "status": 400, "reason": "body is not JSON"})
+            return web.json_response({"error": "body is not JSON"}, status=400)
+        status = self.faults.get(request.path, self.status)
+        if not 200 <= status < 300:
+            self.rejected.append({**record, "status": status, "reason": "fault"})
+            headers = {"Retry-After": str(self.retry_after)} if status == 429 else None
+            return web.json_response({"error": "fault"}, status=status, headers=headers)
+        request_id = uuid.uuid4().hex
+        self.received.append({**record, "request_id": request_id, "status": status})
+        headers = {"X-Request-Id": request_id}
+        if status == 204:
+            return web.Response(status=204, headers=headers)
+        return web.json_response({"id": request_id}, status=status, headers=headers)

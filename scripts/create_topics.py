@@ -1,0 +1,50 @@
+"""Create every pipeline topic with the configured partition count (idempotent).
+
+Producers may start before the first worker; without this a broker that auto-creates topics
+would create ``notification-requests`` with its own default partition count, and users' records
+would not line up with their table shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from config.settings import Settings, get_settings
+from streams import topics
+from streams.records import CHANNELS, PRIORITIES
+
+
+def topic_names() -> list[str]:
+    return [
+        topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_DLQ,
+        topics.PREFERENCES, topics.DEVICES, topics.CONTACTS, topics.CONTROL_BY_USER,
+        topics.CONTROL_DLQ, topics.DELIVERY_EVENTS, topics.DELIVERIES_DLQ,
+        *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
+    ]
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create what is missing; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in topic_names() if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(name, settings.partitions, settings.replication_factor)
+                    for name in missing
+                ])
+            except TopicAlreadyExistsError:
+                pass  # another process won the race: fine
+        return missing
+    finally:
+        await admin.close()
+
+
+if __name__ == "__main__":
+    print("created:", asyncio.run(create_topics(get_settings())))

@@ -1,0 +1,71 @@
+"""Topic names and declarations. Every topic is keyed by ``user_id`` except where noted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from config.settings import Settings
+from streams.records import CHANNELS, PRIORITIES
+
+REQUESTS = "notification-requests"  # public input, JSON
+# Requests (and control records) that arrived on a partition their user_id does not hash to
+# are re-keyed here first, so that every table write lands on the user's own partition.
+REQUESTS_BY_USER = "notification-requests.by-user"
+REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
+PREFERENCES = "user-preferences"
+DEVICES = "device-registrations"
+CONTACTS = "user-contacts"
+CONTROL_BY_USER = "user-control.by-user"
+CONTROL_DLQ = "user-control.dlq"
+DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
+DELIVERIES_DLQ = "deliveries.dlq"
+
+
+def delivery_topic(channel: str, priority: str) -> str:
+    return f"deliveries.{channel}.{priority}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The app's topic objects. Values are raw bytes: records are (de)serialised by streams/."""
+
+    requests: faust.TopicT  # consumed: the public topic and its re-keyed twin
+    requests_by_user: faust.TopicT
+    requests_dlq: faust.TopicT
+    control: faust.TopicT
+    control_by_user: faust.TopicT
+    control_dlq: faust.TopicT
+    deliveries: dict[tuple[str, str], faust.TopicT]
+    deliveries_dlq: faust.TopicT
+    delivery_events: faust.TopicT
+
+    def deliveries_for(self, priority: str) -> list[faust.TopicT]:
+        return [t for (_, p), t in self.deliveries.items() if p == priority]
+
+
+def _topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
+    return app.topic(
+        *names,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        replicas=settings.replication_factor,
+    )
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    return Topics(
+        requests=_topic(app, settings, REQUESTS, REQUESTS_BY_USER),
+        requests_by_user=_topic(app, settings, REQUESTS_BY_USER),
+        requests_dlq=_topic(app, settings, REQUESTS_DLQ),
+        control=_topic(app, settings, PREFERENCES, DEVICES, CONTACTS, CONTROL_BY_USER),
+        control_by_user=_topic(app, settings, CONTROL_BY_USER),
+        control_dlq=_topic(app, settings, CONTROL_DLQ),
+        deliveries={
+            (c, p): _topic(app, settings, delivery_topic(c, p)) for c in CHANNELS for p in PRIORITIES
+        },
+        deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
+        delivery_events=_topic(app, settings, DELIVERY_EVENTS),
+    )

@@ -1,0 +1,33 @@
+"""RocksDB-backed tables. Each module: the table declaration and a few typed accessors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from config.settings import Settings
+from tables import contacts, dedup, devices, ledger, preferences, rate_windows, status
+
+
+@dataclass(frozen=True)
+class Tables:
+    dedup: faust.Table
+    rate_windows: faust.Table
+    preferences: faust.Table
+    devices: faust.Table
+    contacts: faust.Table
+    ledger: faust.Table
+    status: faust.Table
+
+
+def declare_tables(app: faust.App, settings: Settings) -> Tables:
+    return Tables(
+        dedup=dedup.declare(app, settings),
+        rate_windows=rate_windows.declare(app, settings),
+        preferences=preferences.declare(app, settings),
+        devices=devices.declare(app, settings),
+        contacts=contacts.declare(app, settings),
+        ledger=ledger.declare(app, settings),
+        status=status.declare(app, settings),
+    )

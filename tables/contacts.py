@@ -1,0 +1,29 @@
+"""E-mail address, phone number and webhook URL per user (``user-contacts`` control topic)."""
+
+from __future__ import annotations
+
+import faust
+
+from config.settings import Settings
+from streams.records import ContactUpdate
+
+
+def declare(app: faust.App, settings: Settings) -> faust.Table:
+    return app.Table(
+        "contacts", default=dict, partitions=settings.partitions,
+        help="user_id -> {email, phone, webhook_url}",
+    )
+
+
+def get(table: faust.Table, user_id: str) -> dict[str, str]:
+    return dict(table[user_id])
+
+
+def apply(table: faust.Table, update: ContactUpdate) -> None:
+    current = dict(table[update.user_id])
+    for field, value in update.changes.items():
+        if value is None:
+            current.pop(field, None)
+        else:
+            current[field] = value
+    table[update.user_id] = current

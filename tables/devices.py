@@ -1,0 +1,33 @@
+"""Push device tokens per user (from the ``device-registrations`` control topic)."""
+
+from __future__ import annotations
+
+import faust
+
+from config.settings import Settings
+from streams.records import DeviceRegistration
+
+# Tokens beyond this are the oldest registrations of long-gone devices.
+MAX_DEVICES_PER_USER = 20
+
+
+def declare(app: faust.App, settings: Settings) -> faust.Table:
+    return app.Table(
+        "devices", default=dict, partitions=settings.partitions,
+        help="user_id -> {token: platform}",
+    )
+
+
+def tokens(table: faust.Table, user_id: str) -> dict[str, str]:
+    """token -> platform, oldest registration first."""
+    return dict(table[user_id])
+
+
+def apply(table: faust.Table, registration: DeviceRegistration) -> None:
+    current = dict(table[registration.user_id])
+    current.pop(registration.token, None)  # re-registering moves a token to the newest slot
+    if registration.action == "register":
+        current[registration.token] = registration.platform
+        while len(current) > MAX_DEVICES_PER_USER:
+            current.pop(next(iter(current)))
+    table[registration.user_id] = current

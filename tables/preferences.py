@@ -1,0 +1,31 @@
+"""The latest preference snapshot per user (from the ``user-preferences`` control topic)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import faust
+
+from config.settings import Settings
+from streams.records import Preferences
+
+
+def declare(app: faust.App, settings: Settings) -> faust.Table:
+    return app.Table(
+        "preferences", default=None, partitions=settings.partitions,
+        help="user_id -> {channels, muted_categories}",
+    )
+
+
+def get(table: faust.Table, user_id: str) -> Preferences | None:
+    value = table.get(user_id)
+    if value is None:
+        return None
+    return Preferences(user_id, value["channels"], tuple(value["muted_categories"]))
+
+
+def put(table: faust.Table, prefs: Preferences) -> None:
+    value = asdict(prefs)
+    value.pop("user_id")
+    value["muted_categories"] = list(prefs.muted_categories)
+    table[prefs.user_id] = value

@@ -1,0 +1,23 @@
+"""Per-user sliding window of accepted notification times."""
+
+from __future__ import annotations
+
+import faust
+
+from config.settings import Settings
+from tables.expiring import window_hits
+
+
+def declare(app: faust.App, settings: Settings) -> faust.Table:
+    return app.Table(
+        "rate_windows", default=list, partitions=settings.partitions,
+        help="user_id -> [accepted_at, ...] inside the rate window",
+    )
+
+
+def recent(table: faust.Table, user_id: str, now: float, window_seconds: float) -> list[float]:
+    return window_hits(table[user_id], now, window_seconds)
+
+
+def record(table: faust.Table, user_id: str, now: float, window_seconds: float) -> None:
+    table[user_id] = [*window_hits(table[user_id], now, window_seconds), now]

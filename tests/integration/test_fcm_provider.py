@@ -1,0 +1,293 @@
+"""FcmProvider (firebase-admin, async path) against FcmSandbox over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import firebase_admin
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from config.settings import Settings
+from providers.base import (
+    ConfigurationError,
+    InvalidRecipientError,
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    SendResult,
+    ThrottledError,
+    TransientError,
+)
+from providers.fcm import FcmProvider
+from providers.sandboxes.fcm import FcmSandbox
+
+pytestmark = pytest.mark.integration
+
+
+def registration_token() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def message(address: str, **overrides: object) -> OutboundMessage:
+    fields: dict[str, object] = {
+        "delivery_id": f"dlv-{secrets.token_hex(4)}",
+        "notification_id": f"ntf-{secrets.token_hex(4)}",
+        "user_id": "user-1",
+        "channel": "push",
+        "address": address,
+        "title": "Your order shipped",
+        "body": "It arrives Tuesday",
+        "platform": "android",
+    }
+    fields.update(overrides)
+    return OutboundMessage(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sandbox(tmp_path: Path) -> AsyncIterator[FcmSandbox]:
+    box = FcmSandbox(tmp_path / "fcm")
+    await box.start()
+    yield box
+    await box.stop()
+
+
+async def started(settings: Settings) -> FcmProvider:
+    provider = FcmProvider(settings)
+    await provider.start()
+    return provider
+
+
+@pytest.fixture
+async def provider(sandbox: FcmSandbox) -> AsyncIterator[FcmProvider]:
+    p = await started(Settings(**sandbox.settings_overrides()))  # type: ignore[arg-type]
+    yield p
+    await p.stop()
+
+
+def test_provider_satisfies_protocol() -> None:
+    assert isinstance(FcmProvider(Settings()), Provider)
+
+
+async def test_high_priority_message_reaches_sandbox_with_v1_fields(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    token = registration_token()
+    msg = message(token, priority="high", collapse_key="order-42", ttl_seconds=600,
+                  data={"deep_link": "app://orders/42"})
+    before = time.time()
+
+    result = await provider.send(msg)
+
+    assert len(sandbox.received) == 1
+    got = sandbox.received[0]
+    assert got["sandbox"] == "fcm"
+    assert got["address"] == token
+    assert (got["title"], got["body"]) == ("Your order shipped", "It arrives Tuesday")
+    assert got["notification_id"] == msg.notification_id
+    assert got["delivery_id"] == msg.delivery_id
+    assert got["received_at"] >= before
+    payload = got["payload"]
+    assert payload["android"] == {"priority": "high", "ttl": "600s", "collapse_key": "order-42"}
+    assert payload["data"] == {"deep_link": "app://orders/42",
+                               "notification_id": msg.notification_id,
+                               "delivery_id": msg.delivery_id}
+    assert payload["apns"]["headers"]["apns-priority"] == "10"
+    assert payload["apns"]["headers"]["apns-collapse-id"] == "order-42"
+    assert "authorization" not in got["headers"]
+    assert got["headers"]["x-firebase-client"].startswith("fire-admin-python/")
+    assert sandbox.tokens_issued == 1  # the OAuth grant went to the sandbox's token_uri
+    assert result.provider == "fcm"
+    assert result.provider_message_id is not None
+    assert result.provider_message_id.startswith(f"projects/{sandbox.project_id}/messages/")
+
+
+@pytest.mark.parametrize("priority", ["normal", "low"])
+async def test_non_high_priority_is_normal_and_optional_fields_omitted(
+    provider: FcmProvider, sandbox: FcmSandbox, priority: str
+) -> None:
+    await provider.send(message(registration_token(), priority=priority))
+
+    payload = sandbox.received[0]["payload"]
+    assert payload["android"] == {"priority": "normal"}
+    assert payload["apns"]["headers"] == {"apns-priority": "5"}
+
+
+async def test_token_is_fetched_once_and_reused(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    for _ in range(3):
+        await provider.send(message(registration_token()))
+
+    assert len(sandbox.received) == 3
+    assert sandbox.tokens_issued == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ((404, "UNREGISTERED"), InvalidRecipientError),
+        ((400, "INVALID_ARGUMENT"), InvalidRecipientError),
+        ((429, "QUOTA_EXCEEDED"), ThrottledError),
+        ((403, "SENDER_ID_MISMATCH"), ConfigurationError),
+        # 401: firebase-admin refreshes the OAuth token twice and retries before giving up.
+        ((401, "THIRD_PARTY_AUTH_ERROR"), ConfigurationError),
+    ],
+)
+async def test_injected_fault_maps_to_error_class(
+    provider: FcmProvider, sandbox: FcmSandbox, fault: tuple[int, str],
+    expected: type[ProviderError]
+) -> None:
+    token = registration_token()
+    sandbox.faults[token] = fault
+
+    with pytest.raises(ProviderError) as caught:
+        await provider.send(message(token))
+
+    assert type(caught.value) is expected
+    assert caught.value.code == fault[1]
+    assert sandbox.received == []
+    assert {r["address"] for r in sandbox.rejected} == {token}
+
+
+async def test_quota_exceeded_carries_retry_after(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    token = registration_token()
+    sandbox.faults[token] = (429, "QUOTA_EXCEEDED")
+    sandbox.retry_after = 17
+
+    with pytest.raises(ThrottledError) as caught:
+        await provider.send(message(token))
+
+    assert caught.value.retry_after == 17.0
+
+
+async def test_server_errors_are_transient_after_library_retries(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    # firebase-admin itself retries 500/503 four times with backoff (about 7 s); both faults
+    # go in one batch so the test pays that once.
+    unavailable, internal, fine = (registration_token() for _ in range(3))
+    sandbox.faults[unavailable] = (503, "UNAVAILABLE")
+    sandbox.faults[internal] = (500, "INTERNAL")
+
+    results = await provider.send_many(
+        [message(unavailable), message(internal), message(fine)])
+
+    assert [type(r) for r in results] == [TransientError, TransientError, SendResult]
+    assert [r.code for r in results[:2]] == ["UNAVAILABLE", "INTERNAL"]  # type: ignore[union-attr]
+    assert [r["address"] for r in sandbox.received] == [fine]
+    assert sum(r["address"] == unavailable for r in sandbox.rejected) == 5
+
+
+async def test_send_many_splits_batches_and_keeps_order(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    tokens = [registration_token() for _ in range(503)]
+    dead = {tokens[3], tokens[501]}
+    for token in dead:
+        sandbox.faults[token] = (404, "UNREGISTERED")
+
+    results = await provider.send_many([message(t) for t in tokens])
+
+    assert len(results) == 503
+    for token, result in zip(tokens, results, strict=True):
+        assert isinstance(result, InvalidRecipientError if token in dead else SendResult)
+    assert len(sandbox.received) == 501
+    assert {r["address"] for r in sandbox.received} == set(tokens) - dead
+
+
+async def test_non_string_data_is_stringified(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    await provider.send(message(registration_token(), data={"count": 3}))
+
+    assert sandbox.received[0]["payload"]["data"]["count"] == "3"
+
+
+async def test_invalid_non_token_argument_is_permanent_not_recipient(
+    provider: FcmProvider,
+) -> None:
+    # firebase-admin validates fields (here a negative TTL) locally; that must not condemn the token.
+    results = await provider.send_many([message(registration_token(), ttl_seconds=-1)])
+
+    assert type(results[0]) is PermanentError
+
+
+async def test_two_providers_coexist_with_their_own_apps(sandbox: FcmSandbox) -> None:
+    settings = Settings(**sandbox.settings_overrides())  # type: ignore[arg-type]
+    first, second = await started(settings), await started(settings)
+    assert first.app_name != second.app_name
+    await first.send(message(registration_token()))
+    await first.stop()
+
+    assert first.app_name not in firebase_admin._apps
+    await second.send(message(registration_token()))
+    await second.stop()
+    assert second.app_name not in firebase_admin._apps
+    assert len(sandbox.received) == 2
+
+
+async def test_wrong_project_is_a_configuration_error(sandbox: FcmSandbox) -> None:
+    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
+                           "fcm_project_id": "someone-elses-project"})
+    provider = await started(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="SENDER_ID_MISMATCH"):
+            await provider.send(message(registration_token()))
+    finally:
+        await provider.stop()
+
+
+async def test_service_account_key_unknown_to_token_endpoint_is_a_configuration_error(
+    sandbox: FcmSandbox, tmp_path: Path
+) -> None:
+    info = json.loads(sandbox.credentials_file.read_text())
+    info["private_key"] = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                       serialization.NoEncryption()).decode()
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(info))
+    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
+                           "fcm_credentials_file": forged})
+    provider = await started(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="invalid_grant"):
+            await provider.send(message(registration_token()))
+    finally:
+        await provider.stop()
+    assert sandbox.tokens_issued == 0
+
+
+async def test_unreachable_endpoint_is_transient(sandbox: FcmSandbox) -> None:
+    provider = await started(Settings(**sandbox.settings_overrides()))  # type: ignore[arg-type]
+    try:
+        await provider.send(message(registration_token()))  # token fetched while it was up
+        await sandbox.stop()
+        with pytest.raises(TransientError, match="UNAVAILABLE"):
+            await provider.send(message(registration_token()))
+    finally:
+        await provider.stop()
+
+
+async def test_unreachable_token_endpoint_is_transient(sandbox: FcmSandbox) -> None:
+    settings = Settings(**sandbox.settings_overrides())  # type: ignore[arg-type]
+    await sandbox.stop()
+    provider = await started(settings)
+    try:
+        with pytest.raises(TransientError):
+            await provider.send(message(registration_token()))
+    finally:
+        await provider.stop()
+
+
+async def test_missing_credentials_is_a_configuration_error_at_start() -> None:
+    with pytest.raises(ConfigurationError):
+        await FcmProvider(Settings(fcm_credentials_file=None)).start()
