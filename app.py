@@ -6,6 +6,7 @@ the faust command line imports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
@@ -56,10 +57,14 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def build_app(settings: Settings | None = None) -> Pipeline:
+def build_app(
+    settings: Settings | None = None,
+    topics_for: Callable[[faust.App, Settings], Topics] = declare_topics,
+) -> Pipeline:
+    """``topics_for`` is swapped only by functional tests, for in-memory channels."""
     settings = settings or get_settings()
     app = faust_app(settings)
-    topics = declare_topics(app, settings)
+    topics = topics_for(app, settings)
     tables = declare_tables(app, settings)
     providers = ProviderRegistry(configured_providers(settings))
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started

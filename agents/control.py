@@ -28,15 +28,23 @@ log = logging.getLogger(__name__)
 KIND_HEADER = "x-control-kind"
 
 
+def control_kind(topic: str, headers: Any) -> str:
+    """The control topic a record belongs to: its own, or the one its re-key header names."""
+    for name, value in (headers.items() if isinstance(headers, dict) else headers or ()):
+        if name == KIND_HEADER:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return topic
+
+
 @dataclass
 class ControlWriter:
     settings: Settings
     topics: Topics
     tables: Tables
 
-    def _appliers(self) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]]:
+    def __post_init__(self) -> None:
         t = self.tables
-        return {
+        self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]] = {
             topic_names.PREFERENCES: (parse_preferences, lambda r: preferences.put(t.preferences, r)),
             topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
             topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
@@ -44,12 +52,8 @@ class ControlWriter:
 
     async def handle(self, event: EventT) -> None:
         message = event.message
-        headers = dict(message.headers or {})
-        kind = message.topic
-        if kind == topic_names.CONTROL_BY_USER:
-            raw_kind = headers.get(KIND_HEADER, b"")
-            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else str(raw_kind)
-        appliers = self._appliers()
+        kind = control_kind(message.topic, message.headers)
+        appliers = self._appliers
         if kind not in appliers:
             await dead_letter.dead_letter(self.topics.control_dlq, event, f"unknown kind {kind!r}")
             return
@@ -59,7 +63,7 @@ class ControlWriter:
         except InvalidRecord as exc:
             await dead_letter.dead_letter(self.topics.control_dlq, event, f"{kind}: {exc}")
             return
-        if message.topic != topic_names.CONTROL_BY_USER and not is_on_home_partition(
+        if message.topic in appliers and not is_on_home_partition(
             record.user_id, message.partition, self.settings.partitions
         ):
             await self.topics.control_by_user.send(

@@ -111,11 +111,8 @@ def register(
 
     agents: dict[str, faust.types.AgentT] = {}
     for priority in PRIORITIES:
-        channel = app.topic(
-            *[t.get_topic_name() for t in topics.deliveries_for(priority)],
-            key_serializer="raw", value_serializer="raw",
-        )
         agents[priority] = app.agent(
-            channel, name=f"deliver_{priority}", concurrency=concurrency[priority]
+            topics.delivery_lanes[priority], name=f"deliver_{priority}",
+            concurrency=concurrency[priority],
         )(deliver_lane)
     return agents

@@ -37,12 +37,10 @@ class Topics:
     control: faust.TopicT
     control_by_user: faust.TopicT
     control_dlq: faust.TopicT
-    deliveries: dict[tuple[str, str], faust.TopicT]
+    deliveries: dict[tuple[str, str], faust.TopicT]  # produced: (channel, priority) -> topic
+    delivery_lanes: dict[str, faust.TopicT]  # consumed: priority -> every channel's topic
     deliveries_dlq: faust.TopicT
     delivery_events: faust.TopicT
-
-    def deliveries_for(self, priority: str) -> list[faust.TopicT]:
-        return [t for (_, p), t in self.deliveries.items() if p == priority]
 
 
 def _topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
@@ -65,6 +63,9 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         control_dlq=_topic(app, settings, CONTROL_DLQ),
         deliveries={
             (c, p): _topic(app, settings, delivery_topic(c, p)) for c in CHANNELS for p in PRIORITIES
+        },
+        delivery_lanes={
+            p: _topic(app, settings, *(delivery_topic(c, p) for c in CHANNELS)) for p in PRIORITIES
         },
         deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
         delivery_events=_topic(app, settings, DELIVERY_EVENTS),

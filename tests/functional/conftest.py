@@ -1,0 +1,67 @@
+"""Agents under Faust's ``test_context()``: in-memory tables, and in-memory channels in place of
+every output topic so a test reads exactly what an agent produced."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+
+from app import Pipeline, build_app
+from config.settings import Settings
+from streams.records import CHANNELS, PRIORITIES
+from streams.topics import Topics
+
+
+class Recorder(faust.Channel):
+    """An in-memory channel that keeps every event sent to it, for assertions."""
+
+    def __init__(self, app: faust.App) -> None:
+        super().__init__(app)
+        self.sent: list[faust.types.EventT] = []
+
+    async def put(self, value: faust.types.EventT) -> None:
+        self.sent.append(value)
+
+
+def channel_topics(app: faust.App, settings: Settings) -> Topics:
+    def channel() -> faust.ChannelT:
+        return Recorder(app)
+
+    return Topics(
+        requests=channel(), requests_by_user=channel(), requests_dlq=channel(),
+        control=channel(), control_by_user=channel(), control_dlq=channel(),
+        deliveries={(c, p): channel() for c in CHANNELS for p in PRIORITIES},
+        delivery_lanes={p: channel() for p in PRIORITIES},
+        deliveries_dlq=channel(), delivery_events=channel(),
+    )
+
+
+def sent(channel: faust.ChannelT) -> list[faust.types.EventT]:
+    """Every event an agent has sent to ``channel`` so far."""
+    assert isinstance(channel, Recorder)
+    return channel.sent
+
+
+def values(channel: faust.ChannelT) -> list[dict[str, Any]]:
+    return [orjson.loads(event.value) for event in sent(channel)]
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = dict(
+        app_id="functional", store="memory://", data_dir=tmp_path, partitions=1,
+        rate_limit_per_user=3, inapp_url="http://inbox.test/api", web_enabled=False,
+    )
+    base.update(overrides)
+    return Settings(**base)
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> AsyncIterator[Pipeline]:
+    built = build_app(make_settings(tmp_path), topics_for=channel_topics)
+    built.app.finalize()
+    yield built
