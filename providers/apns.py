@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aioapns import APNs, NotificationRequest, PushType
@@ -31,11 +32,20 @@ from providers.base import (
 )
 
 # Apple reasons that mean our side is misconfigured (key, team, topic), not the device.
-_CONFIG_REASONS = frozenset({
-    "DeviceTokenNotForTopic", "TopicDisallowed", "BadTopic", "MissingTopic",
-    "InvalidProviderToken", "ExpiredProviderToken", "MissingProviderToken",
-    "BadCertificate", "BadCertificateEnvironment", "Forbidden",
-})
+_CONFIG_REASONS = frozenset(
+    {
+        "DeviceTokenNotForTopic",
+        "TopicDisallowed",
+        "BadTopic",
+        "MissingTopic",
+        "InvalidProviderToken",
+        "ExpiredProviderToken",
+        "MissingProviderToken",
+        "BadCertificate",
+        "BadCertificateEnvironment",
+        "Forbidden",
+    }
+)
 _DEAD_TOKEN_REASONS = frozenset({"BadDeviceToken", "Unregistered", "ExpiredToken"})
 # aioapns sleeps 1 s between connection attempts; the pipeline retries too, so keep it short.
 _MAX_CONNECTION_ATTEMPTS = 3
@@ -70,8 +80,11 @@ class ApnsProvider:
     async def start(self) -> None:
         s = self._settings
         if s.apns_key_file is None or not s.apns_key_id or not s.apns_team_id:
-            raise ConfigurationError("apns", "missing_credentials",
-                                     "apns_key_file, apns_key_id and apns_team_id are required")
+            raise ConfigurationError(
+                "apns",
+                "missing_credentials",
+                "apns_key_file, apns_key_id and apns_team_id are required",
+            )
         try:
             key = s.apns_key_file.read_text()
         except OSError as exc:
@@ -82,8 +95,12 @@ class ApnsProvider:
         tls.set_alpn_protocols(["h2"])
         # APNs() must be built inside the running loop: its pool captures get_event_loop().
         client = APNs(
-            key=key, key_id=s.apns_key_id, team_id=s.apns_team_id, topic=s.apns_topic,
-            ssl_context=tls, max_connection_attempts=_MAX_CONNECTION_ATTEMPTS,
+            key=key,
+            key_id=s.apns_key_id,
+            team_id=s.apns_team_id,
+            topic=s.apns_topic,
+            ssl_context=tls,
+            max_connection_attempts=_MAX_CONNECTION_ATTEMPTS,
             err_func=_ignore_error,  # we classify failures ourselves; aioapns would just log them
         )
         # aioapns 4.0 has no host/port argument: the pool dials
@@ -93,7 +110,8 @@ class ApnsProvider:
         # aioapns classes, nothing shared with other clients in the process, and TLS hostname
         # checking stays on (server_hostname defaults to the host we dial).
         client.pool.protocol_class = type(
-            "ConfiguredApnsProtocol", (APNsProductionClientProtocol,),
+            "ConfiguredApnsProtocol",
+            (APNsProductionClientProtocol,),
             {"APNS_SERVER": s.apns_host, "APNS_PORT": s.apns_port},
         )
         self._client = client
@@ -106,6 +124,11 @@ class ApnsProvider:
         if self._client is not None:
             self._client.pool.close()
             self._client = None
+
+    def _adopt(self, task: asyncio.Task[NotificationResult]) -> None:
+        """Keep an abandoned send alive until aioapns resolves it; stop() cancels leftovers."""
+        self._orphans.add(task)
+        task.add_done_callback(_discard_orphan(self._orphans))
 
     def build_request(self, message: OutboundMessage) -> NotificationRequest:
         """The APNs request for one message (public so that it can be inspected in tests)."""
@@ -139,13 +162,16 @@ class ApnsProvider:
         # the whole connection (and makes aioapns resend everything in flight on it).
         task = asyncio.ensure_future(self._client.send_notification(request))
         try:
-            result = await asyncio.wait_for(asyncio.shield(task),
-                                            self._settings.provider_timeout_seconds)
+            result = await asyncio.wait_for(
+                asyncio.shield(task), self._settings.provider_timeout_seconds
+            )
+        except asyncio.CancelledError:
+            self._adopt(task)
+            raise
         except TimeoutError as exc:
-            self._orphans.add(task)
-            task.add_done_callback(_forget(self._orphans))
-            raise TransientError("apns", "timeout",
-                                 f"no answer in {self._settings.provider_timeout_seconds}s") from exc
+            self._adopt(task)
+            timeout = self._settings.provider_timeout_seconds
+            raise TransientError("apns", "timeout", f"no answer in {timeout}s") from exc
         except (MaxAttemptsExceeded, ConnectionClosed, ApnsConnectionError, OSError) as exc:
             raise TransientError("apns", "connection", repr(exc)) from exc
         if result.is_successful:
@@ -153,13 +179,17 @@ class ApnsProvider:
         raise classify(result.status, result.description)
 
 
+DoneCallback = Callable[["asyncio.Task[NotificationResult]"], None]
+
+
 async def _ignore_error(request: NotificationRequest, result: NotificationResult) -> None:
     return None
 
 
-def _forget(tasks: set[asyncio.Task[NotificationResult]]) -> Any:
+def _discard_orphan(tasks: set[asyncio.Task[NotificationResult]]) -> DoneCallback:
     def done(task: asyncio.Task[NotificationResult]) -> None:
         tasks.discard(task)
         if not task.cancelled():
             task.exception()  # retrieved, so asyncio does not log "never retrieved"
+
     return done

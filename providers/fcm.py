@@ -10,6 +10,7 @@ import asyncio
 import email.utils
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,10 +34,18 @@ from providers.base import (
 
 BATCH_LIMIT = 500  # send_each_async refuses more
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-_CONFIG_CODES = frozenset({"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR", "APNS_AUTH_ERROR",
-                           "UNAUTHENTICATED", "PERMISSION_DENIED"})
-_TRANSIENT_CODES = frozenset({"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN",
-                              "ABORTED", "CANCELLED"})
+_CONFIG_CODES = frozenset(
+    {
+        "SENDER_ID_MISMATCH",
+        "THIRD_PARTY_AUTH_ERROR",
+        "APNS_AUTH_ERROR",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {"UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED", "UNKNOWN", "ABORTED", "CANCELLED"}
+)
 
 
 def _response_of(error: exceptions.FirebaseError) -> httpx.Response | None:
@@ -70,8 +79,14 @@ def classify(error: exceptions.FirebaseError) -> ProviderError:
         except ValueError:
             pass
     details = body.get("details", []) if isinstance(body.get("details"), list) else []
-    fcm_code = next((d.get("errorCode") for d in details
-                     if isinstance(d, dict) and d.get("@type") == _FCM_ERROR_TYPE), None)
+    fcm_code = next(
+        (
+            d.get("errorCode")
+            for d in details
+            if isinstance(d, dict) and d.get("@type") == _FCM_ERROR_TYPE
+        ),
+        None,
+    )
     code = fcm_code or error.code or "UNKNOWN"
     text = str(body.get("message") or error)
     if code == "UNREGISTERED":
@@ -80,8 +95,11 @@ def classify(error: exceptions.FirebaseError) -> ProviderError:
         # Only a bad token condemns the address; any other invalid argument is our payload.
         about_token = "registration token" in text.lower() or any(
             v.get("field") == "message.token"
-            for d in details if isinstance(d, dict)
-            for v in d.get("fieldViolations", []) if isinstance(v, dict))
+            for d in details
+            if isinstance(d, dict)
+            for v in d.get("fieldViolations", [])
+            if isinstance(v, dict)
+        )
         cls = InvalidRecipientError if about_token else PermanentError
         return cls("fcm", code, text)
     if code in ("QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED"):
@@ -159,18 +177,23 @@ class FcmProvider:
             apns_headers["apns-collapse-id"] = message.collapse_key
         if message.ttl_seconds is not None:
             apns_headers["apns-expiration"] = str(int(time.time()) + message.ttl_seconds)
-        return messaging.Message(
-            token=message.address,
-            notification=messaging.Notification(title=message.title, body=message.body),
-            data=data,
-            android=messaging.AndroidConfig(
-                priority="high" if high else "normal",
-                ttl=message.ttl_seconds,
-                collapse_key=message.collapse_key,
-            ),
-            # FCM relays to APNs for iOS tokens; give those the same priority/collapse/expiry.
-            apns=messaging.APNSConfig(headers=apns_headers),
-        )
+        with warnings.catch_warnings():
+            # firebase-admin >= 7.5 deprecates Message.token in favour of Message.fid (Firebase
+            # Installation IDs). Our addresses are registration tokens, which FCM v1 still takes
+            # as ``token``; moving to FIDs needs the apps to register FIDs first.
+            warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
+            return messaging.Message(
+                token=message.address,
+                notification=messaging.Notification(title=message.title, body=message.body),
+                data=data,
+                android=messaging.AndroidConfig(
+                    priority="high" if high else "normal",
+                    ttl=message.ttl_seconds,
+                    collapse_key=message.collapse_key,
+                ),
+                # FCM relays to APNs for iOS tokens: same priority, collapse id and expiry.
+                apns=messaging.APNSConfig(headers=apns_headers),
+            )
 
     async def send(self, message: OutboundMessage) -> SendResult:
         (result,) = await self.send_many([message])
@@ -197,14 +220,13 @@ class FcmProvider:
                 continue
             pending.append((i, fcm_message))
         for start in range(0, len(pending), BATCH_LIMIT):
-            chunk = pending[start:start + BATCH_LIMIT]
-            for (i, _), result in zip(chunk, await self._send_batch([m for _, m in chunk])):
+            chunk = pending[start : start + BATCH_LIMIT]
+            sent = await self._send_batch([m for _, m in chunk])
+            for (i, _), result in zip(chunk, sent, strict=True):
                 results[i] = result
         return [r for r in results if r is not None]
 
-    async def _send_batch(
-        self, batch: list[messaging.Message]
-    ) -> list[SendResult | ProviderError]:
+    async def _send_batch(self, batch: list[messaging.Message]) -> list[SendResult | ProviderError]:
         try:
             await self._ensure_token()
             response = await messaging.send_each_async(batch, dry_run=False, app=self._app)
@@ -213,8 +235,10 @@ class FcmProvider:
         except exceptions.FirebaseError as exc:  # the batch as a whole failed
             return [classify(exc)] * len(batch)
         return [
-            SendResult(provider="fcm", provider_message_id=r.message_id) if r.success
-            else classify(r.exception) if isinstance(r.exception, exceptions.FirebaseError)
+            SendResult(provider="fcm", provider_message_id=r.message_id)
+            if r.success
+            else classify(r.exception)
+            if isinstance(r.exception, exceptions.FirebaseError)
             else TransientError("fcm", "UNKNOWN", repr(r.exception))
             for r in response.responses
         ]

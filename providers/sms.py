@@ -6,12 +6,14 @@ segments, each paid for, so it is worth knowing before and after sending.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Mapping
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from pydantic import SecretStr
 
 from config.settings import Settings
 from providers.base import (
@@ -107,6 +109,12 @@ def _decode(raw: bytes) -> dict[str, object]:
     return document if isinstance(document, dict) else {}
 
 
+def _basic_auth(login: str, password: SecretStr) -> str:
+    # Built by hand: aiohttp 3.14 deprecates BasicAuth/auth=, older ones lack its successor.
+    token = base64.b64encode(f"{login}:{password.get_secret_value()}".encode()).decode()
+    return f"Basic {token}"
+
+
 class SmsProvider:
     """Sends through ``settings.sms_base_url``; ``start()`` before use, ``stop()`` after."""
 
@@ -119,7 +127,7 @@ class SmsProvider:
     async def start(self) -> None:
         s = self._settings
         self._session = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth(s.sms_account_sid, s.sms_auth_token.get_secret_value()),
+            headers={"Authorization": _basic_auth(s.sms_account_sid, s.sms_auth_token)},
             timeout=aiohttp.ClientTimeout(total=s.provider_timeout_seconds),
         )
 

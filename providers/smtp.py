@@ -147,9 +147,9 @@ class SmtpProvider:
 
     async def start(self) -> None:
         # Connections are opened lazily by the first sends: a mail server that is down at
-        # start-up must not stop the worker, only fail (and retry) the e-mails.
-        # LIFO: the connection used last (open, warm) is lent first, so a trickle of mail
-        # keeps one connection busy instead of opening all of them round-robin.
+        # start-up must not stop the worker, only fail (and retry) the e-mails. LIFO lends
+        # the connection used last (open, warm) first, so a trickle of mail keeps one
+        # connection busy instead of opening all of them round-robin.
         self._idle = asyncio.LifoQueue()
         self._clients = [self._new_client() for _ in range(self._settings.smtp_pool_size)]
         for client in self._clients:
@@ -197,8 +197,9 @@ class SmtpProvider:
         except aiosmtplib.SMTPServerDisconnected:
             if not reused:
                 raise
-            # A pooled connection can die while idle (server idle timeout, restart) without
-            # us having noticed yet; nothing was accepted on it, so one fresh try is safe.
+            # A pooled connection can die while idle (server idle timeout, restart) before we
+            # notice. No 250 came back, so one fresh try is right; the rare duplicate (mail
+            # taken but the reply lost) is within the pipeline's at-least-once contract.
             log.info("smtp: pooled connection was dropped, reconnecting")
             client.close()
             await client.connect()

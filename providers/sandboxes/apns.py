@@ -33,8 +33,10 @@ from h2.events import ConnectionTerminated, DataReceived, RequestReceived, Strea
 from h2.exceptions import ProtocolError
 
 _TOKEN_RE = re.compile(r"[0-9a-fA-F]{64,}")
-_PUSH_TYPES = {"alert", "background", "voip", "complication", "fileprovider", "mdm",
-               "liveactivity", "location", "pushtotalk", "widgets", "controls"}
+_PUSH_TYPES = frozenset(
+    "alert background voip complication fileprovider mdm liveactivity location pushtotalk"
+    " widgets controls".split()
+)
 _MAX_PAYLOAD = 4096  # Apple's limit for everything but VoIP
 _TOKEN_MAX_AGE = 3600  # Apple rejects provider tokens older than an hour
 
@@ -56,10 +58,34 @@ def _apple_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(10))
 
 
+def _certificate(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    extensions: list[tuple[x509.ExtensionType, bool]],
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
 def generate_apns_material(directory: Path) -> tuple[ApnsMaterial, ec.EllipticCurvePrivateKey]:
-    """Write a CA, a 127.0.0.1/localhost server certificate and a P-256 .p8 key into ``directory``."""
+    """Write a CA, a 127.0.0.1/localhost server certificate and a P-256 .p8 key to ``directory``.
+
+    Returns the paths and ids plus the signing key (the sandbox verifies JWTs with its public half).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
     pem = serialization.Encoding.PEM
     pkcs8 = serialization.PrivateFormat.PKCS8
     plain = serialization.NoEncryption()
@@ -67,33 +93,28 @@ def generate_apns_material(directory: Path) -> tuple[ApnsMaterial, ec.EllipticCu
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notify APNs sandbox CA")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                       critical=True)
-        .add_extension(ca_ski, critical=False)
-        .sign(ca_key, hashes.SHA256())
+    cert_sign = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    ca_cert = _certificate(
+        ca_name,
+        ca_name,
+        ca_key.public_key(),
+        ca_key,
+        [(x509.BasicConstraints(ca=True, path_length=0), True), (cert_sign, True), (ca_ski, False)],
     )
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name).public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-        # Both names so that clients may dial either; Python checks IP SANs for IP hosts.
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
+    # Both names so that clients may dial either; Python checks IP SANs for IP hosts.
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server_cert = _certificate(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
+        ca_name,
+        server_key.public_key(),
+        ca_key,
+        [
+            (x509.SubjectAlternativeName(names), False),
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False),
+        ],
     )
     signing_key = ec.generate_private_key(ec.SECP256R1())
     key_id, team_id = _apple_id(), _apple_id()
@@ -120,7 +141,9 @@ class ApnsSandbox:
     ``rejected`` (same record shape plus ``status`` and ``reason``).
     """
 
-    def __init__(self, directory: Path, *, topic: str = "com.example.notify", port: int = 0) -> None:
+    def __init__(
+        self, directory: Path, *, topic: str = "com.example.notify", port: int = 0
+    ) -> None:
         self.directory = Path(directory)
         self.topic = topic
         self.host = "127.0.0.1"
@@ -141,7 +164,8 @@ class ApnsSandbox:
         tls.set_alpn_protocols(["h2"])
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _H2ServerProtocol(self), self.host, self.port, ssl=tls)
+            lambda: _H2ServerProtocol(self), self.host, self.port, ssl=tls
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -178,8 +202,9 @@ class ApnsSandbox:
         try:
             if jwt.get_unverified_header(token).get("kid") != self.material.key_id:
                 return "InvalidProviderToken"
-            claims = jwt.decode(token, self._public_key, algorithms=["ES256"],
-                                options={"require": ["iss", "iat"]})
+            claims = jwt.decode(
+                token, self._public_key, algorithms=["ES256"], options={"require": ["iss", "iat"]}
+            )
         except jwt.PyJWTError:
             return "InvalidProviderToken"
         if claims["iss"] != self.material.team_id:
@@ -198,9 +223,9 @@ class ApnsSandbox:
         except ValueError:
             payload = None
         status, reason = self._validate(headers, token, body, payload)
-        custom = payload if isinstance(payload, dict) else {}
-        aps = custom.get("aps") if isinstance(custom.get("aps"), dict) else {}
-        alert = aps.get("alert", {})
+        custom: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        aps = custom.get("aps")
+        alert = aps.get("alert", {}) if isinstance(aps, dict) else {}
         alert = alert if isinstance(alert, dict) else {"body": alert}  # a bare string is a body
         record: dict[str, Any] = {
             "sandbox": "apns",
@@ -210,8 +235,9 @@ class ApnsSandbox:
             "notification_id": custom.get("notification_id"),
             "delivery_id": custom.get("delivery_id"),
             "received_at": time.time(),
-            "headers": {k: v for k, v in headers.items()
-                        if not k.startswith(":") and k != "authorization"},
+            "headers": {
+                k: v for k, v in headers.items() if not k.startswith(":") and k != "authorization"
+            },
             "payload": payload,
         }
         if status == 200:
@@ -220,8 +246,9 @@ class ApnsSandbox:
             self.rejected.append({**record, "status": status, "reason": reason})
         return status, reason, apns_id
 
-    def _validate(self, headers: dict[str, str], token: str, body: bytes,
-                  payload: Any) -> tuple[int, str | None]:
+    def _validate(
+        self, headers: dict[str, str], token: str, body: bytes, payload: Any
+    ) -> tuple[int, str | None]:
         # Order follows Apple's: request shape, then auth, then headers, then payload, then token.
         if headers.get(":method") != "POST":
             return 405, "MethodNotAllowed"
@@ -307,6 +334,8 @@ class _H2ServerProtocol(asyncio.Protocol):
         if status == 410:  # Apple says since when the token is no longer valid, in ms
             error["timestamp"] = int(time.time() * 1000)
         body = json.dumps(error).encode()
-        self._conn.send_headers(stream_id, [*headers, ("content-type", "application/json"),
-                                            ("content-length", str(len(body)))])
+        self._conn.send_headers(
+            stream_id,
+            [*headers, ("content-type", "application/json"), ("content-length", str(len(body)))],
+        )
         self._conn.send_data(stream_id, body, end_stream=True)

@@ -31,6 +31,7 @@ _GOOGLE_AUD = "https://oauth2.googleapis.com/token"
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+_BAD_TOKEN = "The registration token is not a valid FCM registration token"
 _TTL_RE = re.compile(r"\d+(\.\d{1,9})?s")
 # Canonical status and message FCM pairs with each HTTP status in its error bodies.
 _STATUS = {
@@ -44,17 +45,32 @@ _STATUS = {
 }
 
 
-def fcm_error_body(status: int, error_code: str, message: str | None = None,
-                   token_field: bool = False) -> dict[str, Any]:
+def fcm_error_body(
+    status: int, error_code: str, message: str | None = None, token_field: bool = False
+) -> dict[str, Any]:
     """An error body in FCM v1's shape: google.rpc.Status with an FcmError detail."""
     canonical, default_message = _STATUS.get(status, ("UNKNOWN", "Unknown error."))
     details: list[dict[str, Any]] = [{"@type": _FCM_ERROR_TYPE, "errorCode": error_code}]
     if token_field:
-        details.append({"@type": _BAD_REQUEST_TYPE, "fieldViolations": [
-            {"field": "message.token",
-             "description": "The registration token is not a valid FCM registration token"}]})
-    return {"error": {"code": status, "message": message or default_message,
-                      "status": canonical, "details": details}}
+        details.append(
+            {
+                "@type": _BAD_REQUEST_TYPE,
+                "fieldViolations": [
+                    {
+                        "field": "message.token",
+                        "description": _BAD_TOKEN,
+                    }
+                ],
+            }
+        )
+    return {
+        "error": {
+            "code": status,
+            "message": message or default_message,
+            "status": canonical,
+            "details": details,
+        }
+    }
 
 
 class FcmSandbox:
@@ -65,8 +81,9 @@ class FcmSandbox:
     retry_after``). Accepted messages land in ``received``; refused ones in ``rejected``.
     """
 
-    def __init__(self, directory: Path, *, project_id: str = "notify-sandbox",
-                 port: int = 0) -> None:
+    def __init__(
+        self, directory: Path, *, project_id: str = "notify-sandbox", port: int = 0
+    ) -> None:
         self.directory = Path(directory)
         self.project_id = project_id
         self.host = "127.0.0.1"
@@ -94,8 +111,9 @@ class FcmSandbox:
 
     async def start(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fcm-sandbox",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fcm-sandbox", daemon=True
+        )
         self._thread.start()
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._serve(), self._loop))
         self._write_credentials()
@@ -105,7 +123,8 @@ class FcmSandbox:
             return
         if self._runner is not None:
             await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop))
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+            )
             self._runner = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         await asyncio.to_thread(self._thread.join)
@@ -133,9 +152,11 @@ class FcmSandbox:
 
     def _write_credentials(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        pem = self._key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()).decode()
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
         info = {
             "type": "service_account",
             "project_id": self.project_id,
@@ -154,21 +175,28 @@ class FcmSandbox:
         if form.get("grant_type") != _JWT_BEARER:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         try:
-            claims = jwt.decode(str(form.get("assertion", "")), self._key.public_key(),
-                                algorithms=["RS256"], audience=[_GOOGLE_AUD, self.token_uri],
-                                issuer=self.client_email,
-                                options={"require": ["exp", "iat", "iss", "aud"]})
+            claims = jwt.decode(
+                str(form.get("assertion", "")),
+                self._key.public_key(),
+                algorithms=["RS256"],
+                audience=[_GOOGLE_AUD, self.token_uri],
+                issuer=self.client_email,
+                options={"require": ["exp", "iat", "iss", "aud"]},
+            )
         except jwt.PyJWTError as exc:
             return web.json_response(
-                {"error": "invalid_grant", "error_description": str(exc)}, status=400)
-        if "firebase.messaging" not in claims.get("scope", "") and \
-                "cloud-platform" not in claims.get("scope", ""):
+                {"error": "invalid_grant", "error_description": str(exc)}, status=400
+            )
+        if "firebase.messaging" not in claims.get(
+            "scope", ""
+        ) and "cloud-platform" not in claims.get("scope", ""):
             return web.json_response({"error": "invalid_scope"}, status=400)
         token = "ya29.sandbox-" + secrets.token_urlsafe(24)
         self._access_tokens.add(token)
         self.tokens_issued += 1
         return web.json_response(
-            {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+            {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+        )
 
     async def _send(self, request: web.Request) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -196,7 +224,7 @@ class FcmSandbox:
         return web.json_response(error, status=status, headers=headers)
 
     def _validate(self, message: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
-        targets = [k for k in ("token", "topic", "condition") if message.get(k)]
+        targets = [k for k in ("token", "fid", "topic", "condition") if message.get(k)]
         if len(targets) != 1:
             return 400, fcm_error_body(400, "INVALID_ARGUMENT", "Exactly one target required.")
         data = message.get("data", {})
@@ -207,12 +235,11 @@ class FcmSandbox:
             return 400, fcm_error_body(400, "INVALID_ARGUMENT", "Invalid android.priority")
         if "ttl" in android and not _TTL_RE.fullmatch(str(android["ttl"])):
             return 400, fcm_error_body(400, "INVALID_ARGUMENT", "Invalid android.ttl")
-        token = message.get("token")
+        token = message.get("token") or message.get("fid")
         if token in self.faults:
             status, code = self.faults[token]
             is_token = code == "INVALID_ARGUMENT"
-            text = "The registration token is not a valid FCM registration token" \
-                if is_token else None
+            text = _BAD_TOKEN if is_token else None
             return status, fcm_error_body(status, code, text, token_field=is_token)
         return 200, None
 
@@ -223,13 +250,16 @@ class FcmSandbox:
         data = data if isinstance(data, dict) else {}
         return {
             "sandbox": "fcm",
-            "address": message.get("token") or message.get("topic") or message.get("condition"),
+            "address": next(
+                (message[k] for k in ("token", "fid", "topic", "condition") if message.get(k)), None
+            ),
             "title": notification.get("title", ""),
             "body": notification.get("body", ""),
             "notification_id": data.get("notification_id"),
             "delivery_id": data.get("delivery_id"),
             "received_at": time.time(),
-            "headers": {k.lower(): v for k, v in request.headers.items()
-                        if k.lower() != "authorization"},
+            "headers": {
+                k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"
+            },
             "payload": message,
         }

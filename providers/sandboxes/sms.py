@@ -7,6 +7,8 @@ Answers like Twilio does (Basic auth, form fields, 201 with a message resource, 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import re
 import time
 import uuid
@@ -14,7 +16,7 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from aiohttp import BasicAuth, web
+from aiohttp import web
 
 from providers.sms import API_VERSION, segment_count
 
@@ -63,12 +65,14 @@ class SmsSandbox:
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._create)
         self._runner = web.AppRunner(app, access_log=None)
@@ -78,9 +82,14 @@ class SmsSandbox:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self._closing.set()  # release stalled requests: aiohttp waits for handlers
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def _stall(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def settings_overrides(self) -> dict[str, object]:
         """The ``Settings`` fields an ``SmsProvider`` needs to talk to this sandbox."""
@@ -93,11 +102,15 @@ class SmsSandbox:
         }
 
     def _authorized(self, request: web.Request) -> bool:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         try:
-            auth = BasicAuth.decode(request.headers.get("Authorization", ""))
+            login, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except ValueError:
             return False
-        return auth.login == self.account_sid and auth.password == self.auth_token
+        return scheme.lower() == "basic" and (login, password) == (
+            self.account_sid,
+            self.auth_token,
+        )
 
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -108,7 +121,7 @@ class SmsSandbox:
         fields = {k: str(v) for k, v in form.items()}
         to, text = fields.get("To", ""), fields.get("Body", "")
         if delay := self.delays.get(to):
-            await asyncio.sleep(delay)
+            await self._stall(delay)
         callback = fields.get("StatusCallback", "")
         ids = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
         # The provider sends "title: body"; splitting on the first ": " recovers both in

@@ -7,6 +7,7 @@ as a subscriber should, and records the notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -47,11 +48,13 @@ class WebhookSandbox:
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
     async def start(self) -> None:
+        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._receive)
         self._runner = web.AppRunner(app, access_log=None)
@@ -61,9 +64,14 @@ class WebhookSandbox:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self._closing.set()  # release stalled requests: aiohttp waits for handlers
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def _stall(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def settings_overrides(self) -> dict[str, object]:
         """The ``Settings`` fields a ``WebhookProvider`` needs; in-app posts go to /inbox."""
@@ -73,7 +81,7 @@ class WebhookSandbox:
     async def _receive(self, request: web.Request) -> web.Response:
         raw = await request.read()
         if delay := self.delays.get(request.path):
-            await asyncio.sleep(delay)
+            await self._stall(delay)
         try:
             payload = json.loads(raw)
         except ValueError:

@@ -76,8 +76,13 @@ async def test_high_priority_alert_reaches_sandbox_with_apple_headers(
     provider: ApnsProvider, sandbox: ApnsSandbox
 ) -> None:
     token = device_token()
-    msg = message(token, priority="high", collapse_key="order-42", ttl_seconds=600,
-                  data={"deep_link": "app://orders/42"})
+    msg = message(
+        token,
+        priority="high",
+        collapse_key="order-42",
+        ttl_seconds=600,
+        data={"deep_link": "app://orders/42"},
+    )
     before = int(time.time())
 
     result = await provider.send(msg)
@@ -125,9 +130,11 @@ async def test_concurrent_sends_share_the_connection_and_all_arrive(
     results = await asyncio.gather(*(provider.send(m) for m in messages))
 
     assert {r.provider_message_id for r in results} == {
-        r["headers"]["apns-id"] for r in sandbox.received}
+        r["headers"]["apns-id"] for r in sandbox.received
+    }
     assert sorted(r["delivery_id"] for r in sandbox.received) == sorted(
-        m.delivery_id for m in messages)
+        m.delivery_id for m in messages
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,8 +151,10 @@ async def test_concurrent_sends_share_the_connection_and_all_arrive(
     ],
 )
 async def test_injected_fault_maps_to_error_class(
-    provider: ApnsProvider, sandbox: ApnsSandbox, fault: tuple[int, str],
-    expected: type[ProviderError]
+    provider: ApnsProvider,
+    sandbox: ApnsSandbox,
+    fault: tuple[int, str],
+    expected: type[ProviderError],
 ) -> None:
     token = device_token()
     sandbox.faults[token] = fault
@@ -165,8 +174,9 @@ async def test_fault_on_one_token_does_not_disturb_others(
     dead, alive = device_token(), device_token()
     sandbox.faults[dead] = (410, "Unregistered")
 
-    outcomes = await asyncio.gather(provider.send(message(dead)), provider.send(message(alive)),
-                                    return_exceptions=True)
+    outcomes = await asyncio.gather(
+        provider.send(message(dead)), provider.send(message(alive)), return_exceptions=True
+    )
 
     assert isinstance(outcomes[0], InvalidRecipientError)
     assert isinstance(outcomes[1], SendResult)
@@ -194,8 +204,12 @@ async def test_jwt_signed_with_foreign_key_is_rejected(
     sandbox: ApnsSandbox, tmp_path: Path
 ) -> None:
     foreign, _ = generate_apns_material(tmp_path / "foreign")
-    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
-                           "apns_key_file": foreign.key_file})
+    settings = Settings(
+        **{
+            **sandbox.settings_overrides(),  # type: ignore[arg-type]
+            "apns_key_file": foreign.key_file,
+        }
+    )
     provider = await started(settings)
     try:
         with pytest.raises(ConfigurationError, match="403 InvalidProviderToken"):
@@ -207,8 +221,12 @@ async def test_jwt_signed_with_foreign_key_is_rejected(
 
 async def test_unreachable_server_is_transient(sandbox: ApnsSandbox) -> None:
     await sandbox.stop()  # nothing listens on its port any more
-    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
-                           "provider_timeout_seconds": 0.5})
+    settings = Settings(
+        **{
+            **sandbox.settings_overrides(),  # type: ignore[arg-type]
+            "provider_timeout_seconds": 0.5,
+        }
+    )
     provider = await started(settings)
     try:
         with pytest.raises(TransientError):
@@ -221,8 +239,13 @@ async def test_untrusted_server_certificate_is_transient_not_silent(
     sandbox: ApnsSandbox,
 ) -> None:
     # No apns_ca_file: the system store does not trust the sandbox CA, so TLS must fail.
-    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
-                           "apns_ca_file": None, "provider_timeout_seconds": 0.5})
+    settings = Settings(
+        **{
+            **sandbox.settings_overrides(),  # type: ignore[arg-type]
+            "apns_ca_file": None,
+            "provider_timeout_seconds": 0.5,
+        }
+    )
     provider = await started(settings)
     try:
         with pytest.raises(TransientError):

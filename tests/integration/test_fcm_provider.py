@@ -79,8 +79,13 @@ async def test_high_priority_message_reaches_sandbox_with_v1_fields(
     provider: FcmProvider, sandbox: FcmSandbox
 ) -> None:
     token = registration_token()
-    msg = message(token, priority="high", collapse_key="order-42", ttl_seconds=600,
-                  data={"deep_link": "app://orders/42"})
+    msg = message(
+        token,
+        priority="high",
+        collapse_key="order-42",
+        ttl_seconds=600,
+        data={"deep_link": "app://orders/42"},
+    )
     before = time.time()
 
     result = await provider.send(msg)
@@ -95,9 +100,11 @@ async def test_high_priority_message_reaches_sandbox_with_v1_fields(
     assert got["received_at"] >= before
     payload = got["payload"]
     assert payload["android"] == {"priority": "high", "ttl": "600s", "collapse_key": "order-42"}
-    assert payload["data"] == {"deep_link": "app://orders/42",
-                               "notification_id": msg.notification_id,
-                               "delivery_id": msg.delivery_id}
+    assert payload["data"] == {
+        "deep_link": "app://orders/42",
+        "notification_id": msg.notification_id,
+        "delivery_id": msg.delivery_id,
+    }
     assert payload["apns"]["headers"]["apns-priority"] == "10"
     assert payload["apns"]["headers"]["apns-collapse-id"] == "order-42"
     assert "authorization" not in got["headers"]
@@ -119,9 +126,7 @@ async def test_non_high_priority_is_normal_and_optional_fields_omitted(
     assert payload["apns"]["headers"] == {"apns-priority": "5"}
 
 
-async def test_token_is_fetched_once_and_reused(
-    provider: FcmProvider, sandbox: FcmSandbox
-) -> None:
+async def test_token_is_fetched_once_and_reused(provider: FcmProvider, sandbox: FcmSandbox) -> None:
     for _ in range(3):
         await provider.send(message(registration_token()))
 
@@ -141,8 +146,10 @@ async def test_token_is_fetched_once_and_reused(
     ],
 )
 async def test_injected_fault_maps_to_error_class(
-    provider: FcmProvider, sandbox: FcmSandbox, fault: tuple[int, str],
-    expected: type[ProviderError]
+    provider: FcmProvider,
+    sandbox: FcmSandbox,
+    fault: tuple[int, str],
+    expected: type[ProviderError],
 ) -> None:
     token = registration_token()
     sandbox.faults[token] = fault
@@ -178,8 +185,7 @@ async def test_server_errors_are_transient_after_library_retries(
     sandbox.faults[unavailable] = (503, "UNAVAILABLE")
     sandbox.faults[internal] = (500, "INTERNAL")
 
-    results = await provider.send_many(
-        [message(unavailable), message(internal), message(fine)])
+    results = await provider.send_many([message(unavailable), message(internal), message(fine)])
 
     assert [type(r) for r in results] == [TransientError, TransientError, SendResult]
     assert [r.code for r in results[:2]] == ["UNAVAILABLE", "INTERNAL"]  # type: ignore[union-attr]
@@ -204,9 +210,7 @@ async def test_send_many_splits_batches_and_keeps_order(
     assert {r["address"] for r in sandbox.received} == set(tokens) - dead
 
 
-async def test_non_string_data_is_stringified(
-    provider: FcmProvider, sandbox: FcmSandbox
-) -> None:
+async def test_non_string_data_is_stringified(provider: FcmProvider, sandbox: FcmSandbox) -> None:
     await provider.send(message(registration_token(), data={"count": 3}))
 
     assert sandbox.received[0]["payload"]["data"]["count"] == "3"
@@ -215,7 +219,8 @@ async def test_non_string_data_is_stringified(
 async def test_invalid_non_token_argument_is_permanent_not_recipient(
     provider: FcmProvider,
 ) -> None:
-    # firebase-admin validates fields (here a negative TTL) locally; that must not condemn the token.
+    # firebase-admin validates fields (here a negative TTL) locally: a PermanentError for the
+    # message, never an InvalidRecipientError that would delete the token.
     results = await provider.send_many([message(registration_token(), ttl_seconds=-1)])
 
     assert type(results[0]) is PermanentError
@@ -236,8 +241,12 @@ async def test_two_providers_coexist_with_their_own_apps(sandbox: FcmSandbox) ->
 
 
 async def test_wrong_project_is_a_configuration_error(sandbox: FcmSandbox) -> None:
-    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
-                           "fcm_project_id": "someone-elses-project"})
+    settings = Settings(
+        **{
+            **sandbox.settings_overrides(),  # type: ignore[arg-type]
+            "fcm_project_id": "someone-elses-project",
+        }
+    )
     provider = await started(settings)
     try:
         with pytest.raises(ConfigurationError, match="SENDER_ID_MISMATCH"):
@@ -250,13 +259,23 @@ async def test_service_account_key_unknown_to_token_endpoint_is_a_configuration_
     sandbox: FcmSandbox, tmp_path: Path
 ) -> None:
     info = json.loads(sandbox.credentials_file.read_text())
-    info["private_key"] = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                       serialization.NoEncryption()).decode()
+    info["private_key"] = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(info))
-    settings = Settings(**{**sandbox.settings_overrides(),  # type: ignore[arg-type]
-                           "fcm_credentials_file": forged})
+    settings = Settings(
+        **{
+            **sandbox.settings_overrides(),  # type: ignore[arg-type]
+            "fcm_credentials_file": forged,
+        }
+    )
     provider = await started(settings)
     try:
         with pytest.raises(ConfigurationError, match="invalid_grant"):

@@ -15,6 +15,7 @@ from providers.base import (
     InvalidRecipientError,
     OutboundMessage,
     PermanentError,
+    ProviderError,
     ThrottledError,
     TransientError,
 )
@@ -22,6 +23,11 @@ from providers.sandboxes.sms import SmsSandbox
 from providers.sms import SmsProvider
 
 pytestmark = pytest.mark.integration
+
+
+def make_settings(**fields: object) -> Settings:
+    # model_validate: sandboxes hand over dict[str, object], which Settings(**...) can't type.
+    return Settings.model_validate(fields)
 
 
 def message(address: str = "+15551234567", n: int = 1, **extra: object) -> OutboundMessage:
@@ -54,12 +60,16 @@ async def started(settings: Settings) -> SmsProvider:
 
 @pytest.fixture
 async def provider(sandbox: SmsSandbox) -> AsyncIterator[SmsProvider]:
-    sms = await started(Settings(**sandbox.settings_overrides(), sms_from_number="+15550001111"))
+    sms = await started(
+        make_settings(**sandbox.settings_overrides(), sms_from_number="+15550001111")
+    )
     yield sms
     await sms.stop()
 
 
-async def test_posts_twilio_form_with_basic_auth(sandbox: SmsSandbox, provider: SmsProvider) -> None:
+async def test_posts_twilio_form_with_basic_auth(
+    sandbox: SmsSandbox, provider: SmsProvider
+) -> None:
     result = await provider.send(message())
 
     [sms] = sandbox.received
@@ -94,7 +104,7 @@ async def test_body_alone_without_title_and_segments_counted(
 
 async def test_no_status_callback_when_not_configured(sandbox: SmsSandbox) -> None:
     overrides = {**sandbox.settings_overrides(), "sms_status_callback_url": ""}
-    sms = await started(Settings(**overrides))
+    sms = await started(make_settings(**overrides))
     try:
         await sms.send(message())
     finally:
@@ -119,7 +129,7 @@ async def test_error_answers_are_classified(
     sandbox: SmsSandbox,
     provider: SmsProvider,
     fault: tuple[int, int | None],
-    error: type,
+    error: type[ProviderError],
     code: str,
 ) -> None:
     sandbox.faults["+15559990000"] = fault
@@ -149,7 +159,7 @@ async def test_malformed_number_is_invalid_recipient(provider: SmsProvider) -> N
 
 
 async def test_bad_credentials_are_configuration_errors(sandbox: SmsSandbox) -> None:
-    sms = await started(Settings(**{**sandbox.settings_overrides(), "sms_auth_token": "nope"}))
+    sms = await started(make_settings(**{**sandbox.settings_overrides(), "sms_auth_token": "nope"}))
     try:
         with pytest.raises(ConfigurationError) as raised:
             await sms.send(message())
@@ -162,7 +172,9 @@ async def test_unreachable_api_is_transient() -> None:
     with socket.socket() as probe:  # a port nobody listens on once closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sms = await started(Settings(sms_base_url=f"http://127.0.0.1:{port}", sms_account_sid="AC1"))
+    sms = await started(
+        make_settings(sms_base_url=f"http://127.0.0.1:{port}", sms_account_sid="AC1")
+    )
     try:
         with pytest.raises(TransientError) as raised:
             await sms.send(message())
@@ -173,7 +185,7 @@ async def test_unreachable_api_is_transient() -> None:
 
 async def test_slow_api_times_out_as_transient(sandbox: SmsSandbox) -> None:
     sandbox.delays["+15551234567"] = 5.0
-    sms = await started(Settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3))
+    sms = await started(make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3))
     try:
         with pytest.raises(TransientError) as raised:
             await sms.send(message())
@@ -183,7 +195,7 @@ async def test_slow_api_times_out_as_transient(sandbox: SmsSandbox) -> None:
 
 
 async def test_missing_account_sid_is_configuration_error() -> None:
-    sms = await started(Settings(sms_account_sid=""))
+    sms = await started(make_settings(sms_account_sid=""))
     try:
         with pytest.raises(ConfigurationError):
             await sms.send(message())

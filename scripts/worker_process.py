@@ -1,0 +1,71 @@
+"""Run ``faust -A app worker`` as a child process, for the demo, the tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_LINE = "Worker ready"
+
+
+def settings_env(values: Mapping[str, object]) -> dict[str, str]:
+    """Settings field values -> ``NOTIFY_*`` environment variables."""
+    return {f"NOTIFY_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
+class WorkerProcess:
+    """One worker; its log goes to ``log_path`` so readiness and failures can be read."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
+
+    def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115  # the child owns it
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.wait_ready(ready_timeout)
+        return self
+
+    def log_text(self) -> str:
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_start)
+            return fh.read().decode(errors="replace")
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY_LINE in self.log_text():
+                return
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited during start:\n{self.log_text()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_text()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop: faust commits offsets and flushes the producer on SIGTERM."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Crash: no commit, no flush. What was not committed is read again on restart."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
