@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
@@ -40,17 +41,35 @@ class ProviderRegistry(Service):
     def __init__(self, providers: Mapping[str, Provider], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.providers = dict(providers)
+        self._clients_open = False
+        self._opening: asyncio.Lock | None = None
 
     async def on_start(self) -> None:
-        for name, provider in self.providers.items():
-            await provider.start()
-            log.info("provider %s started", name)
+        await self.open_clients()
+
+    async def open_clients(self) -> None:
+        """Idempotent. Faust starts app services only after the agents have begun consuming
+        (and after recovery), so the first delivery may arrive before ``on_start``: whichever
+        comes first opens the clients, once."""
+        if self._clients_open:
+            return
+        self._opening = self._opening or asyncio.Lock()
+        async with self._opening:
+            if self._clients_open:
+                return
+            for name, provider in self.providers.items():
+                await provider.start()
+                log.info("provider %s started", name)
+            self._clients_open = True
 
     async def on_stop(self) -> None:
-        for provider in self.providers.values():
-            await provider.stop()
+        if self._clients_open:
+            for provider in self.providers.values():
+                await provider.stop()
+            self._clients_open = False
 
     async def send(self, provider_name: str, message: OutboundMessage) -> SendResult:
+        await self.open_clients()
         provider = self.providers.get(provider_name)
         if provider is None:
             raise ConfigurationError(provider_name, "not_configured", "no credentials in settings")

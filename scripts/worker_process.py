@@ -28,6 +28,10 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log_start = 0
 
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.env.get('NOTIFY_WEB_PORT', '6066')}"
+
     def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115  # the child owns it

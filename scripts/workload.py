@@ -51,15 +51,25 @@ class User:
         }[channel]
 
 
-def make_users(count: int, webhook_base: str, seed: int = 7) -> list[User]:
+def device_token(platform: str, rng: random.Random) -> str:
+    """Tokens shaped like the real ones: APNs 32 bytes of hex, FCM ``<id>:APA91b<...>``."""
+    if platform == "ios":
+        return f"{rng.getrandbits(256):064x}"
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+    return "".join(rng.choices(alphabet, k=22)) + ":APA91b" + "".join(rng.choices(alphabet, k=134))
+
+
+def make_users(
+    count: int, webhook_base: str, seed: int = 7, opt_out_rate: float = 0.3
+) -> list[User]:
     """Users with one or two devices (iOS and/or Android) and a few channels switched off."""
     rng = random.Random(seed)
     users = []
     for i in range(count):
         uid = f"user-{i:05d}"
         platforms = rng.choice([("ios",), ("android",), ("ios", "android")])
-        devices = {f"{p[:1]}{i:05d}{rng.getrandbits(96):024x}": p for p in platforms}
-        disabled = frozenset(c for c in ("sms", "webhook", "email") if rng.random() < 0.3)
+        devices = {device_token(p, rng): p for p in platforms}
+        disabled = frozenset(c for c in ("sms", "webhook", "email") if rng.random() < opt_out_rate)
         users.append(User(
             user_id=uid, devices=devices, email=f"{uid}@example.com",
             phone=f"+1555{i:07d}", webhook_url=f"{webhook_base.rstrip('/')}/hooks/{uid}",
@@ -149,3 +159,30 @@ async def read_topic(
     finally:
         await consumer.stop()
     return messages
+
+
+async def wait_for_users(web_url: str, users: Sequence[User], timeout: float = 60.0) -> None:
+    """Poll the worker's ``/users/<id>/`` view until every user's devices and contacts are in.
+
+    Control topics and requests are consumed independently, so a request produced right after
+    its user's set-up may otherwise be resolved before the set-up is applied."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    pending = list(users)
+    async with aiohttp.ClientSession() as session:
+        while pending:
+            user = pending[-1]
+            try:
+                async with session.get(f"{web_url}/users/{user.user_id}/") as response:
+                    snapshot = await response.json() if response.status == 200 else {}
+            except aiohttp.ClientError:
+                snapshot = {}
+            if (len(snapshot.get("devices", ())) == len(user.devices)
+                    and "email" in snapshot.get("contacts", {})
+                    and snapshot.get("preferences") is not None):
+                pending.pop()
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"{len(pending)} users not loaded after {timeout}s")
+            else:
+                await asyncio.sleep(0.1)

@@ -37,7 +37,8 @@ def workers(
     started: list[WorkerProcess] = []
 
     def start(**overrides: Any) -> WorkerProcess:
-        values = worker_settings(broker, sandboxes, tmp_path / "worker-data", **overrides)
+        data_dir = overrides.pop("data_dir", tmp_path / "worker-data")
+        values = worker_settings(broker, sandboxes, data_dir, **overrides)
         worker = start_worker(values, tmp_path / "worker.log")
         started.append(worker)
         return worker

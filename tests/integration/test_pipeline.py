@@ -12,13 +12,20 @@ import pytest
 
 from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
-from scripts.workload import RequestMix, json_records, make_users, produce, read_topic, setup_users
+from scripts.workload import (
+    RequestMix, User, json_records, make_users, produce, read_topic, setup_users, wait_for_users,
+)
 from streams import topics
 from tests.integration.pipeline_harness import (
     delivery_events, expected_deliveries, received_pairs,
 )
 
 pytestmark = pytest.mark.integration
+
+
+def load_users(broker: str, worker: WorkerProcess, users: list[User]) -> None:
+    asyncio.run(setup_users(broker, users))
+    asyncio.run(wait_for_users(worker.web_url, users))
 
 
 def rejected(events: list[dict[str, Any]]) -> dict[str, str]:
@@ -30,8 +37,8 @@ def test_thousand_requests_arrive_exactly_once_on_allowed_channels(
 ) -> None:
     users = make_users(200, sandboxes.webhook.url("/"))
     requests = RequestMix(users).make(1000)
-    workers(rate_limit_per_user=100)
-    asyncio.run(setup_users(broker, users))
+    worker = workers(rate_limit_per_user=100)
+    load_users(broker, worker, users)
     asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
 
     inapp_url = sandboxes.webhook.url("/inbox")
@@ -49,12 +56,11 @@ def test_thousand_requests_arrive_exactly_once_on_allowed_channels(
 def test_same_idempotency_key_twice_is_delivered_once(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
-    [user] = make_users(1, sandboxes.webhook.url("/"))
+    [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
     request = {"notification_id": "reset-1", "idempotency_key": "pw-reset-77",
                "user_id": user.user_id, "channels": ["email"], "priority": "high",
                "category": "security", "title": "Reset", "body": "Your code is 123456"}
-    workers()
-    asyncio.run(setup_users(broker, [user]))
+    load_users(broker, workers(), [user])
     asyncio.run(produce(broker, json_records(topics.REQUESTS, [request, request])))
 
     events = delivery_events(
@@ -70,11 +76,10 @@ def test_same_idempotency_key_twice_is_delivered_once(
 def test_user_over_the_rate_window_gets_only_the_limit(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
-    [user] = make_users(1, sandboxes.webhook.url("/"))
+    [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
     requests = [{"notification_id": f"promo-{i}", "user_id": user.user_id, "channels": ["in_app"],
                  "title": "Deal", "body": f"Deal {i}"} for i in range(8)]
-    workers(rate_limit_per_user=5)
-    asyncio.run(setup_users(broker, [user]))
+    load_users(broker, workers(rate_limit_per_user=5), [user])
     asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
 
     events = delivery_events(
@@ -89,7 +94,7 @@ def test_user_over_the_rate_window_gets_only_the_limit(
 def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
-    [user] = make_users(1, sandboxes.webhook.url("/"))
+    [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
     key = user.user_id.encode()
 
     def valid(nid: str) -> bytes:
@@ -103,8 +108,7 @@ def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
         b"\xff\xfe not even utf-8",
         valid("second"),
     ]
-    workers()
-    asyncio.run(setup_users(broker, [user]))
+    load_users(broker, workers(), [user])
     # One key: every record lands on the same partition, in this order.
     asyncio.run(produce(broker, [(topics.REQUESTS, key, value) for value in records]))
 
@@ -130,7 +134,7 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
     mix = RequestMix(users, prefix="before")
     before = mix.make(200)
     first = workers(rate_limit_per_user=100)
-    asyncio.run(setup_users(broker, users))
+    load_users(broker, first, users)
     asyncio.run(produce(broker, json_records(topics.REQUESTS, before)))
     inapp_url = sandboxes.webhook.url("/inbox")
     expected = expected_deliveries(before, by_id, inapp_url)
