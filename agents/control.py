@@ -30,7 +30,7 @@ KIND_HEADER = "x-control-kind"
 
 def control_kind(topic: str, headers: Any) -> str:
     """The control topic a record belongs to: its own, or the one its re-key header names."""
-    for name, value in (headers.items() if isinstance(headers, dict) else headers or ()):
+    for name, value in headers.items() if isinstance(headers, dict) else headers or ():
         if name == KIND_HEADER:
             return value.decode() if isinstance(value, bytes) else str(value)
     return topic
@@ -45,7 +45,10 @@ class ControlWriter:
     def __post_init__(self) -> None:
         t = self.tables
         self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]] = {
-            topic_names.PREFERENCES: (parse_preferences, lambda r: preferences.put(t.preferences, r)),
+            topic_names.PREFERENCES: (
+                parse_preferences,
+                lambda r: preferences.put(t.preferences, r),
+            ),
             topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
             topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
         }
@@ -67,7 +70,8 @@ class ControlWriter:
             record.user_id, message.partition, self.settings.partitions
         ):
             await self.topics.control_by_user.send(
-                key=record.user_id.encode(), value=message.value,
+                key=record.user_id.encode(),
+                value=message.value,
                 headers={KIND_HEADER: kind.encode()},
             )
             return

@@ -16,7 +16,12 @@ from config.settings import Settings
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import (
-    DUPLICATE_SUPPRESSED, FAILED, SENT, Delivery, DeliveryEvent, parse_delivery,
+    DUPLICATE_SUPPRESSED,
+    FAILED,
+    SENT,
+    Delivery,
+    DeliveryEvent,
+    parse_delivery,
 )
 from streams.records import PRIORITIES, InvalidRecord
 from streams.topics import Topics
@@ -27,11 +32,19 @@ log = logging.getLogger(__name__)
 
 def outbound(delivery: Delivery) -> OutboundMessage:
     return OutboundMessage(
-        delivery_id=delivery.delivery_id, notification_id=delivery.notification_id,
-        user_id=delivery.user_id, channel=delivery.channel, address=delivery.address,
-        title=delivery.title, body=delivery.body, priority=delivery.priority,
-        platform=delivery.platform, data=delivery.data, collapse_key=delivery.collapse_key,
-        ttl_seconds=delivery.ttl_seconds, category=delivery.category,
+        delivery_id=delivery.delivery_id,
+        notification_id=delivery.notification_id,
+        user_id=delivery.user_id,
+        channel=delivery.channel,
+        address=delivery.address,
+        title=delivery.title,
+        body=delivery.body,
+        priority=delivery.priority,
+        platform=delivery.platform,
+        data=delivery.data,
+        collapse_key=delivery.collapse_key,
+        ttl_seconds=delivery.ttl_seconds,
+        category=delivery.category,
     )
 
 
@@ -65,27 +78,43 @@ class Deliverer:
             result = await self.providers.send(provider_name, outbound(delivery))
         except ProviderError as exc:
             # Classified failure: retry tiers and dead letters hang off this event (next stage).
-            await self._publish(delivery, FAILED, provider_name, reason=f"{type(exc).__name__}: {exc}")
+            await self._publish(
+                delivery, FAILED, provider_name, reason=f"{type(exc).__name__}: {exc}"
+            )
             return
         finally:
             self.in_flight.discard(delivery.delivery_id)
         ledger.record_sent(
-            self.tables.ledger, delivery.user_id, delivery.delivery_id, result.provider,
-            time.time(), self.settings.dedup_ttl_seconds,
+            self.tables.ledger,
+            delivery.user_id,
+            delivery.delivery_id,
+            result.provider,
+            time.time(),
+            self.settings.dedup_ttl_seconds,
         )
         await self._publish(delivery, SENT, result.provider, message_id=result.provider_message_id)
 
     async def _publish(
-        self, delivery: Delivery, status: str, provider: str | None,
-        reason: str | None = None, message_id: str | None = None,
+        self,
+        delivery: Delivery,
+        status: str,
+        provider: str | None,
+        reason: str | None = None,
+        message_id: str | None = None,
     ) -> None:
         await events.publish(
             self.topics.delivery_events,
             DeliveryEvent(
-                notification_id=delivery.notification_id, user_id=delivery.user_id,
-                status=status, at=time.time(), delivery_id=delivery.delivery_id,
-                channel=delivery.channel, provider=provider, provider_message_id=message_id,
-                reason=reason, requested_at=delivery.requested_at,
+                notification_id=delivery.notification_id,
+                user_id=delivery.user_id,
+                status=status,
+                at=time.time(),
+                delivery_id=delivery.delivery_id,
+                channel=delivery.channel,
+                provider=provider,
+                provider_message_id=message_id,
+                reason=reason,
+                requested_at=delivery.requested_at,
             ),
         )
 
@@ -107,12 +136,15 @@ def register(
             except Exception as exc:
                 # Anything unclassified still must not escape: the record would be acked and lost.
                 log.exception("delivery failed unexpectedly on %s", event.message.tp)
-                await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
+                await dead_letter.dead_letter(
+                    topics.deliveries_dlq, event, f"internal error: {exc}"
+                )
 
     agents: dict[str, faust.types.AgentT] = {}
     for priority in PRIORITIES:
         agents[priority] = app.agent(
-            topics.delivery_lanes[priority], name=f"deliver_{priority}",
+            topics.delivery_lanes[priority],
+            name=f"deliver_{priority}",
             concurrency=concurrency[priority],
         )(deliver_lane)
     return agents

@@ -72,7 +72,11 @@ class Intake:
             return
         if not decision.replay:
             dedup.claim(
-                t.dedup, request.user_id, request.dedup_key, source, now,
+                t.dedup,
+                request.user_id,
+                request.dedup_key,
+                source,
+                now,
                 self.settings.dedup_ttl_seconds,
             )
             rate_windows.record(t.rate_windows, request.user_id, now, window)
@@ -94,20 +98,30 @@ class Intake:
         return decision
 
     async def _publish(
-        self, request: NotificationRequest, status: str, now: float,
-        reason: str | None = None, deliveries: int = 0,
+        self,
+        request: NotificationRequest,
+        status: str,
+        now: float,
+        reason: str | None = None,
+        deliveries: int = 0,
     ) -> None:
         await events.publish(
             self.topics.delivery_events,
             DeliveryEvent(
-                notification_id=request.notification_id, user_id=request.user_id,
-                status=status, at=now, reason=reason, requested_at=request.created_at,
+                notification_id=request.notification_id,
+                user_id=request.user_id,
+                status=status,
+                at=now,
+                reason=reason,
+                requested_at=request.created_at,
                 deliveries=deliveries,
             ),
         )
 
 
-def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> faust.types.AgentT:
+def register(
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables
+) -> faust.types.AgentT:
     intake = Intake(settings, topics, tables)
 
     async def resolve_requests(stream: StreamT) -> None:

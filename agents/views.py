@@ -15,8 +15,11 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
     prefs = preferences.get(tables.preferences, user_id)
     return {
         "user_id": user_id,
-        "preferences": None if prefs is None else {
-            "channels": dict(prefs.channels), "muted_categories": list(prefs.muted_categories),
+        "preferences": None
+        if prefs is None
+        else {
+            "channels": dict(prefs.channels),
+            "muted_categories": list(prefs.muted_categories),
         },
         "devices": [
             {"token": mask_address(token), "platform": platform}

@@ -19,9 +19,16 @@ from streams.records import CHANNELS, PRIORITIES
 
 def topic_names() -> list[str]:
     return [
-        topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_DLQ,
-        topics.PREFERENCES, topics.DEVICES, topics.CONTACTS, topics.CONTROL_BY_USER,
-        topics.CONTROL_DLQ, topics.DELIVERY_EVENTS, topics.DELIVERIES_DLQ,
+        topics.REQUESTS,
+        topics.REQUESTS_BY_USER,
+        topics.REQUESTS_DLQ,
+        topics.PREFERENCES,
+        topics.DEVICES,
+        topics.CONTACTS,
+        topics.CONTROL_BY_USER,
+        topics.CONTROL_DLQ,
+        topics.DELIVERY_EVENTS,
+        topics.DELIVERIES_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
     ]
 
@@ -35,10 +42,12 @@ async def create_topics(settings: Settings) -> list[str]:
         missing = [name for name in topic_names() if name not in existing]
         if missing:
             try:
-                await admin.create_topics([
-                    NewTopic(name, settings.partitions, settings.replication_factor)
-                    for name in missing
-                ])
+                await admin.create_topics(
+                    [
+                        NewTopic(name, settings.partitions, settings.replication_factor)
+                        for name in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
         return missing

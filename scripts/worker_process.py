@@ -34,10 +34,13 @@ class WorkerProcess:
 
     def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115  # the child owns it
+        log = open(self.log_path, "ab")  # the child owns it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         self.wait_ready(ready_timeout)

@@ -28,12 +28,22 @@ class User:
 
     def control_records(self) -> list[tuple[str, dict[str, Any]]]:
         records: list[tuple[str, dict[str, Any]]] = [
-            (topics.PREFERENCES, {
-                "user_id": self.user_id,
-                "channels": {c: c not in self.disabled_channels for c in CHANNELS},
-            }),
-            (topics.CONTACTS, {"user_id": self.user_id, "email": self.email,
-                               "phone": self.phone, "webhook_url": self.webhook_url}),
+            (
+                topics.PREFERENCES,
+                {
+                    "user_id": self.user_id,
+                    "channels": {c: c not in self.disabled_channels for c in CHANNELS},
+                },
+            ),
+            (
+                topics.CONTACTS,
+                {
+                    "user_id": self.user_id,
+                    "email": self.email,
+                    "phone": self.phone,
+                    "webhook_url": self.webhook_url,
+                },
+            ),
         ]
         records += [
             (topics.DEVICES, {"user_id": self.user_id, "token": token, "platform": platform})
@@ -46,8 +56,11 @@ class User:
         if channel in self.disabled_channels:
             return []
         return {
-            "push": list(self.devices), "email": [self.email], "sms": [self.phone],
-            "webhook": [self.webhook_url], "in_app": [inapp_url],
+            "push": list(self.devices),
+            "email": [self.email],
+            "sms": [self.phone],
+            "webhook": [self.webhook_url],
+            "in_app": [inapp_url],
         }[channel]
 
 
@@ -70,11 +83,16 @@ def make_users(
         platforms = rng.choice([("ios",), ("android",), ("ios", "android")])
         devices = {device_token(p, rng): p for p in platforms}
         disabled = frozenset(c for c in ("sms", "webhook", "email") if rng.random() < opt_out_rate)
-        users.append(User(
-            user_id=uid, devices=devices, email=f"{uid}@example.com",
-            phone=f"+1555{i:07d}", webhook_url=f"{webhook_base.rstrip('/')}/hooks/{uid}",
-            disabled_channels=disabled,
-        ))
+        users.append(
+            User(
+                user_id=uid,
+                devices=devices,
+                email=f"{uid}@example.com",
+                phone=f"+1555{i:07d}",
+                webhook_url=f"{webhook_base.rstrip('/')}/hooks/{uid}",
+                disabled_channels=disabled,
+            )
+        )
     return users
 
 
@@ -95,23 +113,23 @@ class RequestMix:
         for i in range(count):
             user = self.users[i % len(self.users)]
             channels = self.rng.sample(CHANNELS, self.rng.randint(1, 3))
-            out.append({
-                "notification_id": f"{self.prefix}-{i:06d}",
-                "user_id": user.user_id,
-                "category": self.rng.choice(["orders", "security", "social"]),
-                "priority": self.rng.choice(PRIORITIES),
-                "channels": channels,
-                "title": "Order {order_id}",
-                "body": "Your order {order_id} has shipped",
-                "data": {"order_id": str(100000 + i)},
-                "created_at": time.time(),
-            })
+            out.append(
+                {
+                    "notification_id": f"{self.prefix}-{i:06d}",
+                    "user_id": user.user_id,
+                    "category": self.rng.choice(["orders", "security", "social"]),
+                    "priority": self.rng.choice(PRIORITIES),
+                    "channels": channels,
+                    "title": "Order {order_id}",
+                    "body": "Your order {order_id} has shipped",
+                    "data": {"order_id": str(100000 + i)},
+                    "created_at": time.time(),
+                }
+            )
         return out
 
 
-async def produce(
-    bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]
-) -> int:
+async def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> int:
     """Send (topic, key, value) records with a plain aiokafka producer; returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
@@ -134,18 +152,23 @@ def json_records(
 
 
 async def setup_users(bootstrap: str, users: Iterable[User]) -> int:
-    return await produce(bootstrap, [
-        (topic, user.user_id.encode(), orjson.dumps(value))
-        for user in users for topic, value in user.control_records()
-    ])
+    return await produce(
+        bootstrap,
+        [
+            (topic, user.user_id.encode(), orjson.dumps(value))
+            for user in users
+            for topic, value in user.control_records()
+        ],
+    )
 
 
-async def read_topic(
-    bootstrap: str, topic: str, until: Any, timeout: float = 60.0
-) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, until: Any, timeout: float = 60.0) -> list[Any]:
     """Read ``topic`` from the start until ``until(messages)`` is true (or time runs out)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     await consumer.start()
@@ -178,9 +201,11 @@ async def wait_for_users(web_url: str, users: Sequence[User], timeout: float = 6
                     snapshot = await response.json() if response.status == 200 else {}
             except aiohttp.ClientError:
                 snapshot = {}
-            if (len(snapshot.get("devices", ())) == len(user.devices)
-                    and "email" in snapshot.get("contacts", {})
-                    and snapshot.get("preferences") is not None):
+            if (
+                len(snapshot.get("devices", ())) == len(user.devices)
+                and "email" in snapshot.get("contacts", {})
+                and snapshot.get("preferences") is not None
+            ):
                 pending.pop()
             elif time.monotonic() > deadline:
                 raise TimeoutError(f"{len(pending)} users not loaded after {timeout}s")

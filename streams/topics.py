@@ -62,7 +62,9 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
         control_dlq=_topic(app, settings, CONTROL_DLQ),
         deliveries={
-            (c, p): _topic(app, settings, delivery_topic(c, p)) for c in CHANNELS for p in PRIORITIES
+            (c, p): _topic(app, settings, delivery_topic(c, p))
+            for c in CHANNELS
+            for p in PRIORITIES
         },
         delivery_lanes={
             p: _topic(app, settings, *(delivery_topic(c, p) for c in CHANNELS)) for p in PRIORITIES

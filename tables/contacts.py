@@ -10,7 +10,9 @@ from streams.records import ContactUpdate
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "contacts", default=dict, partitions=settings.partitions,
+        "contacts",
+        default=dict,
+        partitions=settings.partitions,
         help="user_id -> {email, phone, webhook_url}",
     )
 

@@ -16,7 +16,9 @@ MAX_KEYS_PER_USER = 2000
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "dedup", default=dict, partitions=settings.partitions,
+        "dedup",
+        default=dict,
+        partitions=settings.partitions,
         help="user_id -> {idempotency_key: {exp, src}}",
     )
 
@@ -29,9 +31,7 @@ def claim_of(table: faust.Table, user_id: str, key: str, now: float) -> str | No
     return str(entry["src"])
 
 
-def claim(
-    table: faust.Table, user_id: str, key: str, source: str, now: float, ttl: float
-) -> None:
+def claim(table: faust.Table, user_id: str, key: str, source: str, now: float, ttl: float) -> None:
     entries = live_entries(table[user_id], now, MAX_KEYS_PER_USER - 1)
     entries[key] = {"exp": now + ttl, "src": source}
     table[user_id] = entries

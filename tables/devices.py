@@ -13,7 +13,9 @@ MAX_DEVICES_PER_USER = 20
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "devices", default=dict, partitions=settings.partitions,
+        "devices",
+        default=dict,
+        partitions=settings.partitions,
         help="user_id -> {token: platform}",
     )
 

@@ -17,7 +17,9 @@ MAX_DELIVERIES_PER_USER = 5000
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "delivery_ledger", default=dict, partitions=settings.partitions,
+        "delivery_ledger",
+        default=dict,
+        partitions=settings.partitions,
         help="user_id -> {delivery_id: {exp, provider}}",
     )
 

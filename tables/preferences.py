@@ -12,7 +12,9 @@ from streams.records import Preferences
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "preferences", default=None, partitions=settings.partitions,
+        "preferences",
+        default=None,
+        partitions=settings.partitions,
         help="user_id -> {channels, muted_categories}",
     )
 

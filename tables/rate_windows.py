@@ -10,7 +10,9 @@ from tables.expiring import window_hits
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "rate_windows", default=list, partitions=settings.partitions,
+        "rate_windows",
+        default=list,
+        partitions=settings.partitions,
         help="user_id -> [accepted_at, ...] inside the rate window",
     )
 

@@ -12,7 +12,9 @@ from streams.deliveries import ACCEPTED, FAILED, REJECTED, SENT, DeliveryEvent
 
 def declare(app: faust.App, settings: Settings) -> faust.Table:
     return app.Table(
-        "notification_status", default=None, partitions=settings.partitions,
+        "notification_status",
+        default=None,
+        partitions=settings.partitions,
         help="notification_id -> {status, reason, deliveries: {delivery_id: {...}}}",
     )
 
@@ -24,9 +26,16 @@ def get(table: faust.Table, notification_id: str) -> dict[str, Any] | None:
 
 def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]:
     """Pure: the status after ``event``. Events may arrive in any order across partitions."""
-    state: dict[str, Any] = dict(current) if current else {
-        "user_id": event.user_id, "status": "pending", "deliveries": {}, "expected": 0,
-    }
+    state: dict[str, Any] = (
+        dict(current)
+        if current
+        else {
+            "user_id": event.user_id,
+            "status": "pending",
+            "deliveries": {},
+            "expected": 0,
+        }
+    )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
     if event.status == ACCEPTED:
         state["expected"] = event.deliveries
@@ -36,8 +45,11 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
         deliveries[event.delivery_id] = {
-            "channel": event.channel, "status": event.status, "provider": event.provider,
-            "reason": event.reason, "at": event.at,
+            "channel": event.channel,
+            "status": event.status,
+            "provider": event.provider,
+            "reason": event.reason,
+            "at": event.at,
         }
         state["deliveries"] = deliveries
     state["status"] = _overall(state, event)
@@ -51,7 +63,9 @@ def _overall(state: dict[str, Any], event: DeliveryEvent) -> str:
     done = [s for s in outcomes if s in (SENT, FAILED)]
     if state["expected"] and len(done) >= state["expected"]:
         return SENT if SENT in done else FAILED
-    return "partially_sent" if SENT in outcomes else ("accepted" if state["expected"] else "pending")
+    return (
+        "partially_sent" if SENT in outcomes else ("accepted" if state["expected"] else "pending")
+    )
 
 
 def record(table: faust.Table, event: DeliveryEvent) -> None:

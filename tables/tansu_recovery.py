@@ -31,17 +31,18 @@ SUPPORTED_FAUST = "0.15.3"
 FETCH_DEADLINE_SECONDS = 10.0
 
 
-async def fetch_highwaters(
-    bootstrap: str, reported: Mapping[TP, int]
-) -> dict[TP, int]:
+async def fetch_highwaters(bootstrap: str, reported: Mapping[TP, int]) -> dict[TP, int]:
     """True high watermarks, reading one Fetch response per non-empty partition."""
     result = dict(reported)
     pending = {tp for tp, offset in reported.items() if offset and offset > 0}
     if not pending:
         return result
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        fetch_max_wait_ms=100, max_partition_fetch_bytes=1024,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=1024,
     )
     await consumer.start()
     try:

@@ -38,13 +38,20 @@ class SandboxStack:
         self.webhook = WebhookSandbox()
         self.inspect_port = inspect_port
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sandboxes", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="sandboxes", daemon=True
+        )
         self._runner: web.AppRunner | None = None
 
     @property
     def sandboxes(self) -> dict[str, Any]:
-        return {"apns": self.apns, "fcm": self.fcm, "smtp": self.smtp, "sms": self.sms,
-                "webhook": self.webhook}
+        return {
+            "apns": self.apns,
+            "fcm": self.fcm,
+            "smtp": self.smtp,
+            "sms": self.sms,
+            "webhook": self.webhook,
+        }
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -114,10 +121,16 @@ class SandboxStack:
         self.inspect_port = self._runner.addresses[0][1]
 
     def _public(self) -> list[Record]:
-        keys = ("sandbox", "address", "title", "body", "notification_id", "delivery_id",
-                "received_at")
-        return [{k: r.get(k) for k in keys}
-                for s in self.sandboxes.values() for r in s.received]
+        keys = (
+            "sandbox",
+            "address",
+            "title",
+            "body",
+            "notification_id",
+            "delivery_id",
+            "received_at",
+        )
+        return [{k: r.get(k) for k in keys} for s in self.sandboxes.values() for r in s.received]
 
     async def _json(self, request: web.Request) -> web.Response:
         return web.json_response(self._public())

@@ -33,11 +33,16 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         return Recorder(app)
 
     return Topics(
-        requests=channel(), requests_by_user=channel(), requests_dlq=channel(),
-        control=channel(), control_by_user=channel(), control_dlq=channel(),
+        requests=channel(),
+        requests_by_user=channel(),
+        requests_dlq=channel(),
+        control=channel(),
+        control_by_user=channel(),
+        control_dlq=channel(),
         deliveries={(c, p): channel() for c in CHANNELS for p in PRIORITIES},
         delivery_lanes={p: channel() for p in PRIORITIES},
-        deliveries_dlq=channel(), delivery_events=channel(),
+        deliveries_dlq=channel(),
+        delivery_events=channel(),
     )
 
 
@@ -53,8 +58,13 @@ def values(channel: faust.ChannelT) -> list[dict[str, Any]]:
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(
-        app_id="functional", store="memory://", data_dir=tmp_path, partitions=1,
-        rate_limit_per_user=3, inapp_url="http://inbox.test/api", web_enabled=False,
+        app_id="functional",
+        store="memory://",
+        data_dir=tmp_path,
+        partitions=1,
+        rate_limit_per_user=3,
+        inapp_url="http://inbox.test/api",
+        web_enabled=False,
     )
     base.update(overrides)
     return Settings(**base)

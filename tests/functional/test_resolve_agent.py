@@ -16,13 +16,14 @@ KIND = "x-control-kind"
 
 async def control(pipeline: Pipeline, kind: str, record: dict[str, Any]) -> None:
     async with pipeline.agents["control"].test_context() as agent:
-        await agent.put(orjson.dumps(record), key=record["user_id"].encode(),
-                        headers={KIND: kind.encode()})
+        await agent.put(
+            orjson.dumps(record), key=record["user_id"].encode(), headers={KIND: kind.encode()}
+        )
 
 
 async def request(pipeline: Pipeline, *records: dict[str, Any] | bytes) -> None:
     async with pipeline.agents["resolve"].test_context() as agent:
-        for offset, record in enumerate(records):
+        for record in records:
             raw = record if isinstance(record, bytes) else orjson.dumps(record)
             await agent.put(raw, key=b"u1")
 
@@ -33,10 +34,12 @@ def req(nid: str = "n1", **kw: Any) -> dict[str, Any]:
 
 async def setup_user(pipeline: Pipeline) -> None:
     await control(pipeline, "user-contacts", {"user_id": "u1", "email": "u1@example.com"})
-    await control(pipeline, "device-registrations",
-                  {"user_id": "u1", "token": "a" * 64, "platform": "ios"})
-    await control(pipeline, "user-preferences",
-                  {"user_id": "u1", "channels": {"sms": False, "in_app": False}})
+    await control(
+        pipeline, "device-registrations", {"user_id": "u1", "token": "a" * 64, "platform": "ios"}
+    )
+    await control(
+        pipeline, "user-preferences", {"user_id": "u1", "channels": {"sms": False, "in_app": False}}
+    )
 
 
 async def test_control_records_fill_the_tables(pipeline: Pipeline) -> None:
@@ -46,8 +49,11 @@ async def test_control_records_fill_the_tables(pipeline: Pipeline) -> None:
     assert devices.tokens(t.devices, "u1") == {"a" * 64: "ios"}
     prefs = preferences.get(t.preferences, "u1")
     assert prefs is not None and not prefs.allows_channel("sms")
-    await control(pipeline, "device-registrations",
-                  {"user_id": "u1", "token": "a" * 64, "platform": "ios", "action": "unregister"})
+    await control(
+        pipeline,
+        "device-registrations",
+        {"user_id": "u1", "token": "a" * 64, "platform": "ios", "action": "unregister"},
+    )
     assert devices.tokens(t.devices, "u1") == {}
 
 
@@ -72,8 +78,10 @@ async def test_accepted_request_fans_out_to_lanes(pipeline: Pipeline) -> None:
 async def test_duplicate_idempotency_key_is_rejected(pipeline: Pipeline) -> None:
     await setup_user(pipeline)
     await request(pipeline, req("n1", idempotency_key="k"), req("n2", idempotency_key="k"))
-    statuses = [(e["notification_id"], e["status"], e.get("reason"))
-                for e in values(pipeline.topics.delivery_events)]
+    statuses = [
+        (e["notification_id"], e["status"], e.get("reason"))
+        for e in values(pipeline.topics.delivery_events)
+    ]
     assert statuses == [("n1", "accepted", None), ("n2", "rejected", "duplicate")]
 
 

@@ -25,9 +25,13 @@ def worker_settings(
     bootstrap: str, sandboxes: SandboxStack, data_dir: Path, **overrides: Any
 ) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "kafka_bootstrap": bootstrap, "broker_flavor": "tansu",
-        "session_timeout_seconds": 2.0, "heartbeat_interval_seconds": 0.5,
-        "data_dir": data_dir, "web_port": free_port(), "partitions": 4,
+        "kafka_bootstrap": bootstrap,
+        "broker_flavor": "tansu",
+        "session_timeout_seconds": 2.0,
+        "heartbeat_interval_seconds": 0.5,
+        "data_dir": data_dir,
+        "web_port": free_port(),
+        "partitions": 4,
         **sandboxes.settings_overrides(),
     }
     values.update(overrides)
@@ -62,8 +66,12 @@ def received_pairs(records: Iterable[dict[str, Any]]) -> Counter[tuple[str, str]
 
 
 def delivery_events(bootstrap: str, until: Any, timeout: float = 60.0) -> list[dict[str, Any]]:
-    messages = asyncio.run(read_topic(
-        bootstrap, topics.DELIVERY_EVENTS,
-        lambda ms: until([orjson.loads(m.value) for m in ms]), timeout,
-    ))
+    messages = asyncio.run(
+        read_topic(
+            bootstrap,
+            topics.DELIVERY_EVENTS,
+            lambda ms: until([orjson.loads(m.value) for m in ms]),
+            timeout,
+        )
+    )
     return [orjson.loads(m.value) for m in messages]

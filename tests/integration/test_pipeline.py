@@ -13,11 +13,20 @@ import pytest
 from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
 from scripts.workload import (
-    RequestMix, User, json_records, make_users, produce, read_topic, setup_users, wait_for_users,
+    RequestMix,
+    User,
+    json_records,
+    make_users,
+    produce,
+    read_topic,
+    setup_users,
+    wait_for_users,
 )
 from streams import topics
 from tests.integration.pipeline_harness import (
-    delivery_events, expected_deliveries, received_pairs,
+    delivery_events,
+    expected_deliveries,
+    received_pairs,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,15 +66,24 @@ def test_same_idempotency_key_twice_is_delivered_once(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
     [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
-    request = {"notification_id": "reset-1", "idempotency_key": "pw-reset-77",
-               "user_id": user.user_id, "channels": ["email"], "priority": "high",
-               "category": "security", "title": "Reset", "body": "Your code is 123456"}
+    request = {
+        "notification_id": "reset-1",
+        "idempotency_key": "pw-reset-77",
+        "user_id": user.user_id,
+        "channels": ["email"],
+        "priority": "high",
+        "category": "security",
+        "title": "Reset",
+        "body": "Your code is 123456",
+    }
     load_users(broker, workers(), [user])
     asyncio.run(produce(broker, json_records(topics.REQUESTS, [request, request])))
 
     events = delivery_events(
-        broker, lambda evs: any(e["status"] == "rejected" for e in evs)
-        and any(e["status"] == "sent" for e in evs),
+        broker,
+        lambda evs: (
+            any(e["status"] == "rejected" for e in evs) and any(e["status"] == "sent" for e in evs)
+        ),
     )
     statuses = Counter(e["status"] for e in events)
     assert statuses == Counter({"accepted": 1, "sent": 1, "rejected": 1})
@@ -77,13 +95,22 @@ def test_user_over_the_rate_window_gets_only_the_limit(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
     [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
-    requests = [{"notification_id": f"promo-{i}", "user_id": user.user_id, "channels": ["in_app"],
-                 "title": "Deal", "body": f"Deal {i}"} for i in range(8)]
+    requests = [
+        {
+            "notification_id": f"promo-{i}",
+            "user_id": user.user_id,
+            "channels": ["in_app"],
+            "title": "Deal",
+            "body": f"Deal {i}",
+        }
+        for i in range(8)
+    ]
     load_users(broker, workers(rate_limit_per_user=5), [user])
     asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
 
     events = delivery_events(
-        broker, lambda evs: sum(e["status"] in ("sent", "rejected") for e in evs) >= 8,
+        broker,
+        lambda evs: sum(e["status"] in ("sent", "rejected") for e in evs) >= 8,
     )
     assert rejected(events) == {f"promo-{i}": "rate_limited" for i in (5, 6, 7)}
     assert sorted(n for n, _ in received_pairs(sandboxes.received())) == [
@@ -98,8 +125,15 @@ def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
     key = user.user_id.encode()
 
     def valid(nid: str) -> bytes:
-        return orjson.dumps({"notification_id": nid, "user_id": user.user_id,
-                             "channels": ["email"], "title": "t", "body": "b"})
+        return orjson.dumps(
+            {
+                "notification_id": nid,
+                "user_id": user.user_id,
+                "channels": ["email"],
+                "title": "t",
+                "body": "b",
+            }
+        )
 
     records = [
         b'{"notification_id": "broken", ',  # truncated JSON
@@ -126,8 +160,11 @@ def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
 
 @pytest.mark.parametrize("keep_local_state", [True, False], ids=["rocksdb-kept", "rebuilt"])
 def test_worker_restarted_mid_run_resumes_with_tables_intact(
-    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess],
-    keep_local_state: bool, tmp_path: Any,
+    broker: str,
+    sandboxes: SandboxStack,
+    workers: Callable[..., WorkerProcess],
+    keep_local_state: bool,
+    tmp_path: Any,
 ) -> None:
     users = make_users(20, sandboxes.webhook.url("/"))
     by_id = {u.user_id: u for u in users}
@@ -146,8 +183,11 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
     workers(rate_limit_per_user=100, data_dir=data_dir)
     after = RequestMix(users, prefix="after", seed=5).make(50)
     # A new notification id carrying the idempotency key of a request sent before the crash.
-    replayed = {**before[0], "notification_id": "again",
-                "idempotency_key": before[0]["notification_id"]}
+    replayed = {
+        **before[0],
+        "notification_id": "again",
+        "idempotency_key": before[0]["notification_id"],
+    }
     asyncio.run(produce(broker, json_records(topics.REQUESTS, [*after, replayed])))
 
     expected += expected_deliveries(after, by_id, inapp_url)
@@ -157,8 +197,8 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
 
     got = received_pairs(sandboxes.received())
     # Nothing lost, and the "after" requests reached the devices and addresses registered
-    # before the crash: preferences, devices and contacts came back. The ledger and the replay rule keep re-sends to what a crash between a
-    # provider's answer and the ledger write can cause.
+    # before the crash: preferences, devices and contacts came back. The ledger and the replay
+    # rule keep re-sends to what a crash between a provider's answer and the ledger write causes.
     assert set(got) == set(expected)
     duplicates = sum(got.values()) - total
     assert duplicates <= 16, f"{duplicates} duplicate sends after the crash"

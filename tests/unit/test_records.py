@@ -6,14 +6,22 @@ import orjson
 import pytest
 
 from streams.records import (
-    InvalidRecord, parse_contact, parse_device, parse_preferences, parse_request, render,
+    InvalidRecord,
+    parse_contact,
+    parse_device,
+    parse_preferences,
+    parse_request,
+    render,
 )
 
 
 def request(**fields: object) -> bytes:
     base: dict[str, object] = {
-        "notification_id": "n-1", "user_id": "u-1", "title": "Order {order_id}",
-        "body": "Your order {order_id} shipped", "data": {"order_id": 42},
+        "notification_id": "n-1",
+        "user_id": "u-1",
+        "title": "Order {order_id}",
+        "body": "Your order {order_id} shipped",
+        "data": {"order_id": 42},
     }
     base.update(fields)
     return orjson.dumps(base)

@@ -6,7 +6,13 @@ import pytest
 
 from agents.fanout import expand
 from agents.resolve import (
-    CATEGORY_MUTED, DUPLICATE, NO_CHANNEL_ALLOWED, RATE_LIMITED, Limits, UserState, decide,
+    CATEGORY_MUTED,
+    DUPLICATE,
+    NO_CHANNEL_ALLOWED,
+    RATE_LIMITED,
+    Limits,
+    UserState,
+    decide,
 )
 from agents.route import lane, provider_for
 from streams.deliveries import delivery_id_for
@@ -17,7 +23,12 @@ LIMITS = Limits(per_user=3)
 
 
 def req(**kw: object) -> NotificationRequest:
-    fields: dict[str, object] = {"notification_id": "n1", "user_id": "u1", "title": "t", "body": "b"}
+    fields: dict[str, object] = {
+        "notification_id": "n1",
+        "user_id": "u1",
+        "title": "t",
+        "body": "b",
+    }
     fields.update(kw)
     return NotificationRequest(**fields)  # type: ignore[arg-type]
 
@@ -49,8 +60,12 @@ def test_preferences_filter_channels() -> None:
 
 def test_no_allowed_channel_and_muted_category() -> None:
     prefs = Preferences("u1", {"sms": False}, muted_categories=("marketing",))
-    assert decide(req(channels=("sms",)), state(prefs=prefs), "s", LIMITS).reason == NO_CHANNEL_ALLOWED
-    assert decide(req(category="marketing"), state(prefs=prefs), "s", LIMITS).reason == CATEGORY_MUTED
+    assert (
+        decide(req(channels=("sms",)), state(prefs=prefs), "s", LIMITS).reason == NO_CHANNEL_ALLOWED
+    )
+    assert (
+        decide(req(category="marketing"), state(prefs=prefs), "s", LIMITS).reason == CATEGORY_MUTED
+    )
 
 
 def test_rate_window_limits_but_exempts_security() -> None:
@@ -74,8 +89,10 @@ def test_fan_out_one_delivery_per_channel_and_address() -> None:
         "http://inbox/api",
     )
     assert [(d.channel, d.address, d.platform) for d in deliveries] == [
-        ("push", "tok-ios", "ios"), ("push", "tok-android", "android"),
-        ("email", "a@example.com", None), ("webhook", "http://hook", None),
+        ("push", "tok-ios", "ios"),
+        ("push", "tok-android", "android"),
+        ("email", "a@example.com", None),
+        ("webhook", "http://hook", None),
         ("in_app", "http://inbox/api", None),
     ]
     assert len({d.delivery_id for d in deliveries}) == 5
@@ -89,11 +106,19 @@ def test_delivery_ids_are_stable_across_fan_outs() -> None:
 
 @pytest.mark.parametrize(
     ("channel", "platform", "provider"),
-    [("push", "ios", "apns"), ("push", "android", "fcm"), ("email", None, "smtp"),
-     ("sms", None, "sms"), ("webhook", None, "webhook"), ("in_app", None, "webhook")],
+    [
+        ("push", "ios", "apns"),
+        ("push", "android", "fcm"),
+        ("email", None, "smtp"),
+        ("sms", None, "sms"),
+        ("webhook", None, "webhook"),
+        ("in_app", None, "webhook"),
+    ],
 )
 def test_routing(channel: str, platform: str | None, provider: str) -> None:
     contacts = {"email": "e@x.y", "phone": "+15550001", "webhook_url": "http://h"}
-    [delivery] = expand(req(priority="low"), (channel,), {"tok": platform or "ios"}, contacts, "http://i")
+    [delivery] = expand(
+        req(priority="low"), (channel,), {"tok": platform or "ios"}, contacts, "http://i"
+    )
     assert provider_for(delivery) == provider
     assert lane(delivery) == (channel, "low")

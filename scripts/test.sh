@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# One command: environment, lint, type check and the whole test suite (unit, functional,
+# integration on the embedded broker and the provider sandboxes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh test
+.venv/bin/ruff check .
+.venv/bin/python -m pytest -q "$@"
