@@ -67,9 +67,10 @@ class Deliverer:
 
     async def deliver(self, delivery: Delivery) -> None:
         now = time.time()
-        if delivery.delivery_id in self.in_flight or ledger.already_sent(
-            self.tables.ledger, delivery.user_id, delivery.delivery_id, now
-        ):
+        if delivery.delivery_id in self.in_flight:
+            await self._publish(delivery, DUPLICATE_SUPPRESSED, None, reason="in flight")
+            return
+        if ledger.already_sent(self.tables.ledger, delivery.user_id, delivery.delivery_id, now):
             await self._publish(delivery, DUPLICATE_SUPPRESSED, None, reason="already sent")
             return
         provider_name = provider_for(delivery)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from streams.records import InvalidRecord, decode_json_object
+from streams.records import CHANNELS, PLATFORMS, PRIORITIES, InvalidRecord, decode_json_object
 
 # Delivery-event statuses. ``rejected`` carries the reason the resolve stage refused a request.
 ACCEPTED = "accepted"
@@ -75,7 +75,14 @@ def _from_json(cls: Any, raw: bytes | str | None) -> Any:
 
 
 def parse_delivery(raw: bytes | str | None) -> Delivery:
-    return _from_json(Delivery, raw)  # type: ignore[no-any-return]
+    delivery: Delivery = _from_json(Delivery, raw)
+    if delivery.channel not in CHANNELS:
+        raise InvalidRecord(f"unknown channel {delivery.channel!r}")
+    if delivery.priority not in PRIORITIES:
+        raise InvalidRecord(f"unknown priority {delivery.priority!r}")
+    if delivery.channel == "push" and delivery.platform not in PLATFORMS:
+        raise InvalidRecord(f"push delivery needs a platform in {PLATFORMS}")
+    return delivery
 
 
 def parse_event(raw: bytes | str | None) -> DeliveryEvent:

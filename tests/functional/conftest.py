@@ -3,7 +3,8 @@ every output topic so a test reads exactly what an agent produced."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,16 @@ def values(channel: faust.ChannelT) -> list[dict[str, Any]]:
     return [orjson.loads(event.value) for event in sent(channel)]
 
 
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """``put()`` returns when the agent has *taken* the event, not when it has finished with it
+    (faust's test wrapper for sink-less agents); wait for the outcome before leaving the context."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = dict(
         app_id="functional",
@@ -65,6 +76,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         rate_limit_per_user=3,
         inapp_url="http://inbox.test/api",
         web_enabled=False,
+        # One actor per lane, so the order of outcomes is the order of the records.
+        deliver_concurrency_high=1,
+        deliver_concurrency_normal=1,
+        deliver_concurrency_low=1,
     )
     base.update(overrides)
     return Settings(**base)
