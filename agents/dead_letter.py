@@ -24,7 +24,7 @@ def dead_letter_headers(event: EventT, reason: str) -> dict[str, bytes]:
     }
 
 
-async def dead_letter(topic: faust.TopicT, event: EventT, reason: str) -> None:
+async def dead_letter(topic: faust.ChannelT, event: EventT, reason: str) -> None:
     """Keep the value byte for byte so a redrive republishes exactly what the producer sent."""
     message = event.message
     log.warning(

@@ -8,5 +8,5 @@ import faust
 from streams.deliveries import DeliveryEvent
 
 
-async def publish(topic: faust.TopicT, event: DeliveryEvent) -> None:
+async def publish(topic: faust.ChannelT, event: DeliveryEvent) -> None:
     await topic.send(key=event.notification_id.encode(), value=event.to_json())

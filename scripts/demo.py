@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -185,4 +184,4 @@ def _settled(events: list[dict[str, Any]], requests: int) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

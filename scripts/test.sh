@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 .venv/bin/ruff check .
+.venv/bin/mypy .
 .venv/bin/python -m pytest -q "$@"

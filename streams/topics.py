@@ -29,18 +29,21 @@ def delivery_topic(channel: str, priority: str) -> str:
 
 @dataclass(frozen=True)
 class Topics:
-    """The app's topic objects. Values are raw bytes: records are (de)serialised by streams/."""
+    """The app's topic objects. Values are raw bytes: records are (de)serialised by streams/.
 
-    requests: faust.TopicT  # consumed: the public topic and its re-keyed twin
-    requests_by_user: faust.TopicT
-    requests_dlq: faust.TopicT
-    control: faust.TopicT
-    control_by_user: faust.TopicT
-    control_dlq: faust.TopicT
-    deliveries: dict[tuple[str, str], faust.TopicT]  # produced: (channel, priority) -> topic
-    delivery_lanes: dict[str, faust.TopicT]  # consumed: priority -> every channel's topic
-    deliveries_dlq: faust.TopicT
-    delivery_events: faust.TopicT
+    Typed as channels (what agents read and stages send to), so functional tests can put
+    in-memory channels in their place."""
+
+    requests: faust.ChannelT  # consumed: the public topic and its re-keyed twin
+    requests_by_user: faust.ChannelT
+    requests_dlq: faust.ChannelT
+    control: faust.ChannelT
+    control_by_user: faust.ChannelT
+    control_dlq: faust.ChannelT
+    deliveries: dict[tuple[str, str], faust.ChannelT]  # produced: (channel, priority) -> topic
+    delivery_lanes: dict[str, faust.ChannelT]  # consumed: priority -> every channel's topic
+    deliveries_dlq: faust.ChannelT
+    delivery_events: faust.ChannelT
 
 
 def _topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:

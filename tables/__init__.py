@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from tables import contacts, dedup, devices, ledger, preferences, rate_windows, status
@@ -12,13 +13,13 @@ from tables import contacts, dedup, devices, ledger, preferences, rate_windows, 
 
 @dataclass(frozen=True)
 class Tables:
-    dedup: faust.Table
-    rate_windows: faust.Table
-    preferences: faust.Table
-    devices: faust.Table
-    contacts: faust.Table
-    ledger: faust.Table
-    status: faust.Table
+    dedup: TableT
+    rate_windows: TableT
+    preferences: TableT
+    devices: TableT
+    contacts: TableT
+    ledger: TableT
+    status: TableT
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from streams.records import ContactUpdate
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "contacts",
         default=dict,
@@ -17,11 +18,11 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def get(table: faust.Table, user_id: str) -> dict[str, str]:
+def get(table: TableT, user_id: str) -> dict[str, str]:
     return dict(table[user_id])
 
 
-def apply(table: faust.Table, update: ContactUpdate) -> None:
+def apply(table: TableT, update: ContactUpdate) -> None:
     current = dict(table[update.user_id])
     for field, value in update.changes.items():
         if value is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from tables.expiring import live_entries
@@ -14,7 +15,7 @@ from tables.expiring import live_entries
 MAX_KEYS_PER_USER = 2000
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "dedup",
         default=dict,
@@ -23,7 +24,7 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def claim_of(table: faust.Table, user_id: str, key: str, now: float) -> str | None:
+def claim_of(table: TableT, user_id: str, key: str, now: float) -> str | None:
     """The source (``partition:offset``) that claimed ``key``, or None if it is free."""
     entry: dict[str, Any] | None = table[user_id].get(key)
     if entry is None or entry["exp"] <= now:
@@ -31,7 +32,7 @@ def claim_of(table: faust.Table, user_id: str, key: str, now: float) -> str | No
     return str(entry["src"])
 
 
-def claim(table: faust.Table, user_id: str, key: str, source: str, now: float, ttl: float) -> None:
+def claim(table: TableT, user_id: str, key: str, source: str, now: float, ttl: float) -> None:
     entries = live_entries(table[user_id], now, MAX_KEYS_PER_USER - 1)
     entries[key] = {"exp": now + ttl, "src": source}
     table[user_id] = entries

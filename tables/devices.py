@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from streams.records import DeviceRegistration
@@ -11,7 +12,7 @@ from streams.records import DeviceRegistration
 MAX_DEVICES_PER_USER = 20
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "devices",
         default=dict,
@@ -20,12 +21,12 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def tokens(table: faust.Table, user_id: str) -> dict[str, str]:
+def tokens(table: TableT, user_id: str) -> dict[str, str]:
     """token -> platform, oldest registration first."""
     return dict(table[user_id])
 
 
-def apply(table: faust.Table, registration: DeviceRegistration) -> None:
+def apply(table: TableT, registration: DeviceRegistration) -> None:
     current = dict(table[registration.user_id])
     current.pop(registration.token, None)  # re-registering moves a token to the newest slot
     if registration.action == "register":

@@ -8,6 +8,7 @@ between the provider's answer and the ledger's changelog write.
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from tables.expiring import live_entries
@@ -15,7 +16,7 @@ from tables.expiring import live_entries
 MAX_DELIVERIES_PER_USER = 5000
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "delivery_ledger",
         default=dict,
@@ -24,13 +25,13 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def already_sent(table: faust.Table, user_id: str, delivery_id: str, now: float) -> bool:
+def already_sent(table: TableT, user_id: str, delivery_id: str, now: float) -> bool:
     entry = table[user_id].get(delivery_id)
     return entry is not None and entry["exp"] > now
 
 
 def record_sent(
-    table: faust.Table, user_id: str, delivery_id: str, provider: str, now: float, ttl: float
+    table: TableT, user_id: str, delivery_id: str, provider: str, now: float, ttl: float
 ) -> None:
     entries = live_entries(table[user_id], now, MAX_DELIVERIES_PER_USER - 1)
     entries[delivery_id] = {"exp": now + ttl, "provider": provider}

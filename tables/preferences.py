@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from streams.records import Preferences
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "preferences",
         default=None,
@@ -19,14 +20,14 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def get(table: faust.Table, user_id: str) -> Preferences | None:
+def get(table: TableT, user_id: str) -> Preferences | None:
     value = table.get(user_id)
     if value is None:
         return None
     return Preferences(user_id, value["channels"], tuple(value["muted_categories"]))
 
 
-def put(table: faust.Table, prefs: Preferences) -> None:
+def put(table: TableT, prefs: Preferences) -> None:
     value = asdict(prefs)
     value.pop("user_id")
     value["muted_categories"] = list(prefs.muted_categories)

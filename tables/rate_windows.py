@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from tables.expiring import window_hits
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "rate_windows",
         default=list,
@@ -17,9 +18,9 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def recent(table: faust.Table, user_id: str, now: float, window_seconds: float) -> list[float]:
+def recent(table: TableT, user_id: str, now: float, window_seconds: float) -> list[float]:
     return window_hits(table[user_id], now, window_seconds)
 
 
-def record(table: faust.Table, user_id: str, now: float, window_seconds: float) -> None:
+def record(table: TableT, user_id: str, now: float, window_seconds: float) -> None:
     table[user_id] = [*window_hits(table[user_id], now, window_seconds), now]

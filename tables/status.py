@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.types import TableT
 
 from config.settings import Settings
 from streams.deliveries import ACCEPTED, FAILED, REJECTED, SENT, DeliveryEvent
 
 
-def declare(app: faust.App, settings: Settings) -> faust.Table:
+def declare(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "notification_status",
         default=None,
@@ -19,7 +20,7 @@ def declare(app: faust.App, settings: Settings) -> faust.Table:
     )
 
 
-def get(table: faust.Table, notification_id: str) -> dict[str, Any] | None:
+def get(table: TableT, notification_id: str) -> dict[str, Any] | None:
     value = table.get(notification_id)
     return dict(value) if value is not None else None
 
@@ -68,5 +69,5 @@ def _overall(state: dict[str, Any], event: DeliveryEvent) -> str:
     )
 
 
-def record(table: faust.Table, event: DeliveryEvent) -> None:
+def record(table: TableT, event: DeliveryEvent) -> None:
     table[event.notification_id] = fold(table.get(event.notification_id), event)
