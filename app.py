@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import faust
 
-from agents import control, deliver, intake, status
+from agents import control, deliver, feedback, intake, retry, status
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
@@ -75,7 +75,9 @@ def build_app(
     }
     for priority, agent in deliver.register(app, settings, topics, tables, providers).items():
         agents[f"deliver_{priority}"] = agent
+    agents.update(retry.register(app, settings, topics))
     register_views(app, tables)
+    feedback.register(app, settings, topics)
     return Pipeline(app, settings, topics, tables, providers, agents)
 
 

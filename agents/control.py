@@ -7,6 +7,7 @@ A producer sets a user up with plain Kafka messages (key = user_id, JSON value) 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,15 @@ from agents import dead_letter
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.partitioning import is_on_home_partition
-from streams.records import InvalidRecord, parse_contact, parse_device, parse_preferences
+from streams.records import (
+    InvalidRecord,
+    parse_contact,
+    parse_device,
+    parse_preferences,
+    parse_suppression,
+)
 from streams.topics import Topics
-from tables import Tables, contacts, devices, preferences
+from tables import Tables, contacts, devices, preferences, suppressions
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,10 @@ class ControlWriter:
             ),
             topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
             topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
+            topic_names.SUPPRESSIONS: (
+                parse_suppression,
+                lambda r: suppressions.apply(t.suppressions, r, time.time()),
+            ),
         }
 
     async def handle(self, event: EventT) -> None:

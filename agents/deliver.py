@@ -10,19 +10,13 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter, events
+from agents import dead_letter
+from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from config.settings import Settings
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
-from streams.deliveries import (
-    DUPLICATE_SUPPRESSED,
-    FAILED,
-    SENT,
-    Delivery,
-    DeliveryEvent,
-    parse_delivery,
-)
+from streams.deliveries import DUPLICATE_SUPPRESSED, Delivery, parse_delivery
 from streams.records import PRIORITIES, InvalidRecord
 from streams.topics import Topics
 from tables import Tables, ledger
@@ -54,6 +48,7 @@ class Deliverer:
     topics: Topics
     tables: Tables
     providers: ProviderRegistry
+    outcomes: OutcomeRouter
     # Concurrent actors of one lane must not both send a delivery that arrived twice.
     in_flight: set[str] = field(default_factory=set)
 
@@ -66,64 +61,32 @@ class Deliverer:
         await self.deliver(delivery)
 
     async def deliver(self, delivery: Delivery) -> None:
-        now = time.time()
         if delivery.delivery_id in self.in_flight:
-            await self._publish(delivery, DUPLICATE_SUPPRESSED, None, reason="in flight")
+            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="in flight")
             return
-        if ledger.already_sent(self.tables.ledger, delivery.user_id, delivery.delivery_id, now):
-            await self._publish(delivery, DUPLICATE_SUPPRESSED, None, reason="already sent")
+        if ledger.already_sent(
+            self.tables.ledger, delivery.user_id, delivery.delivery_id, time.time()
+        ):
+            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="already sent")
             return
         provider_name = provider_for(delivery)
         self.in_flight.add(delivery.delivery_id)
         try:
             result = await self.providers.send(provider_name, outbound(delivery))
         except ProviderError as exc:
-            # Classified failure: retry tiers and dead letters hang off this event (next stage).
-            await self._publish(
-                delivery, FAILED, provider_name, reason=f"{type(exc).__name__}: {exc}"
-            )
+            await self.outcomes.failed(delivery, provider_name, exc)
             return
         finally:
             self.in_flight.discard(delivery.delivery_id)
-        ledger.record_sent(
-            self.tables.ledger,
-            delivery.user_id,
-            delivery.delivery_id,
-            result.provider,
-            time.time(),
-            self.settings.dedup_ttl_seconds,
-        )
-        await self._publish(delivery, SENT, result.provider, message_id=result.provider_message_id)
-
-    async def _publish(
-        self,
-        delivery: Delivery,
-        status: str,
-        provider: str | None,
-        reason: str | None = None,
-        message_id: str | None = None,
-    ) -> None:
-        await events.publish(
-            self.topics.delivery_events,
-            DeliveryEvent(
-                notification_id=delivery.notification_id,
-                user_id=delivery.user_id,
-                status=status,
-                at=time.time(),
-                delivery_id=delivery.delivery_id,
-                channel=delivery.channel,
-                provider=provider,
-                provider_message_id=message_id,
-                reason=reason,
-                requested_at=delivery.requested_at,
-            ),
-        )
+        await self.outcomes.succeeded(delivery, result)
 
 
 def register(
     app: faust.App, settings: Settings, topics: Topics, tables: Tables, providers: ProviderRegistry
 ) -> dict[str, faust.types.AgentT]:
-    deliverer = Deliverer(settings, topics, tables, providers)
+    deliverer = Deliverer(
+        settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
+    )
     concurrency = {
         "high": settings.deliver_concurrency_high,
         "normal": settings.deliver_concurrency_normal,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 
 from streams.deliveries import Delivery, delivery_id_for
 from streams.records import NotificationRequest
@@ -33,7 +33,11 @@ def expand(
     device_tokens: Mapping[str, str],
     contacts: Mapping[str, str],
     inapp_url: str,
+    suppressed: Collection[str] = (),
+    is_fallback: bool = False,
 ) -> list[Delivery]:
+    """Suppressed addresses (hard bounces, complaints, dead endpoints) are skipped here, at
+    resolve time, so they never reach a provider again."""
     return [
         Delivery(
             delivery_id=delivery_id_for(request.notification_id, channel, address),
@@ -50,7 +54,26 @@ def expand(
             collapse_key=request.collapse_key,
             ttl_seconds=request.ttl_seconds,
             requested_at=request.created_at,
+            fallback_channel=request.fallback_channel,
+            is_fallback=is_fallback,
         )
         for channel in channels
         for address, platform in addresses(channel, device_tokens, contacts, inapp_url)
+        if address not in suppressed
     ]
+
+
+def request_of(delivery: Delivery) -> NotificationRequest:
+    """The notification a delivery came from, to fan it out again on a fallback channel."""
+    return NotificationRequest(
+        notification_id=delivery.notification_id,
+        user_id=delivery.user_id,
+        title=delivery.title,
+        body=delivery.body,
+        category=delivery.category,
+        priority=delivery.priority,
+        data=delivery.data,
+        collapse_key=delivery.collapse_key,
+        ttl_seconds=delivery.ttl_seconds,
+        created_at=delivery.requested_at,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import faust
 from faust.types import EventT, StreamT
@@ -24,7 +24,16 @@ from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
 from streams.partitioning import is_on_home_partition
 from streams.records import InvalidRecord, NotificationRequest, parse_request
 from streams.topics import Topics
-from tables import Tables, contacts, dedup, devices, preferences, rate_windows
+from tables import (
+    Tables,
+    contacts,
+    dedup,
+    devices,
+    fallbacks,
+    preferences,
+    rate_windows,
+    suppressions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,7 @@ class Intake:
             await self._publish(request, REJECTED, now, reason=decision.reason)
             return
         if not decision.replay:
+            # A replay re-emits deliveries the ledger will drop; it must not reopen anything.
             dedup.claim(
                 t.dedup,
                 request.user_id,
@@ -80,6 +90,16 @@ class Intake:
                 self.settings.dedup_ttl_seconds,
             )
             rate_windows.record(t.rate_windows, request.user_id, now, window)
+            if request.fallback_channel and decision.fanned_out:
+                fallbacks.open_entry(
+                    t.fallbacks,
+                    request.user_id,
+                    request.notification_id,
+                    decision.fanned_out,
+                    request.fallback_channel,
+                    now,
+                    self.settings.dedup_ttl_seconds,
+                )
 
     async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
         deliveries = expand(
@@ -88,6 +108,7 @@ class Intake:
             devices.tokens(self.tables.devices, request.user_id),
             contacts.get(self.tables.contacts, request.user_id),
             self.settings.inapp_url,
+            suppressions.suppressed(self.tables.suppressions, request.user_id),
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
@@ -95,7 +116,7 @@ class Intake:
         for delivery in deliveries:
             await self.topics.deliveries[lane(delivery)].send(key=key, value=delivery.to_json())
         await self._publish(request, ACCEPTED, time.time(), deliveries=len(deliveries))
-        return decision
+        return replace(decision, fanned_out=len(deliveries))
 
     async def _publish(
         self,

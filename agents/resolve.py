@@ -20,6 +20,7 @@ class Decision:
     channels: tuple[str, ...] = ()
     reason: str | None = None  # set when rejected
     replay: bool = False  # the very record that claimed the key, read again after a restart
+    fanned_out: int = 0  # deliveries produced, once fan-out has run
 
     @property
     def accepted(self) -> bool:

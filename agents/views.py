@@ -8,7 +8,7 @@ import faust
 from faust.web import Request, Response, View
 
 from config.logging import mask_address
-from tables import Tables, contacts, devices, preferences, status
+from tables import Tables, contacts, devices, inbox, preferences, status, suppressions
 
 
 def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
@@ -26,6 +26,10 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
             for token, platform in devices.tokens(tables.devices, user_id).items()
         ],
         "contacts": {k: mask_address(v) for k, v in contacts.get(tables.contacts, user_id).items()},
+        "suppressed": {
+            mask_address(address): entry
+            for address, entry in suppressions.suppressed(tables.suppressions, user_id).items()
+        },
     }
 
 
@@ -37,6 +41,14 @@ def register_views(app: faust.App, tables: Tables) -> None:
         @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
             return self.json(user_snapshot(tables, user_id))
+
+    @app.page("/users/{user_id}/inbox/")
+    class InboxView(View):
+        @app.table_route(table=tables.inbox, match_info="user_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(
+                {"user_id": user_id, "messages": inbox.messages(tables.inbox, user_id)}
+            )
 
     @app.page("/notifications/{notification_id}/")
     class NotificationView(View):

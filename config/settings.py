@@ -80,6 +80,42 @@ class Settings(BaseSettings):
     inapp_url: str = ""
 
     provider_timeout_seconds: float = 10.0
+
+    # --- Failure handling ------------------------------------------------------------------
+    # Waits before each retry, per channel (JSON list in the environment, e.g. "[1,5,30]").
+    # From the seeds: push 1 s -> 5 s -> 30 s; e-mail 5 min -> 15 min -> 30 min -> 1 h; SMS and
+    # webhooks back off exponentially from 1 s. After the last wait's attempt: dead letter.
+    retry_push: tuple[float, ...] = (1.0, 5.0, 30.0)
+    retry_email: tuple[float, ...] = (300.0, 900.0, 1800.0, 3600.0)
+    retry_sms: tuple[float, ...] = (5.0, 30.0, 300.0)
+    retry_webhook: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    retry_in_app: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    # Retries held in memory per tier while they wait; past this a tier stops reading (the
+    # records wait in Kafka instead), so an outage cannot exhaust a worker's memory.
+    retry_pending_cap: int = Field(default=50_000, ge=1)
+    # Bearer token the provider feedback webhook must present ("" accepts any caller).
+    feedback_token: SecretStr = SecretStr("")
+    inbox_size: int = Field(default=50, ge=1)
+
+    def retry_schedule(self, channel: str) -> tuple[float, ...]:
+        return dict(
+            push=self.retry_push,
+            email=self.retry_email,
+            sms=self.retry_sms,
+            webhook=self.retry_webhook,
+            in_app=self.retry_in_app,
+        )[channel]
+
+    def retry_delays(self) -> list[float]:
+        """Every distinct wait in any schedule: one retry tier topic each."""
+        return sorted(
+            {
+                d
+                for c in ("push", "email", "sms", "webhook", "in_app")
+                for d in self.retry_schedule(c)
+            }
+        )
+
     # In-flight sends per priority lane: the high lane gets the most so it never waits.
     deliver_concurrency_high: int = Field(default=16, ge=1)
     deliver_concurrency_normal: int = Field(default=8, ge=1)

@@ -17,7 +17,7 @@ from streams import topics
 from streams.records import CHANNELS, PRIORITIES
 
 
-def topic_names() -> list[str]:
+def topic_names(settings: Settings) -> list[str]:
     return [
         topics.REQUESTS,
         topics.REQUESTS_BY_USER,
@@ -25,11 +25,14 @@ def topic_names() -> list[str]:
         topics.PREFERENCES,
         topics.DEVICES,
         topics.CONTACTS,
+        topics.SUPPRESSIONS,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
         topics.DELIVERIES_DLQ,
+        topics.DLQ_REDRIVE_LOG,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
+        *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]
 
 
@@ -39,7 +42,7 @@ async def create_topics(settings: Settings) -> list[str]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [name for name in topic_names() if name not in existing]
+        missing = [name for name in topic_names(settings) if name not in existing]
         if missing:
             try:
                 await admin.create_topics(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -15,9 +15,17 @@ from streams.records import CHANNELS, PLATFORMS, PRIORITIES, InvalidRecord, deco
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 SENT = "sent"
-FAILED = "failed"
+RETRYING = "retrying"  # a classified transient failure, with the wait before the next attempt
+FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
 DUPLICATE_SUPPRESSED = "duplicate_suppressed"
-STATUSES = (ACCEPTED, REJECTED, SENT, FAILED, DUPLICATE_SUPPRESSED)
+FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
+# Reported later by providers (feedback webhooks).
+DELIVERED = "delivered"
+OPENED = "opened"
+CLICKED = "clicked"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+SUCCESSES = (SENT, DELIVERED, OPENED, CLICKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +44,19 @@ class Delivery:
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     requested_at: float = 0.0
-    attempt: int = 0
+    attempt: int = 0  # attempts already made
+    not_before: float = 0.0  # a retry waits in its tier until then
+    errors: list[dict[str, Any]] = field(default_factory=list)  # one per failed attempt
+    fallback_channel: str | None = None
+    is_fallback: bool = False  # a fallback delivery never falls back again
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
+
+    def after_failure(self, error: str, at: float, not_before: float) -> Delivery:
+        """The same delivery, one attempt later, carrying its error history."""
+        history = [*self.errors, {"attempt": self.attempt + 1, "error": error, "at": at}]
+        return replace(self, attempt=self.attempt + 1, not_before=not_before, errors=history)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ class NotificationRequest:
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     created_at: float = 0.0  # epoch seconds; 0 means "use the record's timestamp"
+    fallback_channel: str | None = None  # tried once if every delivery finally fails
 
     @property
     def dedup_key(self) -> str:
@@ -62,6 +63,16 @@ class DeviceRegistration:
     token: str
     platform: str
     action: str = "register"  # register | unregister
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """An address that must not be used again (hard bounce, spam complaint, dead endpoint)."""
+
+    user_id: str
+    address: str
+    reason: str
+    action: str = "suppress"  # suppress | lift
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +178,9 @@ def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> N
     ttl = obj.get("ttl_seconds")
     if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0):
         raise InvalidRecord("'ttl_seconds' must be a non-negative integer")
+    fallback = obj.get("fallback_channel")
+    if fallback is not None and fallback not in CHANNELS:
+        raise InvalidRecord(f"'fallback_channel' must be one of {', '.join(CHANNELS)}")
     created_at = obj.get("created_at", default_created_at)
     if not isinstance(created_at, (int, float)) or isinstance(created_at, bool):
         raise InvalidRecord("'created_at' must be epoch seconds")
@@ -184,6 +198,7 @@ def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> N
         collapse_key=_optional_str(obj, "collapse_key"),
         ttl_seconds=ttl,
         created_at=float(created_at),
+        fallback_channel=fallback,
     )
 
 
@@ -224,6 +239,16 @@ def parse_contact(raw: bytes | str | None) -> ContactUpdate:
     if not changes:
         raise InvalidRecord(f"a contact update needs one of {', '.join(CONTACT_FIELDS)}")
     return ContactUpdate(_required_str(obj, "user_id"), changes)
+
+
+def parse_suppression(raw: bytes | str | None) -> Suppression:
+    obj = decode_json_object(raw)
+    return Suppression(
+        user_id=_required_str(obj, "user_id"),
+        address=_required_str(obj, "address", 2048),
+        reason=_optional_str(obj, "reason") or "unspecified",
+        action=_choice(obj, "action", ("suppress", "lift"), "suppress"),
+    )
 
 
 def to_json(record: Any) -> bytes:

@@ -17,10 +17,27 @@ REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid reques
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
+SUPPRESSIONS = "user-suppressions"  # addresses never to use again (bounces, complaints)
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
-DELIVERIES_DLQ = "deliveries.dlq"
+DELIVERIES_DLQ = "deliveries.dlq"  # final failures with their whole error history
+DLQ_REDRIVE_LOG = "deliveries.dlq.redriven"  # key = "partition:offset" of each redriven record
+
+
+def retry_topic(delay_seconds: float) -> str:
+    return f"deliveries.retry.{tier_label(delay_seconds)}"
+
+
+def tier_label(seconds: float) -> str:
+    """1 -> 1s, 300 -> 5m, 3600 -> 1h, 0.5 -> 500ms."""
+    if seconds < 1 or seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def delivery_topic(channel: str, priority: str) -> str:
@@ -44,6 +61,9 @@ class Topics:
     delivery_lanes: dict[str, faust.ChannelT]  # consumed: priority -> every channel's topic
     deliveries_dlq: faust.ChannelT
     delivery_events: faust.ChannelT
+    retries: dict[float, faust.ChannelT]  # delay -> tier topic
+    suppressions: faust.ChannelT  # produced: the control topic, for bounces and complaints
+    devices: faust.ChannelT  # produced: the control topic, to unregister dead tokens
 
 
 def _topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
@@ -61,7 +81,9 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         requests=_topic(app, settings, REQUESTS, REQUESTS_BY_USER),
         requests_by_user=_topic(app, settings, REQUESTS_BY_USER),
         requests_dlq=_topic(app, settings, REQUESTS_DLQ),
-        control=_topic(app, settings, PREFERENCES, DEVICES, CONTACTS, CONTROL_BY_USER),
+        control=_topic(
+            app, settings, PREFERENCES, DEVICES, CONTACTS, SUPPRESSIONS, CONTROL_BY_USER
+        ),
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
         control_dlq=_topic(app, settings, CONTROL_DLQ),
         deliveries={
@@ -74,4 +96,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         },
         deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
         delivery_events=_topic(app, settings, DELIVERY_EVENTS),
+        retries={d: _topic(app, settings, retry_topic(d)) for d in settings.retry_delays()},
+        suppressions=_topic(app, settings, SUPPRESSIONS),
+        devices=_topic(app, settings, DEVICES),
     )

@@ -8,7 +8,18 @@ import faust
 from faust.types import TableT
 
 from config.settings import Settings
-from tables import contacts, dedup, devices, ledger, preferences, rate_windows, status
+from tables import (
+    contacts,
+    dedup,
+    devices,
+    fallbacks,
+    inbox,
+    ledger,
+    preferences,
+    rate_windows,
+    status,
+    suppressions,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,9 @@ class Tables:
     contacts: TableT
     ledger: TableT
     status: TableT
+    suppressions: TableT
+    fallbacks: TableT
+    inbox: TableT
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -31,4 +45,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         contacts=contacts.declare(app, settings),
         ledger=ledger.declare(app, settings),
         status=status.declare(app, settings),
+        suppressions=suppressions.declare(app, settings),
+        fallbacks=fallbacks.declare(app, settings),
+        inbox=inbox.declare(app, settings),
     )

@@ -8,7 +8,21 @@ import faust
 from faust.types import TableT
 
 from config.settings import Settings
-from streams.deliveries import ACCEPTED, FAILED, REJECTED, SENT, DeliveryEvent
+from streams.deliveries import (
+    ACCEPTED,
+    BOUNCED,
+    COMPLAINED,
+    FAILED,
+    FELL_BACK,
+    REJECTED,
+    RETRYING,
+    SENT,
+    SUCCESSES,
+    DeliveryEvent,
+)
+
+# A delivery in one of these states will not change by itself any more.
+FINAL = (*SUCCESSES, FAILED, BOUNCED, COMPLAINED)
 
 
 def declare(app: faust.App, settings: Settings) -> TableT:
@@ -30,28 +44,25 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
     state: dict[str, Any] = (
         dict(current)
         if current
-        else {
-            "user_id": event.user_id,
-            "status": "pending",
-            "deliveries": {},
-            "expected": 0,
-        }
+        else {"user_id": event.user_id, "status": "pending", "deliveries": {}, "expected": 0}
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
     if event.status == ACCEPTED:
-        state["expected"] = event.deliveries
+        state["expected"] = state["expected"] + event.deliveries
         state["requested_at"] = event.requested_at
+    elif event.status == FELL_BACK:
+        state["expected"] = state["expected"] + event.deliveries
+        state["fell_back"] = {"channel": event.channel, "reason": event.reason}
     elif event.status == REJECTED:
         state["reason"] = event.reason
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
-        deliveries[event.delivery_id] = {
-            "channel": event.channel,
-            "status": event.status,
-            "provider": event.provider,
-            "reason": event.reason,
-            "at": event.at,
-        }
+        entry = dict(deliveries.get(event.delivery_id) or {"attempts": 0})
+        if event.status in (SENT, RETRYING, FAILED):
+            entry["attempts"] = entry["attempts"] + 1
+        entry.update(channel=event.channel, status=event.status, reason=event.reason, at=event.at)
+        entry["provider"] = event.provider or entry.get("provider")
+        deliveries[event.delivery_id] = entry
         state["deliveries"] = deliveries
     state["status"] = _overall(state, event)
     return state
@@ -61,12 +72,13 @@ def _overall(state: dict[str, Any], event: DeliveryEvent) -> str:
     if event.status == REJECTED and event.delivery_id is None:
         return REJECTED
     outcomes = [d["status"] for d in state["deliveries"].values()]
-    done = [s for s in outcomes if s in (SENT, FAILED)]
+    done = [s for s in outcomes if s in FINAL]
+    succeeded = any(s in SUCCESSES for s in outcomes)
     if state["expected"] and len(done) >= state["expected"]:
-        return SENT if SENT in done else FAILED
-    return (
-        "partially_sent" if SENT in outcomes else ("accepted" if state["expected"] else "pending")
-    )
+        return SENT if succeeded else FAILED
+    if succeeded:
+        return "partially_sent"
+    return "accepted" if state["expected"] else "pending"
 
 
 def record(table: TableT, event: DeliveryEvent) -> None:

@@ -78,7 +78,9 @@ async def test_provider_failures_become_events_not_crashes(
         await eventually(lambda: len(sent(pipeline.topics.deliveries_dlq)) == 2)
     events = {e["delivery_id"]: e for e in values(pipeline.topics.delivery_events)}
     assert events["d-gone"]["status"] == "failed"
-    assert events["d-gone"]["reason"].startswith("InvalidRecipientError")
+    assert events["d-gone"]["reason"].startswith("invalid_recipient: InvalidRecipientError")
+    [suppression] = values(pipeline.topics.suppressions)  # the dead URL is never used again
+    assert suppression["address"] == webhook.url("/gone")
     assert not ledger.already_sent(pipeline.tables.ledger, "u1", "d-gone", now=2.0)
     reasons = [dict(e.headers)["x-dlq-reason"] for e in sent(pipeline.topics.deliveries_dlq)]
     assert reasons[0].startswith(b"push delivery needs a platform")

@@ -1,0 +1,184 @@
+"""Where a delivery's outcome goes: the ledger, the inbox, retry tiers, the dead-letter topic,
+the control topics (dead tokens, suppressed addresses) and the fallback channel."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import orjson
+
+from agents import events
+from agents.failure_plan import DEAD_LETTER, INVALID_RECIPIENT, RETRY, FailurePlan, plan_failure
+from agents.fanout import expand, request_of
+from agents.route import lane
+from config.settings import Settings
+from providers.base import ProviderError, SendResult
+from streams.deliveries import FAILED, FELL_BACK, RETRYING, SENT, Delivery, DeliveryEvent
+from streams.topics import Topics
+from tables import Tables, contacts, devices, fallbacks, inbox, ledger, suppressions
+
+log = logging.getLogger(__name__)
+
+DLQ_REASON_HEADER = "x-dlq-reason"
+
+
+@dataclass
+class OutcomeRouter:
+    settings: Settings
+    topics: Topics
+    tables: Tables
+
+    async def succeeded(self, delivery: Delivery, result: SendResult) -> None:
+        now = time.time()
+        ledger.record_sent(
+            self.tables.ledger,
+            delivery.user_id,
+            delivery.delivery_id,
+            result.provider,
+            now,
+            self.settings.dedup_ttl_seconds,
+        )
+        if delivery.channel == "in_app":
+            inbox.add(
+                self.tables.inbox,
+                delivery.user_id,
+                {
+                    "notification_id": delivery.notification_id,
+                    "title": delivery.title,
+                    "body": delivery.body,
+                    "data": dict(delivery.data),
+                    "at": now,
+                },
+                self.settings.inbox_size,
+            )
+        await self.publish(
+            delivery, SENT, provider=result.provider, message_id=result.provider_message_id
+        )
+        fallbacks.record_outcome(
+            self.tables.fallbacks, delivery.user_id, delivery.notification_id, succeeded=True
+        )
+
+    async def failed(self, delivery: Delivery, provider: str, error: ProviderError) -> None:
+        plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
+        now = time.time()
+        if plan.action == RETRY:
+            await self._retry(delivery, provider, plan, now)
+            return
+        if plan.action == INVALID_RECIPIENT:
+            await self._forget_address(delivery, plan.reason)
+        elif plan.action == DEAD_LETTER:
+            final = delivery.after_failure(plan.reason, now, not_before=0.0)
+            await self.topics.deliveries_dlq.send(
+                key=delivery.user_id.encode(),
+                value=final.to_json(),
+                headers={DLQ_REASON_HEADER: plan.reason.encode()},
+            )
+        await self.publish(
+            delivery, FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"
+        )
+        await self._maybe_fall_back(delivery)
+
+    async def _retry(
+        self, delivery: Delivery, provider: str, plan: FailurePlan, now: float
+    ) -> None:
+        assert plan.tier is not None
+        again = delivery.after_failure(plan.reason, now, not_before=now + plan.wait)
+        await self.topics.retries[plan.tier].send(
+            key=delivery.user_id.encode(), value=again.to_json()
+        )
+        await self.publish(
+            delivery,
+            RETRYING,
+            provider=provider,
+            reason=f"attempt {again.attempt} failed, next in {plan.wait:g}s: {plan.reason}",
+        )
+
+    async def _forget_address(self, delivery: Delivery, reason: str) -> None:
+        """Dead token: unregister it. Dead e-mail/number/URL: suppress it. Both go through the
+        control topics, so the change is applied on the user's partition like any other."""
+        key = delivery.user_id.encode()
+        if delivery.channel == "push":
+            await self.topics.devices.send(
+                key=key,
+                value=orjson.dumps(
+                    {
+                        "user_id": delivery.user_id,
+                        "token": delivery.address,
+                        "platform": delivery.platform,
+                        "action": "unregister",
+                        "reason": reason,
+                    }
+                ),
+            )
+        else:
+            await self.topics.suppressions.send(
+                key=key,
+                value=orjson.dumps(
+                    {
+                        "user_id": delivery.user_id,
+                        "address": delivery.address,
+                        "reason": reason,
+                    }
+                ),
+            )
+
+    async def _maybe_fall_back(self, delivery: Delivery) -> None:
+        channel = fallbacks.record_outcome(
+            self.tables.fallbacks, delivery.user_id, delivery.notification_id, succeeded=False
+        )
+        if channel is None or delivery.is_fallback:
+            return
+        deliveries = expand(
+            request_of(delivery),
+            (channel,),
+            devices.tokens(self.tables.devices, delivery.user_id),
+            contacts.get(self.tables.contacts, delivery.user_id),
+            self.settings.inapp_url,
+            suppressions.suppressed(self.tables.suppressions, delivery.user_id),
+            is_fallback=True,
+        )
+        key = delivery.user_id.encode()
+        for fallback in deliveries:
+            await self.topics.deliveries[lane(fallback)].send(key=key, value=fallback.to_json())
+        reason = (
+            f"to {channel}: {len(deliveries)} deliveries" if deliveries else f"no {channel} address"
+        )
+        await events.publish(
+            self.topics.delivery_events,
+            DeliveryEvent(
+                notification_id=delivery.notification_id,
+                user_id=delivery.user_id,
+                status=FELL_BACK,
+                at=time.time(),
+                channel=channel,
+                reason=reason,
+                requested_at=delivery.requested_at,
+                deliveries=len(deliveries),
+            ),
+        )
+
+    async def publish(
+        self,
+        delivery: Delivery,
+        status: str,
+        provider: str | None = None,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        await events.publish(
+            self.topics.delivery_events,
+            DeliveryEvent(
+                notification_id=delivery.notification_id,
+                user_id=delivery.user_id,
+                status=status,
+                at=time.time(),
+                delivery_id=delivery.delivery_id,
+                channel=delivery.channel,
+                provider=provider,
+                provider_message_id=message_id,
+                reason=reason,
+                requested_at=delivery.requested_at,
+            ),
+        )

@@ -1,0 +1,54 @@
+"""A due-time scheduler for retry tiers: items wait in memory until their time, in time order,
+whatever partition they came from, so one partition's long wait never holds another's."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class DueScheduler(Generic[T]):
+    def __init__(self, capacity: int, clock: Callable[[], float] = time.time) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._heap: list[tuple[float, int, T]] = []
+        self._order = itertools.count()
+        self._changed = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def put(self, due: float, item: T) -> None:
+        """Waits while full: backpressure lets the tier's records wait in Kafka instead."""
+        while len(self._heap) >= self.capacity:
+            self._space.clear()
+            await self._space.wait()
+        heapq.heappush(self._heap, (due, next(self._order), item))
+        self._changed.set()
+
+    async def run(self, dispatch: Callable[[T], Awaitable[None]]) -> None:
+        """Hand each item to ``dispatch`` once due; runs until cancelled."""
+        while True:
+            if not self._heap:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            wait = self._heap[0][0] - self._clock()
+            if wait > 0:
+                self._changed.clear()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                except TimeoutError:
+                    pass
+                continue
+            _, _, item = heapq.heappop(self._heap)
+            self._space.set()
+            await dispatch(item)
