@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     smtp_start_tls: bool = False
     # Connections kept open per worker; concurrent sends beyond this wait for a free one.
     smtp_pool_size: int = Field(default=4, ge=1)
+    # A second relay (same credentials and TLS setting; "" = none). After
+    # smtp_failover_threshold consecutive connection failures, timeouts or 4xx replies from the
+    # primary, mail goes to the backup for smtp_failover_seconds; then one mail probes the
+    # primary and its success moves mail back. 5xx replies are about the recipient: not counted.
+    smtp_backup_host: str = ""
+    smtp_backup_port: int = 25
+    smtp_failover_threshold: int = Field(default=5, ge=1)
+    smtp_failover_seconds: float = Field(default=60.0, gt=0)
     email_from: str = "notifications@example.com"
     # One-click unsubscribe endpoint (RFC 8058); empty means a mailto: to email_from only.
     email_unsubscribe_url: str = ""

@@ -1,9 +1,15 @@
-"""E-mail over SMTP with aiosmtplib, through a small pool of long-lived connections.
+"""E-mail over SMTP with aiosmtplib, through a small pool of long-lived connections per relay.
 
 Opening an SMTP session costs several round trips (greeting, EHLO, maybe STARTTLS and AUTH),
 so connections are kept open and handed to one send at a time. Replies are translated into
 the provider vocabulary of ``providers.base``: 4xx → transient, 5xx → permanent, dead mailbox
 → invalid recipient.
+
+With ``smtp_backup_host`` set, the primary relay sits behind a circuit breaker: a run of
+``smtp_failover_threshold`` relay failures (connection errors, timeouts, 4xx) sends mail to the
+backup for ``smtp_failover_seconds``; then one mail probes the primary (half-open) and its
+success moves mail back. 5xx replies are about the recipient or the message and say nothing
+about the relay, so they neither count nor reset the run.
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import json
 import logging
 import re
+import time
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from urllib.parse import quote, urlencode
@@ -33,6 +43,7 @@ from providers.base import (
 log = logging.getLogger(__name__)
 
 NAME = "smtp"
+BACKUP_NAME = "smtp-backup"  # SendResult.provider when the backup relay took the mail
 
 # Reply codes that are about the recipient's mailbox (RFC 5321 §4.2.3) ...
 _MAILBOX_CODES = frozenset({550, 551, 553})
@@ -84,6 +95,21 @@ def _translate(exc: Exception) -> ProviderError:
     return TransientError(NAME, type(exc).__name__, str(exc))
 
 
+class _WideHeader(UnstructuredHeader, BaseHeader):
+    """Folded at white space within SMTP's 998-character line limit, never into RFC 2047
+    encoded words: relays and mail clients read these values (JSON, URLs) without decoding,
+    and the default 78-column policy encodes any longer word."""
+
+    def fold(self, *, policy: policy.Policy) -> str:
+        return super().fold(policy=policy.clone(max_line_length=998))
+
+
+_HEADERS = HeaderRegistry()
+for _name in ("x-smtpapi", "x-notification-id", "x-delivery-id", "list-unsubscribe"):
+    _HEADERS.map_to_type(_name, _WideHeader)
+_POLICY = policy.default.clone(header_factory=_HEADERS)
+
+
 def _render_html(title: str, body: str) -> str:
     paragraphs = "".join(
         f"<p>{html.escape(chunk).replace(chr(10), '<br>')}</p>"
@@ -114,7 +140,7 @@ def build_email(message: OutboundMessage, settings: Settings) -> EmailMessage:
     # Header values must be single-line; a newline in a title would otherwise be an error
     # (or, with a lax policy, header injection).
     subject = " ".join(message.title.split()) or " ".join(message.body.split())[:78]
-    mail = EmailMessage()
+    mail = EmailMessage(policy=_POLICY)
     mail["From"] = settings.email_from
     mail["To"] = message.address
     mail["Subject"] = subject
@@ -122,6 +148,14 @@ def build_email(message: OutboundMessage, settings: Settings) -> EmailMessage:
     mail["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     mail["X-Notification-ID"] = message.notification_id
     mail["X-Delivery-ID"] = message.delivery_id
+    # SendGrid's SMTP API: unique args come back in every event webhook call (delivered,
+    # bounce, open ...), which is how agents/feedback.py ties an event to its delivery.
+    unique_args = {
+        "notification_id": message.notification_id,
+        "delivery_id": message.delivery_id,
+        "user_id": message.user_id,
+    }
+    mail["X-SMTPAPI"] = json.dumps({"unique_args": unique_args})
     mail["List-Unsubscribe"] = _list_unsubscribe(message, settings, sender)
     if settings.email_unsubscribe_url:
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -133,19 +167,17 @@ def build_email(message: OutboundMessage, settings: Settings) -> EmailMessage:
     return mail
 
 
-class SmtpProvider:
-    """Sends e-mail through ``settings.smtp_host``; ``start()`` before use, ``stop()`` after."""
+class _Relay:
+    """One SMTP server and its own pool of long-lived connections."""
 
-    name = NAME
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, name: str, host: str, port: int, settings: Settings) -> None:
+        self.name, self.host, self.port = name, host, port
         self._settings = settings
-        self._sender = parseaddr(settings.email_from)[1] or settings.email_from
         self._idle: asyncio.Queue[aiosmtplib.SMTP] | None = None
         self._clients: list[aiosmtplib.SMTP] = []
         self._busy: set[int] = set()  # id() of clients lent to a running send
 
-    async def start(self) -> None:
+    def open(self) -> None:
         # Connections are opened lazily by the first sends: a mail server that is down at
         # start-up must not stop the worker, only fail (and retry) the e-mails. LIFO lends
         # the connection used last (open, warm) first, so a trickle of mail keeps one
@@ -155,7 +187,7 @@ class SmtpProvider:
         for client in self._clients:
             self._idle.put_nowait(client)
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         idle, self._idle = self._idle, None
         if idle is None:
             return
@@ -168,15 +200,15 @@ class SmtpProvider:
             client.close()
         self._clients = []
 
-    async def send(self, message: OutboundMessage) -> SendResult:
-        mail = build_email(message, self._settings)
+    async def send(self, mail: EmailMessage, sender: str, to: str) -> None:
+        """Hand ``mail`` to this relay; raises the provider error for what went wrong."""
         if self._idle is None:
             raise RuntimeError("SmtpProvider.send() before start()")
         idle = self._idle
         client = await idle.get()  # one connection per concurrent send
         self._busy.add(id(client))
         try:
-            await self._deliver(client, mail, message.address)
+            await self._deliver(client, mail, sender, to)
         except Exception as exc:
             # Anything but a refused envelope (auth, greeting, I/O) leaves the session in an
             # unknown state: drop it, the next send on this slot reconnects.
@@ -186,31 +218,32 @@ class SmtpProvider:
         finally:
             self._busy.discard(id(client))
             idle.put_nowait(client)
-        return SendResult(provider=NAME, provider_message_id=mail["Message-ID"])
 
-    async def _deliver(self, client: aiosmtplib.SMTP, mail: EmailMessage, to: str) -> None:
+    async def _deliver(
+        self, client: aiosmtplib.SMTP, mail: EmailMessage, sender: str, to: str
+    ) -> None:
         reused = client.is_connected
         if not reused:
             await client.connect()
         try:
-            await client.send_message(mail, sender=self._sender, recipients=[to])
+            await client.send_message(mail, sender=sender, recipients=[to])
         except aiosmtplib.SMTPServerDisconnected:
             if not reused:
                 raise
             # A pooled connection can die while idle (server idle timeout, restart) before we
             # notice. No 250 came back, so one fresh try is right; the rare duplicate (mail
             # taken but the reply lost) is within the pipeline's at-least-once contract.
-            log.info("smtp: pooled connection was dropped, reconnecting")
+            log.info("%s: pooled connection was dropped, reconnecting", self.name)
             client.close()
             await client.connect()
-            await client.send_message(mail, sender=self._sender, recipients=[to])
+            await client.send_message(mail, sender=sender, recipients=[to])
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self._settings
         login = bool(s.smtp_username)
         return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
+            hostname=self.host,
+            port=self.port,
             username=s.smtp_username if login else None,
             password=s.smtp_password.get_secret_value() if login else None,
             # False really means plain text: None would upgrade whenever offered, which
@@ -218,3 +251,81 @@ class SmtpProvider:
             start_tls=s.smtp_start_tls,
             timeout=s.provider_timeout_seconds,
         )
+
+
+class _Circuit:
+    """Closed: mail goes to the primary relay. Open: to the backup until the cool-down ends.
+    Half-open: one probe mail tries the primary while the others keep using the backup."""
+
+    def __init__(self, threshold: int, cooldown_seconds: float) -> None:
+        self.threshold, self.cooldown = threshold, cooldown_seconds
+        self.failures = 0  # consecutive relay failures of the primary
+        self.open_until: float | None = None  # monotonic time; None while closed
+        self.probing = False
+
+    def use_primary(self) -> tuple[bool, bool]:
+        """``(send through the primary?, is this send the half-open probe?)``."""
+        if self.open_until is None:
+            return True, False
+        probe = not self.probing and time.monotonic() >= self.open_until
+        self.probing = self.probing or probe
+        return probe, probe
+
+    def outcome(self, probe: bool, relay_failed: bool | None) -> None:
+        """After a send through the primary: True = a relay failure (connection, timeout,
+        4xx), False = mail accepted, None = nothing about the relay (5xx, cancelled)."""
+        self.probing = self.probing and not probe
+        if relay_failed is None or (self.open_until is not None and not probe):
+            return  # (or a send begun before the circuit opened: the probe decides)
+        if not relay_failed:
+            if self.open_until is not None:
+                log.warning("smtp: the primary relay answers again; mail goes back to it")
+            self.failures, self.open_until = 0, None
+            return
+        self.failures += 1
+        if probe or self.failures >= self.threshold:
+            log.warning("smtp: %d failures on the primary relay; using the backup", self.failures)
+            self.open_until = time.monotonic() + self.cooldown
+
+
+class SmtpProvider:
+    """Sends e-mail through ``smtp_host`` (or ``smtp_backup_host`` while the primary fails);
+    ``start()`` before use, ``stop()`` after."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._sender = parseaddr(settings.email_from)[1] or settings.email_from
+        self._primary = _Relay(NAME, settings.smtp_host, settings.smtp_port, settings)
+        self._relays = [self._primary]
+        self._circuit: _Circuit | None = None
+        if settings.smtp_backup_host:
+            backup = settings.smtp_backup_host, settings.smtp_backup_port
+            self._relays.append(_Relay(BACKUP_NAME, *backup, settings))
+            threshold, cooldown = settings.smtp_failover_threshold, settings.smtp_failover_seconds
+            self._circuit = _Circuit(threshold, cooldown)
+
+    async def start(self) -> None:
+        for relay in self._relays:
+            relay.open()
+
+    async def stop(self) -> None:
+        for relay in self._relays:
+            await relay.close()
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        mail = build_email(message, self._settings)
+        primary, probe = self._circuit.use_primary() if self._circuit else (True, False)
+        relay = self._relays[0 if primary else -1]
+        verdict: bool | None = None  # what this send says about the primary relay
+        try:
+            await relay.send(mail, self._sender, message.address)
+            verdict = False
+        except TransientError:  # connection, timeout, 4xx: the relay's trouble
+            verdict = True
+            raise
+        finally:
+            if primary and self._circuit is not None:
+                self._circuit.outcome(probe, verdict)
+        return SendResult(provider=relay.name, provider_message_id=mail["Message-ID"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,13 +11,24 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import SecretStr
+
 ROOT = Path(__file__).resolve().parent.parent
 READY_LINE = "Worker ready"
 
 
 def settings_env(values: Mapping[str, object]) -> dict[str, str]:
-    """Settings field values -> ``NOTIFY_*`` environment variables."""
-    return {f"NOTIFY_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+    """Settings field values -> ``NOTIFY_*`` environment variables (lists as JSON, which is
+    how pydantic-settings reads complex fields)."""
+
+    def encode(value: object) -> str:
+        if isinstance(value, (list, tuple, dict)):
+            return json.dumps(value)
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        return str(value)
+
+    return {f"NOTIFY_{k.upper()}": encode(v) for k, v in values.items() if v is not None}
 
 
 class WorkerProcess:

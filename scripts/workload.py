@@ -73,12 +73,12 @@ def device_token(platform: str, rng: random.Random) -> str:
 
 
 def make_users(
-    count: int, webhook_base: str, seed: int = 7, opt_out_rate: float = 0.3
+    count: int, webhook_base: str, seed: int = 7, opt_out_rate: float = 0.3, first: int = 0
 ) -> list[User]:
     """Users with one or two devices (iOS and/or Android) and a few channels switched off."""
     rng = random.Random(seed)
     users = []
-    for i in range(count):
+    for i in range(first, first + count):
         uid = f"user-{i:05d}"
         platforms = rng.choice([("ios",), ("android",), ("ios", "android")])
         devices = {device_token(p, rng): p for p in platforms}

@@ -3,34 +3,31 @@
 It speaks the real protocol so that ``ApnsProvider`` runs aioapns unmodified against it: the
 only difference from production is the host, the port and the CA that signed the server
 certificate. Everything it needs (CA, server certificate, the .p8 signing key) is generated
-fresh into a directory so that no secret ever lives in the repository.
+fresh into a directory (``apns_material.py``) so that no secret ever lives in the repository.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import json
 import re
-import secrets
 import ssl
-import string
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded
 from h2.exceptions import ProtocolError
+
+from providers.sandboxes.apns_material import ApnsMaterial, generate_apns_material
+from providers.sandboxes.faults import FaultInjectable, FaultPlan, integer, pair
+
+__all__ = ["ApnsMaterial", "ApnsSandbox", "generate_apns_material"]
 
 _TOKEN_RE = re.compile(r"[0-9a-fA-F]{64,}")
 _PUSH_TYPES = frozenset(
@@ -40,105 +37,16 @@ _PUSH_TYPES = frozenset(
 _MAX_PAYLOAD = 4096  # Apple's limit for everything but VoIP
 _TOKEN_MAX_AGE = 3600  # Apple rejects provider tokens older than an hour
 
-
-@dataclass(frozen=True, slots=True)
-class ApnsMaterial:
-    """Files and identifiers a client needs to talk to the sandbox."""
-
-    ca_file: Path
-    cert_file: Path
-    cert_key_file: Path
-    key_file: Path  # the .p8 signing key, as Apple hands it out
-    key_id: str
-    team_id: str
+ApnsFault = tuple[int, str]  # (HTTP status, Apple's reason), e.g. (410, "Unregistered")
 
 
-def _apple_id() -> str:
-    # Apple's key and team identifiers are 10 upper-case alphanumerics.
-    return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(10))
-
-
-def _certificate(
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    extensions: list[tuple[x509.ExtensionType, bool]],
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-    )
-    for extension, critical in extensions:
-        builder = builder.add_extension(extension, critical=critical)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def generate_apns_material(directory: Path) -> tuple[ApnsMaterial, ec.EllipticCurvePrivateKey]:
-    """Write a CA, a 127.0.0.1/localhost server certificate and a P-256 .p8 key to ``directory``.
-
-    Returns the paths and ids plus the signing key (the sandbox verifies JWTs with its public half).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    pem = serialization.Encoding.PEM
-    pkcs8 = serialization.PrivateFormat.PKCS8
-    plain = serialization.NoEncryption()
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notify APNs sandbox CA")])
-    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-    cert_sign = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-    ca_cert = _certificate(
-        ca_name,
-        ca_name,
-        ca_key.public_key(),
-        ca_key,
-        [(x509.BasicConstraints(ca=True, path_length=0), True), (cert_sign, True), (ca_ski, False)],
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    # Both names so that clients may dial either; Python checks IP SANs for IP hosts.
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    server_cert = _certificate(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]),
-        ca_name,
-        server_key.public_key(),
-        ca_key,
-        [
-            (x509.SubjectAlternativeName(names), False),
-            (x509.BasicConstraints(ca=False, path_length=None), True),
-            (x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False),
-            (x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False),
-        ],
-    )
-    signing_key = ec.generate_private_key(ec.SECP256R1())
-    key_id, team_id = _apple_id(), _apple_id()
-    material = ApnsMaterial(
-        ca_file=directory / "apns-ca.pem",
-        cert_file=directory / "apns-server.pem",
-        cert_key_file=directory / "apns-server-key.pem",
-        key_file=directory / f"AuthKey_{key_id}.p8",
-        key_id=key_id,
-        team_id=team_id,
-    )
-    material.ca_file.write_bytes(ca_cert.public_bytes(pem))
-    material.cert_file.write_bytes(server_cert.public_bytes(pem))
-    material.cert_key_file.write_bytes(server_key.private_bytes(pem, pkcs8, plain))
-    material.key_file.write_bytes(signing_key.private_bytes(pem, pkcs8, plain))
-    return material, signing_key
-
-
-class ApnsSandbox:
+class ApnsSandbox(FaultInjectable[ApnsFault]):
     """HTTP/2 + TLS server on 127.0.0.1 implementing ``POST /3/device/<token>`` like Apple.
 
-    ``faults`` maps a device token to the ``(status, reason)`` Apple would answer for it,
-    e.g. ``(410, "Unregistered")``. Accepted pushes land in ``received``; refused ones in
-    ``rejected`` (same record shape plus ``status`` and ``reason``).
+    Faults (``plan``, see ``faults.py``) answer a device token with the ``(status, reason)``
+    Apple would, e.g. ``(410, "Unregistered")`` or ``(429, "TooManyRequests")`` (Apple sends
+    no Retry-After). ``delays`` and ``latency_seconds`` hold a response back. Accepted pushes
+    land in ``received``; refused ones in ``rejected`` (same shape plus ``status``/``reason``).
     """
 
     def __init__(
@@ -148,7 +56,7 @@ class ApnsSandbox:
         self.topic = topic
         self.host = "127.0.0.1"
         self.port = port
-        self.faults: dict[str, tuple[int, str]] = {}
+        self.plan: FaultPlan[ApnsFault] = FaultPlan(pair(integer, str))
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.material: ApnsMaterial | None = None
@@ -172,6 +80,7 @@ class ApnsSandbox:
         if self._server is None:
             return
         self._server.close()
+        self.plan.release()
         # Server.close() leaves accepted connections open; a client must see them drop.
         for transport in list(self._transports):
             transport.close()
@@ -213,11 +122,15 @@ class ApnsSandbox:
             return "ExpiredProviderToken"
         return None
 
-    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, str | None, str]:
-        """Answer one request as Apple would: ``(status, reason or None, apns-id)``."""
+    def handle(
+        self, headers: dict[str, str], body: bytes, arrived: float | None = None
+    ) -> tuple[int, str | None, str]:
+        """Answer one request as Apple would: ``(status, reason or None, apns-id)``.
+
+        ``arrived`` is when the request came in, if an injected delay held it back since.
+        """
         apns_id = headers.get("apns-id") or str(uuid.uuid4())
-        path = headers.get(":path", "")
-        token = path.removeprefix("/3/device/") if path.startswith("/3/device/") else ""
+        token = device_token_of(headers)
         try:
             payload = json.loads(body) if body else None
         except ValueError:
@@ -234,7 +147,7 @@ class ApnsSandbox:
             "body": alert.get("body", ""),
             "notification_id": custom.get("notification_id"),
             "delivery_id": custom.get("delivery_id"),
-            "received_at": time.time(),
+            "received_at": arrived or time.time(),
             "headers": {
                 k: v for k, v in headers.items() if not k.startswith(":") and k != "authorization"
             },
@@ -272,13 +185,19 @@ class ApnsSandbox:
             return 413, "PayloadTooLarge"
         if not isinstance(payload, dict) or not payload:
             return 400, "PayloadEmpty"
-        if token in self.faults:  # injected faults win over the token's own validity
-            return self.faults[token]
+        fault = self.plan.choose(token)
+        if fault is not None:  # injected faults win over the token's own validity
+            return fault
         if not _TOKEN_RE.fullmatch(token):
             return 400, "BadDeviceToken"
         if topic != self.topic:
             return 400, "DeviceTokenNotForTopic"
         return 200, None
+
+
+def device_token_of(headers: dict[str, str]) -> str:
+    path = headers.get(":path", "")
+    return path.removeprefix("/3/device/") if path.startswith("/3/device/") else ""
 
 
 class _H2ServerProtocol(asyncio.Protocol):
@@ -319,10 +238,27 @@ class _H2ServerProtocol(asyncio.Protocol):
                 self._conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, StreamEnded):
                 headers, body = self._streams.pop(event.stream_id)
-                self._respond(event.stream_id, *self._sandbox.handle(headers, bytes(body)))
+                delay = self._sandbox.plan.delay(device_token_of(headers))
+                if delay > 0:  # answer later; other streams on the connection go on meanwhile
+                    asyncio.get_running_loop().call_later(
+                        delay, self._answer_late, event.stream_id, headers, bytes(body), time.time()
+                    )
+                else:
+                    self._respond(event.stream_id, *self._sandbox.handle(headers, bytes(body)))
             elif isinstance(event, ConnectionTerminated):
                 self._transport.close()
                 return
+        self._transport.write(self._conn.data_to_send())
+
+    def _answer_late(
+        self, stream_id: int, headers: dict[str, str], body: bytes, arrived: float
+    ) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return  # the sandbox stopped or the client left while the answer was held back
+        try:
+            self._respond(stream_id, *self._sandbox.handle(headers, body, arrived))
+        except ProtocolError:  # e.g. StreamClosedError
+            return  # the client gave up on (reset) this stream meanwhile
         self._transport.write(self._conn.data_to_send())
 
     def _respond(self, stream_id: int, status: int, reason: str | None, apns_id: str) -> None:

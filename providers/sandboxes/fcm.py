@@ -26,6 +26,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from providers.sandboxes.faults import FaultInjectable, FaultPlan, integer, pair
+
 # google-auth always signs this audience, whatever token_uri says; Google accepts it.
 _GOOGLE_AUD = "https://oauth2.googleapis.com/token"
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -43,6 +45,9 @@ _STATUS = {
     500: ("INTERNAL", "Internal error encountered."),
     503: ("UNAVAILABLE", "The service is currently unavailable."),
 }
+
+
+FcmFault = tuple[int, str]  # (HTTP status, FCM errorCode), e.g. (404, "UNREGISTERED")
 
 
 def fcm_error_body(
@@ -73,12 +78,14 @@ def fcm_error_body(
     }
 
 
-class FcmSandbox:
+class FcmSandbox(FaultInjectable[FcmFault]):
     """FCM v1 ``messages:send`` plus the OAuth2 token endpoint on 127.0.0.1 over plain HTTP.
 
-    ``faults`` maps a registration token to ``(http status, FCM errorCode)``, e.g.
-    ``(404, "UNREGISTERED")`` or ``(429, "QUOTA_EXCEEDED")`` (sent with ``Retry-After:
-    retry_after``). Accepted messages land in ``received``; refused ones in ``rejected``.
+    Faults (``plan``, see ``faults.py``) answer a registration token with ``(http status, FCM
+    errorCode)``, e.g. ``(404, "UNREGISTERED")`` or ``(429, "QUOTA_EXCEEDED")`` (sent with
+    ``Retry-After: retry_after``); ``delays`` and ``latency_seconds`` hold answers back.
+    Accepted messages land in ``received``; refused ones in ``rejected`` with ``status``,
+    ``reason`` (the errorCode) and ``error`` (the body).
     """
 
     def __init__(
@@ -88,8 +95,7 @@ class FcmSandbox:
         self.project_id = project_id
         self.host = "127.0.0.1"
         self.port = port
-        self.faults: dict[str, tuple[int, str]] = {}
-        self.retry_after: int = 30
+        self.plan: FaultPlan[FcmFault] = FaultPlan(pair(integer, str), retry_after=30)
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.tokens_issued = 0
@@ -121,6 +127,7 @@ class FcmSandbox:
     async def stop(self) -> None:
         if self._loop is None or self._thread is None:
             return
+        self.plan.release()  # stalled requests would hold up the runner's cleanup
         if self._runner is not None:
             await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
@@ -199,29 +206,34 @@ class FcmSandbox:
         )
 
     async def _send(self, request: web.Request) -> web.Response:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or token not in self._access_tokens:
-            return web.json_response(fcm_error_body(401, "THIRD_PARTY_AUTH_ERROR"), status=401)
-        if request.match_info["project"] != self.project_id:
-            return web.json_response(fcm_error_body(403, "SENDER_ID_MISMATCH"), status=403)
+        arrived = time.time()
         try:
             body = await request.json()
         except ValueError:
-            return web.json_response(fcm_error_body(400, "INVALID_ARGUMENT"), status=400)
+            body = None
         message = body.get("message") if isinstance(body, dict) else None
-        if not isinstance(message, dict):
-            return web.json_response(fcm_error_body(400, "INVALID_ARGUMENT"), status=400)
-        record = self._record(request, message)
-        status, error = self._validate(message)
-        headers: dict[str, str] = {}
+        record = self._record(request, message if isinstance(message, dict) else {}, arrived)
+        await self.plan.pause(str(record["address"] or ""))
+        status, error = self._check(request, message)
         if status == 200:
             self.received.append(record)
             msg_id = f"projects/{self.project_id}/messages/{uuid.uuid4().int % 10**19}"
             return web.json_response({"name": msg_id})
-        self.rejected.append({**record, "status": status, "error": error})
-        if status == 429:
-            headers["Retry-After"] = str(self.retry_after)
+        reason = _error_code(error)
+        self.rejected.append({**record, "status": status, "reason": reason, "error": error})
+        headers = {"Retry-After": str(self.retry_after)} if status == 429 else None
         return web.json_response(error, status=status, headers=headers)
+
+    def _check(self, request: web.Request, message: Any) -> tuple[int, dict[str, Any] | None]:
+        # FCM's order: credentials, project, body, then the message itself.
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token not in self._access_tokens:
+            return 401, fcm_error_body(401, "THIRD_PARTY_AUTH_ERROR")
+        if request.match_info["project"] != self.project_id:
+            return 403, fcm_error_body(403, "SENDER_ID_MISMATCH")
+        if not isinstance(message, dict):
+            return 400, fcm_error_body(400, "INVALID_ARGUMENT")
+        return self._validate(message)
 
     def _validate(self, message: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         targets = [k for k in ("token", "fid", "topic", "condition") if message.get(k)]
@@ -236,14 +248,17 @@ class FcmSandbox:
         if "ttl" in android and not _TTL_RE.fullmatch(str(android["ttl"])):
             return 400, fcm_error_body(400, "INVALID_ARGUMENT", "Invalid android.ttl")
         token = message.get("token") or message.get("fid")
-        if token in self.faults:
-            status, code = self.faults[token]
+        fault = self.plan.choose(str(token)) if token else None
+        if fault is not None:
+            status, code = fault
             is_token = code == "INVALID_ARGUMENT"
             text = _BAD_TOKEN if is_token else None
             return status, fcm_error_body(status, code, text, token_field=is_token)
         return 200, None
 
-    def _record(self, request: web.Request, message: dict[str, Any]) -> dict[str, Any]:
+    def _record(
+        self, request: web.Request, message: dict[str, Any], arrived: float
+    ) -> dict[str, Any]:
         notification = message.get("notification")
         notification = notification if isinstance(notification, dict) else {}
         data = message.get("data")
@@ -257,9 +272,15 @@ class FcmSandbox:
             "body": notification.get("body", ""),
             "notification_id": data.get("notification_id"),
             "delivery_id": data.get("delivery_id"),
-            "received_at": time.time(),
+            "received_at": arrived,
             "headers": {
                 k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"
             },
             "payload": message,
         }
+
+
+def _error_code(error: dict[str, Any] | None) -> str | None:
+    """The FcmError errorCode of an error body (what a client classifies by)."""
+    details = (error or {}).get("error", {}).get("details", [])
+    return next((d.get("errorCode") for d in details if d.get("@type") == _FCM_ERROR_TYPE), None)

@@ -6,9 +6,7 @@ Answers like Twilio does (Basic auth, form fields, 201 with a message resource, 
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import re
 import time
 import uuid
@@ -18,12 +16,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
+from providers.sandboxes.faults import FaultInjectable, FaultPlan, integer, optional, pair
 from providers.sms import API_VERSION, segment_count
 
 # What Twilio accepts as a "To" number: E.164.
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Never resolvable (RFC 2606): the sandbox only parses the callback, nobody calls it.
 DEFAULT_STATUS_CALLBACK = "https://notify.invalid/sms/status"
+
+SmsFault = tuple[int, int | None]  # (HTTP status, Twilio error code), e.g. (400, 21211)
 
 
 def _error(status: int, code: int | None, message: str, **headers: str) -> web.Response:
@@ -36,13 +37,14 @@ def _error(status: int, code: int | None, message: str, **headers: str) -> web.R
     return web.json_response(body, status=status, headers=headers or None)
 
 
-class SmsSandbox:
+class SmsSandbox(FaultInjectable[SmsFault]):
     """Twilio-compatible HTTP server on 127.0.0.1.
 
-    ``faults`` maps a To number to ``(http_status, twilio_code)``, e.g. ``(400, 21211)``
-    (invalid number), ``(429, 20429)`` (answered with ``Retry-After: retry_after``) or
-    ``(503, None)``. ``delays`` maps a To number to seconds to stall. Refused messages land in
-    ``rejected`` with ``status`` and ``code``.
+    Faults (``plan``, see ``faults.py``) answer a To number with ``(http_status,
+    twilio_code)``, e.g. ``(400, 21211)`` (invalid number), ``(429, 20429)`` (answered with
+    ``Retry-After: retry_after``) or ``(503, None)``. ``delays`` and ``latency_seconds``
+    stall answers. Refused messages land in ``rejected`` with ``status``, ``code`` and
+    ``reason``; unauthenticated requests too.
     """
 
     def __init__(
@@ -59,20 +61,16 @@ class SmsSandbox:
         self.status_callback_url = status_callback_url
         self.host = host
         self.port = port
-        self.faults: dict[str, tuple[int, int | None]] = {}
-        self.delays: dict[str, float] = {}
-        self.retry_after = 1
+        self.plan: FaultPlan[SmsFault] = FaultPlan(pair(integer, optional(integer)))
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post(f"/{API_VERSION}/Accounts/{{sid}}/Messages.json", self._create)
         self._runner = web.AppRunner(app, access_log=None)
@@ -82,14 +80,10 @@ class SmsSandbox:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
-        self._closing.set()  # release stalled requests: aiohttp waits for handlers
+        self.plan.release()  # release stalled requests: aiohttp waits for handlers
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def _stall(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def settings_overrides(self) -> dict[str, object]:
         """The ``Settings`` fields an ``SmsProvider`` needs to talk to this sandbox."""
@@ -113,15 +107,11 @@ class SmsSandbox:
         )
 
     async def _create(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return _error(401, 20003, "Authenticate")
-        if request.match_info["sid"] != self.account_sid:
-            return _error(404, 20404, "The requested resource was not found")
+        arrived = time.time()
         form = await request.post()
         fields = {k: str(v) for k, v in form.items()}
         to, text = fields.get("To", ""), fields.get("Body", "")
-        if delay := self.delays.get(to):
-            await self._stall(delay)
+        await self.plan.pause(to)
         callback = fields.get("StatusCallback", "")
         ids = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
         # The provider sends "title: body"; splitting on the first ": " recovers both in
@@ -134,7 +124,7 @@ class SmsSandbox:
             "body": body if sep else text,
             "notification_id": ids.get("notification_id"),
             "delivery_id": ids.get("delivery_id"),
-            "received_at": time.time(),
+            "received_at": arrived,
             "from": fields.get("From", ""),
             "text": text,
             "segments": segment_count(text),
@@ -142,25 +132,31 @@ class SmsSandbox:
             "form": fields,
             "headers": dict(request.headers),
         }
-        status, code = self._verdict(to, text)
+        status, code, reason = self._verdict(request, to, text)
         if status != 201:
-            self.rejected.append({**record, "status": status, "code": code})
+            self.rejected.append({**record, "status": status, "code": code, "reason": reason})
             headers = {"Retry-After": str(self.retry_after)} if status == 429 else {}
-            return _error(status, code, f"sandbox refused {to}", **headers)
+            return _error(status, code, reason, **headers)
         sid = "SM" + uuid.uuid4().hex
         self.received.append({**record, "sid": sid})
         return web.json_response(self._resource(sid, fields, record["segments"]), status=201)
 
-    def _verdict(self, to: str, text: str) -> tuple[int, int | None]:
-        if to in self.faults:
-            return self.faults[to]
+    def _verdict(self, request: web.Request, to: str, text: str) -> tuple[int, int | None, str]:
+        """``(HTTP status, Twilio code, message)``; 201 accepts the message."""
+        if not self._authorized(request):
+            return 401, 20003, "Authenticate"
+        if request.match_info["sid"] != self.account_sid:
+            return 404, 20404, "The requested resource was not found"
+        fault = self.plan.choose(to)
+        if fault is not None:
+            return *fault, f"sandbox refused {to}"
         if not to:
-            return 400, 21604  # 'To' phone number is required
+            return 400, 21604, "A 'To' phone number is required."
         if not text:
-            return 400, 21602  # Message body is required
+            return 400, 21602, "Message body is required."
         if not _E164.match(to):
-            return 400, 21211  # Invalid 'To' Phone Number
-        return 201, None
+            return 400, 21211, f"The 'To' number {to} is not a valid phone number."
+        return 201, None, ""
 
     def _resource(self, sid: str, fields: dict[str, str], segments: int) -> dict[str, Any]:
         now = formatdate(usegmt=True)

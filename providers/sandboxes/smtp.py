@@ -19,14 +19,19 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from providers.sandboxes.faults import FaultInjectable, FaultPlan, integer, pair
 
-class SmtpSandbox:
+SmtpFault = tuple[int, str]  # (reply code, text), e.g. (550, "5.1.1 User unknown")
+
+
+class SmtpSandbox(FaultInjectable[SmtpFault]):
     """SMTP on 127.0.0.1. ``received`` gets one record per accepted recipient.
 
-    ``faults`` maps a recipient address (lower case) to the ``(code, text)`` its RCPT TO is
-    answered with, e.g. ``(550, "5.1.1 User unknown")``, ``(450, ...)`` or ``(421, ...)``;
-    refused recipients land in ``rejected``. ``delays`` maps a recipient to seconds to stall
-    its RCPT TO (client timeouts). ``connections`` counts accepted TCP connections.
+    Faults (``plan``, see ``faults.py``; addresses in lower case) answer a recipient's RCPT TO
+    with ``(code, text)``, e.g. ``(550, "5.1.1 User unknown")``, ``(450, ...)`` or
+    ``(421, ...)``, after which the server closes the connection as a real one does; refused
+    recipients land in ``rejected``. ``delays`` and ``latency_seconds`` stall RCPT TO (client
+    timeouts). ``connections`` counts accepted TCP connections.
     With ``username``/``password`` set, AUTH (PLAIN/LOGIN, without TLS) is required.
     """
 
@@ -42,8 +47,7 @@ class SmtpSandbox:
         self.port = port
         self.username = username
         self.password = password
-        self.faults: dict[str, tuple[int, str]] = {}
-        self.delays: dict[str, float] = {}
+        self.plan: FaultPlan[SmtpFault] = FaultPlan(pair(integer, str))
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.connections = 0
@@ -60,6 +64,7 @@ class SmtpSandbox:
         if self._server is None:
             return
         self._server.close()
+        self.plan.release()
         self.drop_connections()  # Server.close() leaves accepted connections open
         await self._server.wait_closed()
         self._server = None
@@ -82,6 +87,11 @@ class SmtpSandbox:
             overrides["smtp_username"] = self.username
             overrides["smtp_password"] = self.password or ""
         return overrides
+
+    def backup_overrides(self) -> dict[str, object]:
+        """The ``Settings`` fields that make this sandbox an ``SmtpProvider``'s backup relay."""
+        assert self._server is not None, "start() the sandbox first"
+        return {"smtp_backup_host": self.host, "smtp_backup_port": self.port}
 
     def _new_connection(self) -> SMTP:
         # One protocol per accepted connection, so this is where connections are counted.
@@ -114,8 +124,10 @@ class SmtpSandbox:
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=data.login.decode())
 
-    def record(self, envelope: Envelope, connection: int, login: str | None) -> None:
-        """Parse one accepted mail into a record per recipient."""
+    def record(
+        self, envelope: Envelope, connection: int, login: str | None, arrived: dict[str, float]
+    ) -> None:
+        """Parse one accepted mail into a record per recipient (``arrived``: RCPT TO times)."""
         raw = envelope.original_content or envelope.content or b""
         raw = raw if isinstance(raw, bytes) else raw.encode()
         mail: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
@@ -135,7 +147,7 @@ class SmtpSandbox:
                     "body": plain.removeprefix(f"{title}\n\n").rstrip("\n") if title else plain,
                     "notification_id": mail.get("X-Notification-ID"),
                     "delivery_id": mail.get("X-Delivery-ID"),
-                    "received_at": time.time(),
+                    "received_at": arrived.get(rcpt, time.time()),
                     "from": envelope.mail_from,
                     "to": list(envelope.rcpt_tos),
                     "subject": title,
@@ -157,36 +169,47 @@ class _Handler:
     def __init__(self, sandbox: SmtpSandbox, *, connection: int) -> None:
         self.sandbox = sandbox
         self.connection = connection
+        # When each recipient of the current mail arrived: records say when the client asked,
+        # not when an injected delay let the sandbox answer.
+        self.arrived: dict[str, float] = {}
 
     async def handle_RCPT(  # aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        key = address.lower()
-        if delay := self.sandbox.delays.get(key):
-            await asyncio.sleep(delay)
-        fault = self.sandbox.faults.get(key)
-        if fault is not None:
-            code, text = fault
-            self.sandbox.rejected.append(
-                {
-                    "sandbox": "smtp",
-                    "address": address,
-                    "status": code,
-                    "reason": text,
-                    "received_at": time.time(),
-                    "connection": self.connection,
-                }
-            )
-            return f"{code} {text}"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
+        arrived, key = time.time(), address.lower()
+        await self.sandbox.plan.pause(key)
+        fault = self.sandbox.plan.choose(key)
+        if fault is None:
+            self.arrived[address] = arrived
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK"
+        code, text = fault
+        self.sandbox.rejected.append(
+            {
+                "sandbox": "smtp",
+                "address": address,
+                "status": code,
+                "code": code,
+                "reason": text,
+                "received_at": arrived,
+                "connection": self.connection,
+            }
+        )
+        if code == 421 and server.transport is not None:
+            # RFC 5321 §3.8: 421 means the server is closing the channel. aiosmtpd writes the
+            # reply as soon as this hook returns, before the loop runs callbacks, so the
+            # client reads the 421 and then the connection ends.
+            server.loop.call_soon(server.transport.close)
+        return f"{code} {text}"
 
     async def handle_DATA(  # aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         login = session.auth_data if isinstance(session.auth_data, str) else None
         try:
-            self.sandbox.record(envelope, self.connection, login)
+            self.sandbox.record(envelope, self.connection, login, self.arrived)
         except Exception as exc:  # a mail we cannot parse is a test failure: say so over SMTP
             return f"554 5.6.0 sandbox could not parse the message: {exc}"
+        finally:
+            self.arrived = {}
         return f"250 2.0.0 OK queued as sandbox-{next(self.sandbox._ids)}"

@@ -4,12 +4,33 @@ Used by the demo, the integration tests and the benchmark: the worker under test
 own process and reaches the sandboxes over the network, exactly as it would reach the vendors.
 ``python -m providers.sandboxes.stack`` runs the stack on its own and prints the ``NOTIFY_*``
 variables a worker needs to use it.
+
+Inspection and fault injection over HTTP (port ``inspect_port``, 8099 when run on its own)::
+
+    curl localhost:8099/                  # HTML: what arrived, what was refused
+    curl localhost:8099/received.json     # accepted requests, every sandbox
+    curl localhost:8099/rejected.json     # refused requests, with status and reason
+    # {sandbox} is apns, fcm, smtp, sms or webhook; the fault has that sandbox's shape:
+    # apns [status, reason], fcm [status, errorCode], smtp [code, text], sms [status, code|null],
+    # webhook status. Each call answers with the sandbox's whole fault plan.
+    curl -d '{"address": "+15551234567", "fault": [503, null]}' localhost:8099/faults/sms
+    curl -d '{"address": "/hooks/u1", "fault": 503, "times": 2}' localhost:8099/faults/webhook
+    curl -d '{"rate": 0.3, "fault": [429, "QUOTA_EXCEEDED"], "seed": 7}' localhost:8099/faults/fcm
+    curl -d '{"address": "a@example.com", "fault": [421, "4.3.2 Try later"]}' \
+        localhost:8099/faults/smtp
+    curl -d '{"latency_seconds": 0.05}' localhost:8099/faults/apns
+    curl -d '{"address": "/slow", "delay_seconds": 5}' localhost:8099/faults/webhook
+    curl -d '{"retry_after": 10}' localhost:8099/faults/sms     # Retry-After on its 429s
+    curl -d '{"clear": true}' localhost:8099/faults/sms         # or with "address": just one
+
+``stack.inject(name, ...)`` does the same from Python (keywords of ``FaultPlan.update``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +47,8 @@ from providers.sandboxes.webhook import WebhookSandbox
 
 T = TypeVar("T")
 Record = dict[str, Any]
+_PUBLIC = ("sandbox", "address", "title", "body", "notification_id", "delivery_id", "received_at")
+_REFUSAL = ("status", "reason")
 
 
 class SandboxStack:
@@ -80,18 +103,40 @@ class SandboxStack:
 
     def received(self) -> list[Record]:
         """Every accepted message, all sandboxes, in arrival order."""
+        return self._call(self._snapshot("received"))
 
-        async def snapshot() -> list[Record]:
-            records = [r for s in self.sandboxes.values() for r in s.received]
-            return sorted(records, key=lambda r: r["received_at"])
+    def rejected(self) -> list[Record]:
+        """Every refused request (with ``status`` and ``reason``), all sandboxes, by arrival."""
+        return self._call(self._snapshot("rejected"))
 
-        return self._call(snapshot())
+    async def _snapshot(self, kind: str) -> list[Record]:
+        records = [r for s in self.sandboxes.values() for r in getattr(s, kind)]
+        return sorted(records, key=lambda r: r["received_at"])
+
+    def inject(self, sandbox: str, **change: Any) -> dict[str, Any]:
+        """Change one sandbox's fault plan; keywords as ``FaultPlan.update``, e.g.
+        ``inject("sms", address="+15551234567", fault=(429, 20429), times=2)``,
+        ``inject("fcm", rate=0.3, fault=(503, "UNAVAILABLE"), seed=1)``,
+        ``inject("apns", latency_seconds=0.05)`` or ``inject("smtp", clear=True)``.
+
+        Runs on the stack's loop, between two requests. Returns the plan as it now is;
+        raises KeyError for an unknown sandbox, ValueError / TypeError for a bad change.
+        """
+        plan = self.sandboxes[sandbox].plan
+
+        async def update() -> dict[str, Any]:
+            return plan.update(**change)
+
+        return self._call(update())
 
     def clear(self) -> None:
+        """Forget what arrived and every injected fault, so tests start from a clean stack."""
+
         async def clear_all() -> None:
             for sandbox in self.sandboxes.values():
                 sandbox.received.clear()
                 sandbox.rejected.clear()
+                sandbox.plan.update(clear=True)
 
         self._call(clear_all())
 
@@ -113,6 +158,8 @@ class SandboxStack:
     async def _serve_inspection(self) -> None:
         app = web.Application()
         app.router.add_get("/received.json", self._json)
+        app.router.add_get("/rejected.json", self._json)
+        app.router.add_post("/faults/{sandbox}", self._faults)
         app.router.add_get("/", self._page)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -120,30 +167,46 @@ class SandboxStack:
         await site.start()
         self.inspect_port = self._runner.addresses[0][1]
 
-    def _public(self) -> list[Record]:
-        keys = (
-            "sandbox",
-            "address",
-            "title",
-            "body",
-            "notification_id",
-            "delivery_id",
-            "received_at",
-        )
-        return [{k: r.get(k) for k in keys} for s in self.sandboxes.values() for r in s.received]
+    def _public(self, kind: str) -> list[Record]:
+        keys = _PUBLIC + (_REFUSAL if kind == "rejected" else ())
+        records = (r for s in self.sandboxes.values() for r in getattr(s, kind))
+        return [{k: r.get(k) for k in keys} for r in records]
 
     async def _json(self, request: web.Request) -> web.Response:
-        return web.json_response(self._public())
+        return web.json_response(self._public(request.path.strip("/").removesuffix(".json")))
+
+    async def _faults(self, request: web.Request) -> web.Response:
+        sandbox = self.sandboxes.get(request.match_info["sandbox"])
+        if sandbox is None:
+            raise web.HTTPNotFound(text=f"no sandbox {request.match_info['sandbox']!r}")
+        try:
+            change = await request.json()
+            if not isinstance(change, dict):
+                raise ValueError("the body is a JSON object")
+            plan = sandbox.plan.update(**change)
+        except (ValueError, TypeError) as exc:  # bad JSON, unknown key, fault of a wrong shape
+            raise web.HTTPBadRequest(text=f"{exc}\n") from exc
+        return web.json_response(plan)
 
     async def _page(self, request: web.Request) -> web.Response:
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-            for r in self._public()[-500:]
-        )
+        sections = []
+        for kind, heading in (("received", "Received by"), ("rejected", "Refused by")):
+            records = self._public(kind)[-500:]
+            columns = _PUBLIC + (_REFUSAL if kind == "rejected" else ())
+            head = "".join(f"<th>{c}</th>" for c in columns)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                for r in records
+            )
+            sections.append(
+                f"<h1>{heading} the provider sandboxes</h1>"
+                f"<table border=1><tr>{head}</tr>{rows}</table>"
+            )
+        plans = {name: s.plan.describe() for name, s in self.sandboxes.items()}
         body = (
-            "<!doctype html><title>sandboxes</title><h1>Received by the provider sandboxes</h1>"
-            "<table border=1><tr><th>sandbox</th><th>address</th><th>title</th><th>body</th>"
-            f"<th>notification</th><th>delivery</th><th>at</th></tr>{rows}</table>"
+            "<!doctype html><title>sandboxes</title>"
+            + "".join(sections)
+            + f"<h1>Fault plans</h1><pre>{html.escape(json.dumps(plans, indent=2))}</pre>"
         )
         return web.Response(text=body, content_type="text/html")
 

@@ -6,8 +6,6 @@ as a subscriber should, and records the notification.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 import uuid
@@ -15,17 +13,19 @@ from typing import Any
 
 from aiohttp import web
 
+from providers.sandboxes.faults import FaultInjectable, FaultPlan, integer
 from providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
-class WebhookSandbox:
+class WebhookSandbox(FaultInjectable[int]):
     """HTTP server on 127.0.0.1; ``url(path)`` is an address to give the provider.
 
     Accepted requests are answered with ``status`` (200 or 204) and land in ``received``.
-    ``faults`` maps a request path to the HTTP status to answer instead (a 2xx fault is still
-    an acceptance, e.g. ``204``); 429 comes with ``Retry-After: retry_after``. ``delays`` maps
-    a path to seconds to stall before answering. Bad or stale signatures get 401; they and
-    faulted requests land in ``rejected`` with ``status`` and ``reason``.
+    Faults (``plan``, see ``faults.py``) are keyed by request path and are the HTTP status to
+    answer instead (a 2xx fault is still an acceptance, e.g. ``204``); 429 comes with
+    ``Retry-After: retry_after``. ``delays`` and ``latency_seconds`` stall answers. Bad or
+    stale signatures get 401; they and faulted requests land in ``rejected`` with ``status``
+    and ``reason``.
     """
 
     def __init__(
@@ -42,19 +42,15 @@ class WebhookSandbox:
         self.port = port
         self.status = status
         self.tolerance_seconds = tolerance_seconds
-        self.faults: dict[str, int] = {}
-        self.delays: dict[str, float] = {}
-        self.retry_after = 1
+        self.plan: FaultPlan[int] = FaultPlan(integer)
         self.received: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
 
     def url(self, path: str = "/hook") -> str:
         return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
 
     async def start(self) -> None:
-        self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._receive)
         self._runner = web.AppRunner(app, access_log=None)
@@ -64,14 +60,10 @@ class WebhookSandbox:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
-        self._closing.set()  # release stalled requests: aiohttp waits for handlers
+        self.plan.release()  # release stalled requests: aiohttp waits for handlers
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
-
-    async def _stall(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
 
     def settings_overrides(self) -> dict[str, object]:
         """The ``Settings`` fields a ``WebhookProvider`` needs; in-app posts go to /inbox."""
@@ -79,9 +71,9 @@ class WebhookSandbox:
         return {"webhook_signing_secret": self.secret, "inapp_url": self.url("/inbox")}
 
     async def _receive(self, request: web.Request) -> web.Response:
+        arrived = time.time()
         raw = await request.read()
-        if delay := self.delays.get(request.path):
-            await self._stall(delay)
+        await self.plan.pause(request.path)
         try:
             payload = json.loads(raw)
         except ValueError:
@@ -94,7 +86,7 @@ class WebhookSandbox:
             "body": document.get("body"),
             "notification_id": document.get("notification_id"),
             "delivery_id": document.get("delivery_id"),
-            "received_at": time.time(),
+            "received_at": arrived,
             "channel": document.get("channel"),
             "query": request.query_string,
             "headers": dict(request.headers),
@@ -111,7 +103,8 @@ class WebhookSandbox:
         if payload is None:
             self.rejected.append({**record, "status": 400, "reason": "body is not JSON"})
             return web.json_response({"error": "body is not JSON"}, status=400)
-        status = self.faults.get(request.path, self.status)
+        fault = self.plan.choose(request.path)
+        status = self.status if fault is None else fault
         if not 200 <= status < 300:
             self.rejected.append({**record, "status": status, "reason": "fault"})
             headers = {"Retry-After": str(self.retry_after)} if status == 429 else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +14,6 @@ from providers.apns import ApnsProvider
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
-    OutboundMessage,
     PermanentError,
     Provider,
     ProviderError,
@@ -24,48 +22,26 @@ from providers.base import (
     TransientError,
 )
 from providers.sandboxes.apns import ApnsSandbox, generate_apns_material
+from tests.integration.provider_helpers import MessageBuilder, make_settings, running
+from tests.integration.provider_helpers import apns_token as device_token
 
 pytestmark = pytest.mark.integration
 
-
-def device_token() -> str:
-    return secrets.token_hex(32)
-
-
-def message(address: str, **overrides: object) -> OutboundMessage:
-    fields: dict[str, object] = {
-        "delivery_id": f"dlv-{secrets.token_hex(4)}",
-        "notification_id": f"ntf-{secrets.token_hex(4)}",
-        "user_id": "user-1",
-        "channel": "push",
-        "address": address,
-        "title": "Your order shipped",
-        "body": "It arrives Tuesday",
-        "platform": "ios",
-    }
-    fields.update(overrides)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+message = MessageBuilder(
+    "push", n=None, title="Your order shipped", body="It arrives Tuesday", platform="ios"
+)
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[ApnsSandbox]:
-    box = ApnsSandbox(tmp_path / "apns")
-    await box.start()
-    yield box
-    await box.stop()
-
-
-async def started(settings: Settings) -> ApnsProvider:
-    provider = ApnsProvider(settings)
-    await provider.start()
-    return provider
+    async with running(ApnsSandbox(tmp_path / "apns")) as box:
+        yield box
 
 
 @pytest.fixture
 async def provider(sandbox: ApnsSandbox) -> AsyncIterator[ApnsProvider]:
-    p = await started(Settings(**sandbox.settings_overrides()))  # type: ignore[arg-type]
-    yield p
-    await p.stop()
+    async with running(ApnsProvider(make_settings(**sandbox.settings_overrides()))) as p:
+        yield p
 
 
 def test_provider_satisfies_protocol() -> None:
@@ -191,67 +167,41 @@ async def test_malformed_token_is_refused_by_sandbox_as_bad_device_token(
 
 
 async def test_wrong_topic_is_a_configuration_error(sandbox: ApnsSandbox) -> None:
-    settings = Settings(**{**sandbox.settings_overrides(), "apns_topic": "com.other.app"})  # type: ignore[arg-type]
-    provider = await started(settings)
-    try:
+    settings = make_settings(**{**sandbox.settings_overrides(), "apns_topic": "com.other.app"})
+    async with running(ApnsProvider(settings)) as provider:
         with pytest.raises(ConfigurationError, match="DeviceTokenNotForTopic"):
             await provider.send(message(device_token()))
-    finally:
-        await provider.stop()
 
 
 async def test_jwt_signed_with_foreign_key_is_rejected(
     sandbox: ApnsSandbox, tmp_path: Path
 ) -> None:
     foreign, _ = generate_apns_material(tmp_path / "foreign")
-    settings = Settings(
-        **{
-            **sandbox.settings_overrides(),  # type: ignore[arg-type]
-            "apns_key_file": foreign.key_file,
-        }
-    )
-    provider = await started(settings)
-    try:
+    settings = make_settings(**{**sandbox.settings_overrides(), "apns_key_file": foreign.key_file})
+    async with running(ApnsProvider(settings)) as provider:
         with pytest.raises(ConfigurationError, match="403 InvalidProviderToken"):
             await provider.send(message(device_token()))
-    finally:
-        await provider.stop()
     assert sandbox.received == []
 
 
 async def test_unreachable_server_is_transient(sandbox: ApnsSandbox) -> None:
     await sandbox.stop()  # nothing listens on its port any more
-    settings = Settings(
-        **{
-            **sandbox.settings_overrides(),  # type: ignore[arg-type]
-            "provider_timeout_seconds": 0.5,
-        }
-    )
-    provider = await started(settings)
-    try:
+    settings = make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.5)
+    async with running(ApnsProvider(settings)) as provider:
         with pytest.raises(TransientError):
             await provider.send(message(device_token()))
-    finally:
-        await provider.stop()
 
 
 async def test_untrusted_server_certificate_is_transient_not_silent(
     sandbox: ApnsSandbox,
 ) -> None:
     # No apns_ca_file: the system store does not trust the sandbox CA, so TLS must fail.
-    settings = Settings(
-        **{
-            **sandbox.settings_overrides(),  # type: ignore[arg-type]
-            "apns_ca_file": None,
-            "provider_timeout_seconds": 0.5,
-        }
+    settings = make_settings(
+        **{**sandbox.settings_overrides(), "apns_ca_file": None, "provider_timeout_seconds": 0.5}
     )
-    provider = await started(settings)
-    try:
+    async with running(ApnsProvider(settings)) as provider:
         with pytest.raises(TransientError):
             await provider.send(message(device_token()))
-    finally:
-        await provider.stop()
     assert sandbox.received == []
 
 

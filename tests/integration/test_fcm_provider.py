@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,6 @@ from config.settings import Settings
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
-    OutboundMessage,
     PermanentError,
     Provider,
     ProviderError,
@@ -27,48 +25,26 @@ from providers.base import (
 )
 from providers.fcm import FcmProvider
 from providers.sandboxes.fcm import FcmSandbox
+from tests.integration.provider_helpers import MessageBuilder, make_settings, running
+from tests.integration.provider_helpers import fcm_token as registration_token
 
 pytestmark = pytest.mark.integration
 
-
-def registration_token() -> str:
-    return secrets.token_urlsafe(48)
-
-
-def message(address: str, **overrides: object) -> OutboundMessage:
-    fields: dict[str, object] = {
-        "delivery_id": f"dlv-{secrets.token_hex(4)}",
-        "notification_id": f"ntf-{secrets.token_hex(4)}",
-        "user_id": "user-1",
-        "channel": "push",
-        "address": address,
-        "title": "Your order shipped",
-        "body": "It arrives Tuesday",
-        "platform": "android",
-    }
-    fields.update(overrides)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+message = MessageBuilder(
+    "push", n=None, title="Your order shipped", body="It arrives Tuesday", platform="android"
+)
 
 
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[FcmSandbox]:
-    box = FcmSandbox(tmp_path / "fcm")
-    await box.start()
-    yield box
-    await box.stop()
-
-
-async def started(settings: Settings) -> FcmProvider:
-    provider = FcmProvider(settings)
-    await provider.start()
-    return provider
+    async with running(FcmSandbox(tmp_path / "fcm")) as box:
+        yield box
 
 
 @pytest.fixture
 async def provider(sandbox: FcmSandbox) -> AsyncIterator[FcmProvider]:
-    p = await started(Settings(**sandbox.settings_overrides()))  # type: ignore[arg-type]
-    yield p
-    await p.stop()
+    async with running(FcmProvider(make_settings(**sandbox.settings_overrides()))) as p:
+        yield p
 
 
 def test_provider_satisfies_protocol() -> None:
@@ -227,32 +203,25 @@ async def test_invalid_non_token_argument_is_permanent_not_recipient(
 
 
 async def test_two_providers_coexist_with_their_own_apps(sandbox: FcmSandbox) -> None:
-    settings = Settings(**sandbox.settings_overrides())  # type: ignore[arg-type]
-    first, second = await started(settings), await started(settings)
-    assert first.app_name != second.app_name
-    await first.send(message(registration_token()))
-    await first.stop()
+    settings = make_settings(**sandbox.settings_overrides())
+    async with running(FcmProvider(settings)) as second:
+        async with running(FcmProvider(settings)) as first:
+            assert first.app_name != second.app_name
+            await first.send(message(registration_token()))
 
-    assert first.app_name not in firebase_admin._apps
-    await second.send(message(registration_token()))
-    await second.stop()
+        assert first.app_name not in firebase_admin._apps
+        await second.send(message(registration_token()))
     assert second.app_name not in firebase_admin._apps
     assert len(sandbox.received) == 2
 
 
 async def test_wrong_project_is_a_configuration_error(sandbox: FcmSandbox) -> None:
-    settings = Settings(
-        **{
-            **sandbox.settings_overrides(),  # type: ignore[arg-type]
-            "fcm_project_id": "someone-elses-project",
-        }
+    settings = make_settings(
+        **{**sandbox.settings_overrides(), "fcm_project_id": "someone-elses-project"}
     )
-    provider = await started(settings)
-    try:
+    async with running(FcmProvider(settings)) as provider:
         with pytest.raises(ConfigurationError, match="SENDER_ID_MISMATCH"):
             await provider.send(message(registration_token()))
-    finally:
-        await provider.stop()
 
 
 async def test_service_account_key_unknown_to_token_endpoint_is_a_configuration_error(
@@ -270,41 +239,27 @@ async def test_service_account_key_unknown_to_token_endpoint_is_a_configuration_
     )
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(info))
-    settings = Settings(
-        **{
-            **sandbox.settings_overrides(),  # type: ignore[arg-type]
-            "fcm_credentials_file": forged,
-        }
-    )
-    provider = await started(settings)
-    try:
+    settings = make_settings(**{**sandbox.settings_overrides(), "fcm_credentials_file": forged})
+    async with running(FcmProvider(settings)) as provider:
         with pytest.raises(ConfigurationError, match="invalid_grant"):
             await provider.send(message(registration_token()))
-    finally:
-        await provider.stop()
     assert sandbox.tokens_issued == 0
 
 
 async def test_unreachable_endpoint_is_transient(sandbox: FcmSandbox) -> None:
-    provider = await started(Settings(**sandbox.settings_overrides()))  # type: ignore[arg-type]
-    try:
+    async with running(FcmProvider(make_settings(**sandbox.settings_overrides()))) as provider:
         await provider.send(message(registration_token()))  # token fetched while it was up
         await sandbox.stop()
         with pytest.raises(TransientError, match="UNAVAILABLE"):
             await provider.send(message(registration_token()))
-    finally:
-        await provider.stop()
 
 
 async def test_unreachable_token_endpoint_is_transient(sandbox: FcmSandbox) -> None:
-    settings = Settings(**sandbox.settings_overrides())  # type: ignore[arg-type]
+    settings = make_settings(**sandbox.settings_overrides())
     await sandbox.stop()
-    provider = await started(settings)
-    try:
+    async with running(FcmProvider(settings)) as provider:
         with pytest.raises(TransientError):
             await provider.send(message(registration_token()))
-    finally:
-        await provider.stop()
 
 
 async def test_missing_credentials_is_a_configuration_error_at_start() -> None:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from config.settings import Settings
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
-    OutboundMessage,
     PermanentError,
     ProviderError,
     ThrottledError,
@@ -21,50 +18,24 @@ from providers.base import (
 )
 from providers.sandboxes.sms import SmsSandbox
 from providers.sms import SmsProvider
+from tests.integration.provider_helpers import MessageBuilder, closed_port, make_settings, running
 
 pytestmark = pytest.mark.integration
 
-
-def make_settings(**fields: object) -> Settings:
-    # model_validate: sandboxes hand over dict[str, object], which Settings(**...) can't type.
-    return Settings.model_validate(fields)
-
-
-def message(address: str = "+15551234567", n: int = 1, **extra: object) -> OutboundMessage:
-    fields: dict[str, object] = {
-        "delivery_id": f"d-{n}",
-        "notification_id": f"n-{n}",
-        "user_id": "u-1",
-        "channel": "sms",
-        "address": address,
-        "title": "Code",
-        "body": "Your login code is 123456",
-    }
-    fields.update(extra)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+message = MessageBuilder("sms", "+15551234567", title="Code", body="Your login code is 123456")
 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[SmsSandbox]:
-    box = SmsSandbox()
-    await box.start()
-    yield box
-    await box.stop()
-
-
-async def started(settings: Settings) -> SmsProvider:
-    sms = SmsProvider(settings)
-    await sms.start()
-    return sms
+    async with running(SmsSandbox()) as box:
+        yield box
 
 
 @pytest.fixture
 async def provider(sandbox: SmsSandbox) -> AsyncIterator[SmsProvider]:
-    sms = await started(
-        make_settings(**sandbox.settings_overrides(), sms_from_number="+15550001111")
-    )
-    yield sms
-    await sms.stop()
+    settings = make_settings(**sandbox.settings_overrides(), sms_from_number="+15550001111")
+    async with running(SmsProvider(settings)) as sms:
+        yield sms
 
 
 async def test_posts_twilio_form_with_basic_auth(
@@ -104,11 +75,8 @@ async def test_body_alone_without_title_and_segments_counted(
 
 async def test_no_status_callback_when_not_configured(sandbox: SmsSandbox) -> None:
     overrides = {**sandbox.settings_overrides(), "sms_status_callback_url": ""}
-    sms = await started(make_settings(**overrides))
-    try:
+    async with running(SmsProvider(make_settings(**overrides))) as sms:
         await sms.send(message())
-    finally:
-        await sms.stop()
     assert "StatusCallback" not in sandbox.received[0]["form"]
     assert sandbox.received[0]["delivery_id"] is None
 
@@ -159,45 +127,32 @@ async def test_malformed_number_is_invalid_recipient(provider: SmsProvider) -> N
 
 
 async def test_bad_credentials_are_configuration_errors(sandbox: SmsSandbox) -> None:
-    sms = await started(make_settings(**{**sandbox.settings_overrides(), "sms_auth_token": "nope"}))
-    try:
+    settings = make_settings(**{**sandbox.settings_overrides(), "sms_auth_token": "nope"})
+    async with running(SmsProvider(settings)) as sms:
         with pytest.raises(ConfigurationError) as raised:
             await sms.send(message())
-    finally:
-        await sms.stop()
     assert raised.value.code == "twilio_20003"
 
 
 async def test_unreachable_api_is_transient() -> None:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sms = await started(
-        make_settings(sms_base_url=f"http://127.0.0.1:{port}", sms_account_sid="AC1")
-    )
-    try:
+    api = f"http://127.0.0.1:{closed_port()}"
+    settings = make_settings(sms_base_url=api, sms_account_sid="AC1")
+    async with running(SmsProvider(settings)) as sms:
         with pytest.raises(TransientError) as raised:
             await sms.send(message())
-    finally:
-        await sms.stop()
     assert raised.value.code == "connection"
 
 
 async def test_slow_api_times_out_as_transient(sandbox: SmsSandbox) -> None:
     sandbox.delays["+15551234567"] = 5.0
-    sms = await started(make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3))
-    try:
+    settings = make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3)
+    async with running(SmsProvider(settings)) as sms:
         with pytest.raises(TransientError) as raised:
             await sms.send(message())
-    finally:
-        await sms.stop()
     assert raised.value.code == "timeout"
 
 
 async def test_missing_account_sid_is_configuration_error() -> None:
-    sms = await started(make_settings(sms_account_sid=""))
-    try:
+    async with running(SmsProvider(make_settings(sms_account_sid=""))) as sms:
         with pytest.raises(ConfigurationError):
             await sms.send(message())
-    finally:
-        await sms.stop()

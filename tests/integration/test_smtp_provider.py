@@ -3,62 +3,48 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
+import json
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from config.settings import Settings
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
-    OutboundMessage,
     PermanentError,
     ProviderError,
+    SendResult,
     TransientError,
 )
 from providers.sandboxes.smtp import SmtpSandbox
 from providers.smtp import SmtpProvider
+from tests.integration.provider_helpers import MessageBuilder, closed_port, make_settings, running
 
 pytestmark = pytest.mark.integration
 
-
-def make_settings(**fields: object) -> Settings:
-    # model_validate: sandboxes hand over dict[str, object], which Settings(**...) can't type.
-    return Settings.model_validate(fields)
-
-
-def message(address: str = "ada@example.com", n: int = 1, **extra: object) -> OutboundMessage:
-    fields: dict[str, object] = {
-        "delivery_id": f"d-{n}",
-        "notification_id": f"n-{n}",
-        "user_id": "u-1",
-        "channel": "email",
-        "address": address,
-        "title": "Your order shipped",
-        "body": "It is on its way.",
-        "category": "orders",
-    }
-    fields.update(extra)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+message = MessageBuilder(
+    "email",
+    "ada@example.com",
+    title="Your order shipped",
+    body="It is on its way.",
+    category="orders",
+)
 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[SmtpSandbox]:
-    box = SmtpSandbox()
-    await box.start()
-    yield box
-    await box.stop()
+    async with running(SmtpSandbox()) as box:
+        yield box
 
 
 @pytest.fixture
 async def provider(sandbox: SmtpSandbox) -> AsyncIterator[SmtpProvider]:
-    smtp = SmtpProvider(
-        make_settings(**sandbox.settings_overrides(), email_from="Notify <no-reply@notify.test>")
+    settings = make_settings(
+        **sandbox.settings_overrides(), email_from="Notify <no-reply@notify.test>"
     )
-    await smtp.start()
-    yield smtp
-    await smtp.stop()
+    async with running(SmtpProvider(settings)) as smtp:
+        yield smtp
 
 
 async def test_mail_is_multipart_alternative_with_headers(
@@ -96,12 +82,8 @@ async def test_one_click_unsubscribe_and_single_line_subject(sandbox: SmtpSandbo
     settings = make_settings(
         **sandbox.settings_overrides(), email_unsubscribe_url="https://notify.test/unsub"
     )
-    smtp = SmtpProvider(settings)
-    await smtp.start()
-    try:
+    async with running(SmtpProvider(settings)) as smtp:
         await smtp.send(message(title="Two\r\nlines"))
-    finally:
-        await smtp.stop()
     headers = sandbox.received[0]["headers"]
     assert headers["Subject"] == "Two lines"
     assert headers["List-Unsubscribe"].startswith(
@@ -159,14 +141,11 @@ async def test_sequential_sends_reuse_one_connection(
 
 
 async def test_concurrent_sends_share_a_bounded_pool(sandbox: SmtpSandbox) -> None:
-    smtp = SmtpProvider(make_settings(**sandbox.settings_overrides(), smtp_pool_size=3))
-    await smtp.start()
-    try:
+    settings = make_settings(**sandbox.settings_overrides(), smtp_pool_size=3)
+    async with running(SmtpProvider(settings)) as smtp:
         results = await asyncio.gather(
             *(smtp.send(message(f"user{n}@example.com", n=n)) for n in range(20))
         )
-    finally:
-        await smtp.stop()
 
     assert len({r.provider_message_id for r in results}) == 20
     assert sorted(m["delivery_id"] for m in sandbox.received) == sorted(f"d-{n}" for n in range(20))
@@ -186,51 +165,160 @@ async def test_reconnects_after_the_server_drops_the_connection(
 
 
 async def test_login_when_credentials_are_configured() -> None:
-    box = SmtpSandbox(username="mailer", password="s3cret")
-    await box.start()
-    try:
-        good = SmtpProvider(make_settings(**box.settings_overrides()))
-        await good.start()
-        await good.send(message())
-        await good.stop()
+    async with running(SmtpSandbox(username="mailer", password="s3cret")) as box:
+        async with running(SmtpProvider(make_settings(**box.settings_overrides()))) as good:
+            await good.send(message())
         assert box.received[0]["login"] == "mailer"
 
-        bad = SmtpProvider(make_settings(**{**box.settings_overrides(), "smtp_password": "wrong"}))
-        await bad.start()
-        with pytest.raises(ConfigurationError):
-            await bad.send(message(n=2))
-        await bad.stop()
-    finally:
-        await box.stop()
+        wrong = make_settings(**{**box.settings_overrides(), "smtp_password": "wrong"})
+        async with running(SmtpProvider(wrong)) as bad:
+            with pytest.raises(ConfigurationError):
+                await bad.send(message(n=2))
     assert len(box.received) == 1
 
 
 async def test_unreachable_server_is_transient() -> None:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = SmtpProvider(make_settings(smtp_host="127.0.0.1", smtp_port=port))
-    await smtp.start()
-    try:
+    settings = make_settings(smtp_host="127.0.0.1", smtp_port=closed_port())
+    async with running(SmtpProvider(settings)) as smtp:
         with pytest.raises(TransientError) as raised:
             await smtp.send(message())
-    finally:
-        await smtp.stop()
     assert raised.value.code == "connection"
 
 
 async def test_stalled_server_times_out_as_transient(sandbox: SmtpSandbox) -> None:
     sandbox.delays["slow@example.com"] = 5.0
-    smtp = SmtpProvider(make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3))
-    await smtp.start()
-    try:
+    settings = make_settings(**sandbox.settings_overrides(), provider_timeout_seconds=0.3)
+    async with running(SmtpProvider(settings)) as smtp:
         with pytest.raises(TransientError) as raised:
             await smtp.send(message("slow@example.com"))
         assert raised.value.code == "timeout"
         # The timed-out connection was discarded; the slot reconnects and works.
         await smtp.send(message(n=2))
-    finally:
-        await smtp.stop()
     # The 250 to DATA comes after the sandbox recorded the mail: no waiting needed.
     assert [m["delivery_id"] for m in sandbox.received] == ["d-2"]
     assert sandbox.connections == 2
+
+
+async def test_smtpapi_header_carries_the_ids_for_event_webhooks(
+    sandbox: SmtpSandbox, provider: SmtpProvider
+) -> None:
+    long_id = "order-" + "7" * 190  # longer than a 78-column header line
+    await provider.send(
+        message(notification_id=long_id, delivery_id=f"{long_id}:email:1f2e", user_id="user-42")
+    )
+
+    [mail] = sandbox.received
+    assert json.loads(mail["headers"]["X-SMTPAPI"]) == {
+        "unique_args": {
+            "notification_id": long_id,
+            "delivery_id": f"{long_id}:email:1f2e",
+            "user_id": "user-42",
+        }
+    }
+    assert mail["headers"]["X-Notification-ID"] == long_id
+    # The relay reads the header as JSON: folded at spaces, never RFC 2047-encoded, and no
+    # line beyond SMTP's 998 characters.
+    head = mail["raw"].split(b"\r\n\r\n")[0]
+    assert b"X-SMTPAPI: {" in head and b"=?" not in head
+    assert max(len(line) for line in mail["raw"].splitlines()) <= 998
+
+
+# --------------------------------------------------------------------- primary / backup relay
+
+COOL_DOWN = 0.3
+
+
+@pytest.fixture
+async def backup() -> AsyncIterator[SmtpSandbox]:
+    async with running(SmtpSandbox()) as box:
+        yield box
+
+
+def with_backup(primary: SmtpSandbox, backup: SmtpSandbox) -> SmtpProvider:
+    settings = make_settings(
+        **primary.settings_overrides(),
+        **backup.backup_overrides(),
+        smtp_failover_threshold=3,
+        smtp_failover_seconds=COOL_DOWN,
+    )
+    return SmtpProvider(settings)
+
+
+async def send_until(
+    smtp: SmtpProvider, n: int, done: Callable[[SendResult | ProviderError], bool]
+) -> int:
+    """Send mail ``n``, ``n + 1`` ... until ``done(outcome)`` and return the last ``n``: the
+    circuit only changes state when a mail is sent, so this is how a test waits it out."""
+    deadline = time.monotonic() + 10 * COOL_DOWN
+    while True:
+        try:
+            outcome: SendResult | ProviderError = await smtp.send(message(n=n))
+        except ProviderError as exc:
+            outcome = exc
+        if done(outcome):
+            return n
+        assert time.monotonic() < deadline, f"still {outcome!r} after {10 * COOL_DOWN} s"
+        n += 1
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("outage", ["421", "stopped"])
+async def test_fails_over_to_the_backup_and_back_after_the_cool_down(
+    sandbox: SmtpSandbox, backup: SmtpSandbox, outage: str
+) -> None:
+    async with running(with_backup(sandbox, backup)) as smtp:
+        assert (await smtp.send(message(n=0))).provider == "smtp"
+        if outage == "421":
+            sandbox.fault_rate = (1.0, (421, "4.3.2 System shutting down"))
+        else:
+            await sandbox.stop()
+        opened = 0.0
+        for n in (1, 2, 3):  # the threshold: three relay failures in a row
+            opened = time.monotonic()  # the third send opens the circuit
+            with pytest.raises(TransientError):
+                await smtp.send(message(n=n))
+        assert (await smtp.send(message(n=4))).provider == "smtp-backup"
+        if outage == "421":
+            sandbox.fault_rate = None
+        else:
+            await sandbox.start()  # same port again
+        last = await send_until(smtp, 5, lambda r: getattr(r, "provider", "") == "smtp")
+        back_after = time.monotonic() - opened
+
+    assert back_after >= COOL_DOWN  # the backup kept the mail for the whole cool-down
+    assert [m["delivery_id"] for m in sandbox.received] == ["d-0", f"d-{last}"]
+    assert [m["delivery_id"] for m in backup.received] == [f"d-{n}" for n in range(4, last)]
+    assert len(sandbox.rejected) == (3 if outage == "421" else 0)
+
+
+async def test_a_failed_probe_reopens_the_circuit_at_once(
+    sandbox: SmtpSandbox, backup: SmtpSandbox
+) -> None:
+    sandbox.fault_rate = (1.0, (421, "4.3.2 System shutting down"))
+    async with running(with_backup(sandbox, backup)) as smtp:
+        for n in (1, 2, 3):
+            with pytest.raises(TransientError):
+                await smtp.send(message(n=n))
+        probe = await send_until(smtp, 4, lambda r: isinstance(r, TransientError))
+        # One failed probe is enough: no new run of three before the backup takes over again.
+        after = await smtp.send(message(n=probe + 1))
+
+    assert after.provider == "smtp-backup"
+    assert len(sandbox.rejected) == 4
+    assert [m["delivery_id"] for m in backup.received] == [
+        f"d-{n}" for n in (*range(4, probe), probe + 1)
+    ]
+
+
+async def test_hard_bounces_do_not_count_towards_failover(
+    sandbox: SmtpSandbox, backup: SmtpSandbox
+) -> None:
+    sandbox.faults["gone@example.com"] = (550, "5.1.1 User unknown")
+    async with running(with_backup(sandbox, backup)) as smtp:
+        for n in range(5):
+            with pytest.raises(InvalidRecipientError):
+                await smtp.send(message("gone@example.com", n=n))
+        result = await smtp.send(message(n=5))
+
+    assert result.provider == "smtp"
+    assert backup.connections == 0

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
 
-from config.settings import Settings
 from providers.base import (
     InvalidRecipientError,
-    OutboundMessage,
     PermanentError,
     ProviderError,
     ThrottledError,
@@ -21,50 +18,29 @@ from providers.base import (
 )
 from providers.sandboxes.webhook import WebhookSandbox
 from providers.webhook import WebhookProvider, sign, verify
+from tests.integration.provider_helpers import MessageBuilder, closed_port, make_settings, running
 
 pytestmark = pytest.mark.integration
 
-
-def make_settings(**fields: object) -> Settings:
-    # model_validate: sandboxes hand over dict[str, object], which Settings(**...) can't type.
-    return Settings.model_validate(fields)
-
-
-def message(address: str, n: int = 1, **extra: object) -> OutboundMessage:
-    fields: dict[str, object] = {
-        "delivery_id": f"d-{n}",
-        "notification_id": f"n-{n}",
-        "user_id": "u-1",
-        "channel": "webhook",
-        "address": address,
-        "title": "Build failed",
-        "body": "main is red — see the log",
-        "data": {"build": "1234", "branch": "main"},
-        "category": "ci",
-    }
-    fields.update(extra)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+message = MessageBuilder(
+    "webhook",
+    title="Build failed",
+    body="main is red — see the log",
+    data={"build": "1234", "branch": "main"},
+    category="ci",
+)
 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[WebhookSandbox]:
-    box = WebhookSandbox()
-    await box.start()
-    yield box
-    await box.stop()
-
-
-async def started(settings: Settings) -> WebhookProvider:
-    hook = WebhookProvider(settings)
-    await hook.start()
-    return hook
+    async with running(WebhookSandbox()) as box:
+        yield box
 
 
 @pytest.fixture
 async def provider(sandbox: WebhookSandbox) -> AsyncIterator[WebhookProvider]:
-    hook = await started(make_settings(**sandbox.settings_overrides()))
-    yield hook
-    await hook.stop()
+    async with running(WebhookProvider(make_settings(**sandbox.settings_overrides()))) as hook:
+        yield hook
 
 
 async def test_signed_json_post(sandbox: WebhookSandbox, provider: WebhookProvider) -> None:
@@ -104,11 +80,8 @@ async def test_signed_json_post(sandbox: WebhookSandbox, provider: WebhookProvid
 
 async def test_in_app_goes_to_the_inbox_url(sandbox: WebhookSandbox) -> None:
     settings = make_settings(**sandbox.settings_overrides())
-    hook = await started(settings)
-    try:
+    async with running(WebhookProvider(settings)) as hook:
         await hook.send(message(settings.inapp_url, channel="in_app"))
-    finally:
-        await hook.stop()
     [record] = sandbox.received
     assert record["address"] == "/inbox"
     assert record["channel"] == "in_app"
@@ -161,12 +134,10 @@ async def test_throttling_carries_retry_after(
 
 
 async def test_wrong_secret_is_rejected_by_the_receiver(sandbox: WebhookSandbox) -> None:
-    hook = await started(make_settings(webhook_signing_secret="not-the-shared-secret"))
-    try:
+    settings = make_settings(webhook_signing_secret="not-the-shared-secret")
+    async with running(WebhookProvider(settings)) as hook:
         with pytest.raises(PermanentError) as raised:
             await hook.send(message(sandbox.url("/hooks/acme")))
-    finally:
-        await hook.stop()
     assert raised.value.code == "http_401"
     assert sandbox.received == []
     assert sandbox.rejected[0]["reason"] == "bad signature"
@@ -179,22 +150,16 @@ async def test_invalid_url_is_invalid_recipient(provider: WebhookProvider) -> No
 
 
 async def test_unreachable_endpoint_is_transient(provider: WebhookProvider) -> None:
-    with socket.socket() as probe:  # a port nobody listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-
     with pytest.raises(TransientError) as raised:
-        await provider.send(message(f"http://127.0.0.1:{port}/hook"))
+        await provider.send(message(f"http://127.0.0.1:{closed_port()}/hook"))
 
     assert raised.value.code == "connection"
 
 
 async def test_slow_endpoint_times_out_as_transient(sandbox: WebhookSandbox) -> None:
     sandbox.delays["/slow"] = 5.0
-    hook = await started(make_settings(**sandbox.settings_overrides(), webhook_timeout_seconds=0.3))
-    try:
+    settings = make_settings(**sandbox.settings_overrides(), webhook_timeout_seconds=0.3)
+    async with running(WebhookProvider(settings)) as hook:
         with pytest.raises(TransientError) as raised:
             await hook.send(message(sandbox.url("/slow")))
-    finally:
-        await hook.stop()
     assert raised.value.code == "timeout"
