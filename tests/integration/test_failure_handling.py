@@ -153,7 +153,15 @@ def test_transient_failures_are_retried_then_delivered(env: Env, case: Case) -> 
     address = address_of(case, user, env)
     env.sandboxes.inject(case.sandbox, address=address, fault=case.transient, times=2)
     nid = f"retry-{case.name}-{user.user_id}"
-    env.send(user, nid, [case.channel], priority="high")
+    env.send(
+        user,
+        nid,
+        [case.channel],
+        priority="high",
+        data={"order_id": "7"},
+        collapse_key="order-7",
+        ttl_seconds=600,
+    )
 
     env.sandboxes.wait_for(lambda _: bool(arrived(env, nid)), timeout=30)
     events = env.events_for(nid, lambda evs: any(e["status"] == "sent" for e in evs))
@@ -161,6 +169,35 @@ def test_transient_failures_are_retried_then_delivered(env: Env, case: Case) -> 
     [message] = arrived(env, nid)
     assert (message["title"], message["body"]) == ("Order shipped", f"{nid} is on its way")
     assert len(refused(env, address)) >= 2
+    assert_channel_payload(case, message)
+
+
+def assert_channel_payload(case: Case, message: dict[str, Any]) -> None:
+    """What each protocol must carry for a high-priority request with data, collapse key, TTL."""
+    if case.name == "apns":
+        headers = message["headers"]
+        assert (headers["apns-priority"], headers["apns-collapse-id"]) == ("10", "order-7")
+        assert (
+            headers["apns-push-type"] == "alert" and int(headers["apns-expiration"]) > time.time()
+        )
+        assert message["payload"]["order_id"] == "7"
+    elif case.name == "fcm":
+        android = message["payload"]["android"]
+        assert (android["priority"], android["collapse_key"], android["ttl"]) == (
+            "high",
+            "order-7",
+            "600s",
+        )
+        assert message["payload"]["data"]["order_id"] == "7"
+    elif case.name == "smtp":
+        headers = message["headers"]
+        assert headers["X-Notification-ID"] == message["notification_id"]
+        assert "List-Unsubscribe" in headers and message["html"] and message["text"]
+    elif case.name == "sms":
+        assert message["segments"] == 1 and message["text"].startswith("Order shipped: ")
+    else:  # webhook and in-app: signed JSON (the sandbox refuses a bad signature with 401)
+        assert message["headers"]["X-Notify-Signature"].startswith("sha256=")
+        assert message["payload"]["data"] == {"order_id": "7"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
