@@ -75,7 +75,8 @@ class FaultPlan(Generic[F]):
                     self.fail_times[address] = (left - 1, fault)
                 else:  # the last failure: later requests for the address succeed
                     del self.fail_times[address]
-                return fault
+                if left >= 1:
+                    return fault
             if self.fault_rate is not None:
                 probability, fault = self.fault_rate
                 if self.random.random() < probability:

@@ -8,7 +8,6 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,10 +98,10 @@ def _rig(name: str, tmp_path: Path) -> tuple[Any, Callable[[Any], Provider], dic
 @pytest.fixture(params=["apns", "fcm", "smtp", "sms", "webhook"])
 async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
     sandbox, client, spec = _rig(request.param, tmp_path)
-    async with AsyncExitStack() as stack:
-        await stack.enter_async_context(running(sandbox))
-        provider = client(make_settings(**sandbox.settings_overrides()))
-        await stack.enter_async_context(running(provider))
+    async with (
+        running(sandbox),  # started before the provider's settings are asked of it
+        running(client(make_settings(**sandbox.settings_overrides()))) as provider,
+    ):
         yield Rig(request.param, sandbox, provider, **spec)
 
 
