@@ -16,6 +16,8 @@ from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
+from streams import faust_hotpath
+from streams.faust_hotpath import QuietMonitor
 from streams.topics import Topics, declare_topics
 from tables import Tables, declare_tables
 
@@ -31,15 +33,20 @@ class Pipeline:
 
 
 def faust_app(settings: Settings) -> faust.App:
+    faust_hotpath.install()
     if settings.broker_flavor == "tansu":
+        from streams import tansu_fetch
         from tables import tansu_recovery
 
         tansu_recovery.install()
+        tansu_fetch.install(wait_ms=settings.tansu_fetch_wait_ms)
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         store=settings.store,
-        table_key_serializer="json",
+        # Raw keys: a key's bytes are the user_id (or notification_id) itself, so table_route
+        # hashes them to the partition the record was written on (JSON would add quotes).
+        table_key_serializer="raw",
         table_value_serializer="json",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -48,8 +55,12 @@ def faust_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_compression_type="lz4",
-        consumer_max_fetch_size=8 * 1024 * 1024,
-        stream_buffer_maxsize=8192,
+        # Per partition. Small enough that one fetch over every lane's partitions fits in a
+        # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
+        # which is how a low-priority backlog would hold up the high lane.
+        consumer_max_fetch_size=settings.fetch_bytes_per_partition,
+        stream_buffer_maxsize=settings.stream_buffer_size,
+        Monitor=QuietMonitor,
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_in_thread=False,

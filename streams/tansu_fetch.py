@@ -1,0 +1,36 @@
+"""Embedded-broker only: a short fetch wait for the worker's consumer.
+
+Faust fixes ``fetch_max_wait_ms`` at 1,500 ms. Kafka answers a waiting fetch as soon as data
+arrives, so there the value only matters on an idle topic; Tansu holds a fetch that found
+nothing for the whole wait even when records arrive meanwhile, so every hop of the pipeline
+(request -> lane -> provider) could add up to 1.5 s on the embedded broker. Installed only
+with ``NOTIFY_BROKER_FLAVOR=tansu``; pinned to the faust version whose internals it touches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+SUPPORTED_FAUST = "0.15.3"
+
+
+def install(wait_ms: int) -> None:
+    if faust.__version__ != SUPPORTED_FAUST:
+        raise RuntimeError(f"tansu_fetch targets faust-streaming {SUPPORTED_FAUST}")
+    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
+    original = thread_cls._create_worker_consumer
+    if getattr(original, "__tansu_fetch__", False):
+        return
+
+    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        consumer = original(self, *args, **kwargs)
+        if not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise RuntimeError("aiokafka consumer no longer has _fetch_max_wait_ms")
+        consumer._fetch_max_wait_ms = wait_ms  # read by the Fetcher built in start()
+        return consumer
+
+    _create_worker_consumer.__tansu_fetch__ = True  # type: ignore[attr-defined]
+    thread_cls._create_worker_consumer = _create_worker_consumer
