@@ -39,6 +39,7 @@ def outbound(delivery: Delivery) -> OutboundMessage:
         collapse_key=delivery.collapse_key,
         ttl_seconds=delivery.ttl_seconds,
         category=delivery.category,
+        push=delivery.push,
     )
 
 

@@ -56,6 +56,7 @@ def expand(
             requested_at=request.created_at,
             fallback_channel=request.fallback_channel,
             is_fallback=is_fallback,
+            push=dict(request.push) if channel == "push" else {},
         )
         for channel in channels
         for address, platform in addresses(channel, device_tokens, contacts, inapp_url)

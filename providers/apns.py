@@ -134,7 +134,7 @@ class ApnsProvider:
         """The APNs request for one message (public so that it can be inspected in tests)."""
         payload: dict[str, Any] = {
             **message.data,
-            "aps": {"alert": {"title": message.title, "body": message.body}, "sound": "default"},
+            "aps": aps_dictionary(message),
             # Custom keys beside "aps" reach the app; these let it report opens/receipts.
             "notification_id": message.notification_id,
             "delivery_id": message.delivery_id,
@@ -193,3 +193,20 @@ def _discard_orphan(tasks: set[asyncio.Task[NotificationResult]]) -> DoneCallbac
             task.exception()  # retrieved, so asyncio does not log "never retrieved"
 
     return done
+
+
+def aps_dictionary(message: OutboundMessage) -> dict[str, Any]:
+    """Apple's ``aps`` from the request's push options: sound, badge, mutable-content (lets a
+    notification service extension attach the image), content-available (wakes the app)."""
+    push = message.push
+    aps: dict[str, Any] = {
+        "alert": {"title": message.title, "body": message.body},
+        "sound": push.get("sound", "default"),
+    }
+    if "badge" in push:
+        aps["badge"] = push["badge"]
+    if push.get("mutable_content") or "image" in push:
+        aps["mutable-content"] = 1
+    if push.get("content_available"):
+        aps["content-available"] = 1
+    return aps

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,9 @@ class OutboundMessage:
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     category: str = ""
+    # Push presentation: sound, badge, image, mutable_content, content_available (see
+    # streams.records.PushOptions); empty for other channels.
+    push: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,15 +184,28 @@ class FcmProvider:
             warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
             return messaging.Message(
                 token=message.address,
-                notification=messaging.Notification(title=message.title, body=message.body),
+                notification=messaging.Notification(
+                    title=message.title, body=message.body, image=message.push.get("image")
+                ),
                 data=data,
                 android=messaging.AndroidConfig(
                     priority="high" if high else "normal",
                     ttl=message.ttl_seconds,
                     collapse_key=message.collapse_key,
+                    notification=messaging.AndroidNotification(sound=message.push.get("sound")),
                 ),
-                # FCM relays to APNs for iOS tokens: same priority, collapse id and expiry.
-                apns=messaging.APNSConfig(headers=apns_headers),
+                # FCM relays to APNs for iOS tokens: same priority, collapse id, expiry and aps.
+                apns=messaging.APNSConfig(
+                    headers=apns_headers,
+                    payload=messaging.APNSPayload(
+                        aps=messaging.Aps(
+                            badge=message.push.get("badge"),
+                            sound=message.push.get("sound", "default"),
+                            mutable_content=bool(message.push.get("mutable_content")) or None,
+                            content_available=bool(message.push.get("content_available")) or None,
+                        )
+                    ),
+                ),
             )
 
     async def send(self, message: OutboundMessage) -> SendResult:

@@ -49,6 +49,7 @@ class Delivery:
     errors: list[dict[str, Any]] = field(default_factory=list)  # one per failed attempt
     fallback_channel: str | None = None
     is_fallback: bool = False  # a fallback delivery never falls back again
+    push: dict[str, Any] = field(default_factory=dict)  # push presentation options
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))

@@ -19,6 +19,7 @@ upgrade fails at start-up instead of running changed code through stale assumpti
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 from collections.abc import Coroutine
@@ -40,7 +41,9 @@ EXPECTED_SOURCE = {
 
 
 def source_digest(function: Any) -> str:
-    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:8]
+    """Of the upstream function, also once our wrapper (functools.wraps) has replaced it."""
+    upstream = inspect.unwrap(function)
+    return hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest()[:8]
 
 
 async def _finish(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
@@ -73,6 +76,7 @@ def _run_eagerly(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
 
 
 def _patched_wait_first(original: Any) -> Any:
+    @functools.wraps(original)
     async def wait_first(self: Consumer, *coros: Any, timeout: Any = None) -> Any:
         # Only the drain loop's hand-off is taken on the fast path; every other caller of
         # wait_first (there are several in mode and faust) keeps upstream behaviour.
@@ -97,6 +101,7 @@ def _on_message_code(consumer: Consumer) -> Any:
 
 
 def _patched_get_producer(original: Any) -> Any:
+    @functools.wraps(original)
     async def _get_producer(self: Topic) -> Any:
         app = self.app
         if not app.in_transaction:

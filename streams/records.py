@@ -41,6 +41,7 @@ class NotificationRequest:
     ttl_seconds: int | None = None
     created_at: float = 0.0  # epoch seconds; 0 means "use the record's timestamp"
     fallback_channel: str | None = None  # tried once if every delivery finally fails
+    push: Mapping[str, Any] = field(default_factory=dict)  # see parse_push_options
 
     @property
     def dedup_key(self) -> str:
@@ -166,6 +167,29 @@ def render(text: str, data: Mapping[str, str]) -> str:
 # --------------------------------------------------------------------------- parsers
 
 
+PUSH_OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "sound": str,
+    "badge": int,
+    "image": str,
+    "mutable_content": bool,
+    "content_available": bool,
+}
+
+
+def parse_push_options(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``push``: how a push is presented (APNs aps fields, FCM notification image/sound)."""
+    value = obj.get("push") or {}
+    if not isinstance(value, dict):
+        raise InvalidRecord("'push' must be an object")
+    for key, item in value.items():
+        kind = PUSH_OPTIONS.get(key)
+        if kind is None:
+            raise InvalidRecord(f"'push.{key}' is not one of {', '.join(PUSH_OPTIONS)}")
+        if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
+            raise InvalidRecord(f"'push.{key}' must be of type {getattr(kind, '__name__', kind)}")
+    return dict(value)
+
+
 def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> NotificationRequest:
     """Validate one public request; raise InvalidRecord with the reason on any defect."""
     obj = decode_json_object(raw)
@@ -199,6 +223,7 @@ def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> N
         ttl_seconds=ttl,
         created_at=float(created_at),
         fallback_channel=fallback,
+        push=parse_push_options(obj),
     )
 
 

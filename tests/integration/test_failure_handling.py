@@ -34,7 +34,13 @@ from tests.integration.pipeline_harness import delivery_events, start_worker, wo
 
 pytestmark = pytest.mark.integration
 
-SCHEDULE = [0.2, 0.4]  # every channel: two retries, then the dead-letter topic
+SCHEDULE = [0.2, 0.4]
+PUSH_OPTIONS = {
+    "sound": "chime.caf",
+    "badge": 3,
+    "mutable_content": True,
+    "image": "https://cdn.example.com/order-7.png",
+}  # every channel: two retries, then the dead-letter topic
 _user_numbers = itertools.count(50_000)
 
 
@@ -161,6 +167,7 @@ def test_transient_failures_are_retried_then_delivered(env: Env, case: Case) -> 
         data={"order_id": "7"},
         collapse_key="order-7",
         ttl_seconds=600,
+        push=PUSH_OPTIONS,
     )
 
     env.sandboxes.wait_for(lambda _: bool(arrived(env, nid)), timeout=30)
@@ -181,6 +188,8 @@ def assert_channel_payload(case: Case, message: dict[str, Any]) -> None:
             headers["apns-push-type"] == "alert" and int(headers["apns-expiration"]) > time.time()
         )
         assert message["payload"]["order_id"] == "7"
+        aps = message["payload"]["aps"]
+        assert (aps["sound"], aps["badge"], aps["mutable-content"]) == ("chime.caf", 3, 1)
     elif case.name == "fcm":
         android = message["payload"]["android"]
         assert (android["priority"], android["collapse_key"], android["ttl"]) == (
@@ -189,6 +198,9 @@ def assert_channel_payload(case: Case, message: dict[str, Any]) -> None:
             "600s",
         )
         assert message["payload"]["data"]["order_id"] == "7"
+        assert message["payload"]["notification"]["image"] == PUSH_OPTIONS["image"]
+        assert android["notification"]["sound"] == "chime.caf"
+        assert message["payload"]["apns"]["payload"]["aps"]["badge"] == 3
     elif case.name == "smtp":
         headers = message["headers"]
         assert headers["X-Notification-ID"] == message["notification_id"]

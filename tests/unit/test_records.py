@@ -70,6 +70,15 @@ def test_invalid_requests_say_why(raw: bytes, reason: str) -> None:
         parse_request(raw)
 
 
+def test_push_options_are_checked() -> None:
+    parsed = parse_request(request(push={"sound": "a.caf", "badge": 2, "mutable_content": True}))
+    assert parsed.push == {"sound": "a.caf", "badge": 2, "mutable_content": True}
+    with pytest.raises(InvalidRecord, match=r"'push\.badge' must be of type int"):
+        parse_request(request(push={"badge": True}))
+    with pytest.raises(InvalidRecord, match=r"'push\.volume' is not one of"):
+        parse_request(request(push={"volume": 11}))
+
+
 def test_render_escapes_braces() -> None:
     assert render("{{literal}} {x}", {"x": "1"}) == "{literal} 1"
 
