@@ -44,10 +44,6 @@ def faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
         store=settings.store,
-        # Raw keys: a key's bytes are the user_id (or notification_id) itself, so table_route
-        # hashes them to the partition the record was written on (JSON would add quotes).
-        table_key_serializer="raw",
-        table_value_serializer="json",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

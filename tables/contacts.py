@@ -14,6 +14,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "contacts",
         default=dict,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> {email, phone, webhook_url}",
     )
 

@@ -20,6 +20,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "dedup",
         default=dict,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> {idempotency_key: {exp, src}}",
     )
 

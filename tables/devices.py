@@ -17,6 +17,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "devices",
         default=dict,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> {token: platform}",
     )
 

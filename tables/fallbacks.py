@@ -23,6 +23,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "fallbacks",
         default=dict,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> {notification_id: {pending, fallback, sent, exp}}",
     )
 

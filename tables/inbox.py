@@ -15,6 +15,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "inbox",
         default=list,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> [newest in-app notifications]",
     )
 

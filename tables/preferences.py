@@ -16,6 +16,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "preferences",
         default=None,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> {channels, muted_categories}",
     )
 

@@ -14,6 +14,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "rate_windows",
         default=list,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="user_id -> [accepted_at, ...] inside the rate window",
     )
 

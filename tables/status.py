@@ -30,6 +30,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
         "notification_status",
         default=None,
         partitions=settings.partitions,
+        key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="notification_id -> {status, reason, deliveries: {delivery_id: {...}}}",
     )
 

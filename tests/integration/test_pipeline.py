@@ -209,3 +209,29 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
     assert duplicates <= in_flight_bound + 12, f"{duplicates} duplicate sends after the crash"
     # The dedup table survived the crash: the old key is still claimed.
     assert rejected(events)["again"] == "duplicate"
+
+
+def test_two_workers_share_the_partitions_and_answer_for_each_other(
+    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess], tmp_path: Any
+) -> None:
+    users = make_users(60, sandboxes.webhook.url("/"), first=7000)
+    requests = RequestMix(users, prefix="pair").make(300)
+    first = workers(rate_limit_per_user=100)
+    second = workers(rate_limit_per_user=100, data_dir=tmp_path / "second-data")
+    asyncio.run(setup_users(broker, users))
+    # Each worker owns half the partitions; the web views route every user to its owner, so
+    # asking either worker about every user proves both the routing and the split.
+    asyncio.run(wait_for_users(first.web_url, users))
+    asyncio.run(wait_for_users(second.web_url, users))
+    asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
+
+    expected = expected_deliveries(
+        requests, {u.user_id: u for u in users}, sandboxes.webhook.url("/inbox")
+    )
+    sandboxes.wait_for(lambda got: len(got) >= sum(expected.values()), timeout=120)
+    delivery_events(
+        broker, lambda evs: sum(e["status"] == "sent" for e in evs) >= sum(expected.values())
+    )
+    assert received_pairs(sandboxes.received()) == expected
+    for worker in (first, second):
+        assert "Worker ready" in worker.log_text()
