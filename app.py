@@ -17,6 +17,7 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
 from streams import faust_hotpath
+from streams.faust_config import faust_settings
 from streams.faust_hotpath import QuietMonitor
 from streams.topics import Topics, declare_topics
 from tables import Tables, declare_tables
@@ -40,28 +41,7 @@ def faust_app(settings: Settings) -> faust.App:
 
         tansu_recovery.install()
         tansu_fetch.install(wait_ms=settings.tansu_fetch_wait_ms)
-    return faust.App(
-        settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
-        store=settings.store,
-        datadir=str(settings.data_dir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
-        producer_linger=settings.producer_linger_ms / 1000.0,
-        producer_compression_type="lz4",
-        # Per partition. Small enough that one fetch over every lane's partitions fits in a
-        # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
-        # which is how a low-priority backlog would hold up the high lane.
-        consumer_max_fetch_size=settings.fetch_bytes_per_partition,
-        stream_buffer_maxsize=settings.stream_buffer_size,
-        Monitor=QuietMonitor,
-        web_enabled=settings.web_enabled,
-        web_port=settings.web_port,
-        web_in_thread=False,
-        autodiscover=False,
-    )
+    return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
 
 
 def build_app(

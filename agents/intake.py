@@ -17,7 +17,6 @@ from faust.types import EventT, StreamT
 from agents import dead_letter, events
 from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
-from agents.route import lane
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
@@ -112,9 +111,7 @@ class Intake:
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
-        key = request.user_id.encode()
-        for delivery in deliveries:
-            await self.topics.deliveries[lane(delivery)].send(key=key, value=delivery.to_json())
+        await events.publish_deliveries(self.topics.deliveries, deliveries)
         await self._publish(request, ACCEPTED, time.time(), deliveries=len(deliveries))
         return replace(decision, fanned_out=len(deliveries))
 

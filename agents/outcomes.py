@@ -12,7 +12,6 @@ import orjson
 from agents import events
 from agents.failure_plan import DEAD_LETTER, INVALID_RECIPIENT, RETRY, FailurePlan, plan_failure
 from agents.fanout import expand, request_of
-from agents.route import lane
 from config.settings import Settings
 from providers.base import ProviderError, SendResult
 from streams.deliveries import FAILED, FELL_BACK, RETRYING, SENT, Delivery, DeliveryEvent
@@ -139,9 +138,7 @@ class OutcomeRouter:
             suppressions.suppressed(self.tables.suppressions, delivery.user_id),
             is_fallback=True,
         )
-        key = delivery.user_id.encode()
-        for fallback in deliveries:
-            await self.topics.deliveries[lane(fallback)].send(key=key, value=fallback.to_json())
+        await events.publish_deliveries(self.topics.deliveries, deliveries)
         reason = (
             f"to {channel}: {len(deliveries)} deliveries" if deliveries else f"no {channel} address"
         )

@@ -1,0 +1,33 @@
+"""The Faust settings every worker of this project runs with, from the one Settings object.
+
+Shared by the app and by the benchmark's minimal agent, so that the two differ only in what
+the pipeline itself does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    return dict(
+        broker=[f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_compression_type="lz4",
+        # Per partition. Small enough that one fetch over every lane's partitions fits in a
+        # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
+        # which is how a low-priority backlog would hold up the high lane.
+        consumer_max_fetch_size=settings.fetch_bytes_per_partition,
+        stream_buffer_maxsize=settings.stream_buffer_size,
+        web_enabled=settings.web_enabled,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        autodiscover=False,
+    )
