@@ -53,7 +53,11 @@ class OutcomeRouter:
                 self.settings.inbox_size,
             )
         await self.publish(
-            delivery, SENT, provider=result.provider, message_id=result.provider_message_id
+            delivery,
+            SENT,
+            provider=result.provider,
+            message_id=result.provider_message_id,
+            segments=result.segments,
         )
         fallbacks.record_outcome(
             self.tables.fallbacks, delivery.user_id, delivery.notification_id, succeeded=True
@@ -163,6 +167,7 @@ class OutcomeRouter:
         provider: str | None = None,
         reason: str | None = None,
         message_id: str | None = None,
+        segments: int | None = None,
     ) -> None:
         await events.publish(
             self.topics.delivery_events,
@@ -175,6 +180,7 @@ class OutcomeRouter:
                 channel=delivery.channel,
                 provider=provider,
                 provider_message_id=message_id,
+                segments=segments,
                 reason=reason,
                 requested_at=delivery.requested_at,
             ),

@@ -38,6 +38,7 @@ class OutboundMessage:
 class SendResult:
     provider: str
     provider_message_id: str | None = None
+    segments: int | None = None  # SMS: billed message segments
 
 
 class ProviderError(Exception):

@@ -152,7 +152,11 @@ class SmsProvider:
         try:
             async with self._session.post(url, data=form) as response:
                 if 200 <= response.status < 300:
-                    return SendResult(NAME, await self._message_sid(response))
+                    return SendResult(
+                        NAME,
+                        await self._message_sid(response),
+                        segments=segment_count(form["Body"]),
+                    )
                 document = _decode(await response.read())
                 raise classify_response(
                     response.status, document, response.headers.get("Retry-After")

@@ -73,6 +73,7 @@ class DeliveryEvent:
     reason: str | None = None
     requested_at: float = 0.0
     deliveries: int = 0  # on ``accepted``: how many deliveries the fan-out produced
+    segments: int | None = None  # on an SMS ``sent``: billed segments
 
     def to_json(self) -> bytes:
         return orjson.dumps({k: v for k, v in asdict(self).items() if v is not None})

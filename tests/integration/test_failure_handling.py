@@ -173,6 +173,8 @@ def test_transient_failures_are_retried_then_delivered(env: Env, case: Case) -> 
     env.sandboxes.wait_for(lambda _: bool(arrived(env, nid)), timeout=30)
     events = env.events_for(nid, lambda evs: any(e["status"] == "sent" for e in evs))
     assert [e["status"] for e in events if e.get("delivery_id")] == ["retrying", "retrying", "sent"]
+    if case.channel == "sms":  # billed segments are reported with the send
+        assert [e.get("segments") for e in events if e["status"] == "sent"] == [1]
     [message] = arrived(env, nid)
     assert (message["title"], message["body"]) == ("Order shipped", f"{nid} is on its way")
     assert len(refused(env, address)) >= 2
