@@ -31,6 +31,7 @@ from providers.base import (
     ThrottledError,
     TransientError,
 )
+from providers.coalesce import Coalescer
 
 BATCH_LIMIT = 500  # send_each_async refuses more
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -123,6 +124,7 @@ class FcmProvider:
         self._service: Any = None
         self._auth_request: google_requests.Request | None = None
         self._token_lock = asyncio.Lock()
+        self.coalescer: Coalescer[OutboundMessage, SendResult] = Coalescer(self.send_many)
 
     async def start(self) -> None:
         s = self._settings
@@ -209,10 +211,8 @@ class FcmProvider:
             )
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        (result,) = await self.send_many([message])
-        if isinstance(result, ProviderError):
-            raise result
-        return result
+        """One delivery; concurrent sends share a ``send_each_async`` batch (providers.coalesce)."""
+        return await self.coalescer.submit(message)
 
     async def send_many(
         self, messages: Sequence[OutboundMessage]

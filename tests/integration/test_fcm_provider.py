@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -265,3 +266,19 @@ async def test_unreachable_token_endpoint_is_transient(sandbox: FcmSandbox) -> N
 async def test_missing_credentials_is_a_configuration_error_at_start() -> None:
     with pytest.raises(ConfigurationError):
         await FcmProvider(Settings(fcm_credentials_file=None)).start()
+
+
+async def test_concurrent_sends_go_out_as_one_batch_with_their_own_outcomes(
+    provider: FcmProvider, sandbox: FcmSandbox
+) -> None:
+    tokens = [registration_token() for _ in range(6)]
+    sandbox.faults[tokens[2]] = (404, "UNREGISTERED")
+
+    outcomes = await asyncio.gather(
+        *(provider.send(message(t)) for t in tokens), return_exceptions=True
+    )
+
+    assert provider.coalescer.batches_sent == 1
+    assert isinstance(outcomes[2], InvalidRecipientError)
+    assert all(isinstance(o, SendResult) for i, o in enumerate(outcomes) if i != 2)
+    assert sorted(r["address"] for r in sandbox.received) == sorted(tokens[:2] + tokens[3:])
