@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
     BENCH_RATE_LIMIT,
@@ -68,15 +67,8 @@ def running_pipeline(
     procs = start_workers("app", values, workers, workdir, name)
     try:
         asyncio.run(setup_users(broker.bootstrap, users))
-        if workers == 1:
-            asyncio.run(wait_for_users(procs[0].web_url, users, timeout=300))
-        else:
-            # The /users/ view cannot tell with several workers: faust's table_route picks the
-            # owner by the JSON-serialised key ("\"user-1\""), which hashes to another partition
-            # than the raw user_id the tables are written under, so half the users look empty.
-            # Read the tables' changelogs instead, then let the workers finish applying them.
-            asyncio.run(wait_for_changelogs(broker.bootstrap, values["app_id"], users))
-            wait_until_idle([w.pid for w in procs])
+        # The /users/ view answers from whichever worker owns the user (table_route).
+        asyncio.run(wait_for_users(procs[0].web_url, users, timeout=300))
         sandboxes.clear()
         yield procs
     finally:
@@ -91,37 +83,6 @@ def read_events(bootstrap: str, expected: int) -> list[dict[str, Any]]:
         read_topic(bootstrap, topics.DELIVERY_EVENTS, lambda ms: len(ms) >= expected, 60)
     )
     return [orjson.loads(m.value) for m in messages]
-
-
-USER_TABLES = ("preferences", "devices", "contacts")
-
-
-async def wait_for_changelogs(
-    bootstrap: str, app_id: str, users: Sequence[User], timeout: float = 300.0
-) -> None:
-    """Until every user has a record in each user table's changelog (keys are JSON strings)."""
-    changelogs = [f"{app_id}-{table}-changelog" for table in USER_TABLES]
-    wanted = {u.user_id for u in users}
-    seen: dict[str, set[str]] = {topic: set() for topic in changelogs}
-    consumer = AIOKafkaConsumer(
-        *changelogs,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    deadline = time.monotonic() + timeout
-    try:
-        while any(wanted - keys for keys in seen.values()):
-            if time.monotonic() > deadline:
-                missing = {t: len(wanted - keys) for t, keys in seen.items()}
-                raise TimeoutError(f"users missing from the changelogs after {timeout}s: {missing}")
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, messages in batch.items():
-                seen[tp.topic].update(orjson.loads(m.key) for m in messages if m.key)
-    finally:
-        await consumer.stop()
 
 
 def event_counts(decoded: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -14,7 +14,6 @@ other version so an upgrade fails loudly instead of recovering tables wrongly.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -92,5 +91,3 @@ def install() -> None:
 
     _highwaters.__tansu_fix__ = True  # type: ignore[attr-defined]
     thread_cls._highwaters = _highwaters
-    # Make sure the symbol we replace is still what faust calls (fails loudly on drift).
-    assert asyncio.iscoroutinefunction(thread_cls._highwaters)
