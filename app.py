@@ -34,7 +34,8 @@ class Pipeline:
 
 
 def faust_app(settings: Settings) -> faust.App:
-    faust_hotpath.install()
+    if settings.faust_hotpath:
+        faust_hotpath.install()
     if settings.broker_flavor == "tansu":
         from streams import tansu_fetch
         from tables import tansu_recovery
