@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -179,7 +178,6 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
     # Crash (SIGKILL: no commit, no flush) once part of the run has gone out.
     sandboxes.wait_for(lambda got: len(got) >= sum(expected.values()) // 3)
     first.kill()
-    restarted_at = time.time()  # nothing the second worker sends can reach a sandbox earlier
 
     data_dir = tmp_path / ("worker-data" if keep_local_state else "fresh-data")
     workers(rate_limit_per_user=100, data_dir=data_dir)
@@ -217,15 +215,12 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
     assert set(got) == set(expected)
     duplicates = sum(got.values()) - total
     print(f"duplicate sends after SIGKILL: {duplicates} of {total}")
-    # A crash can re-send only what the first worker sent and whose ledger write had not reached
-    # the broker; after the restart the ledger stops any further copy: so each duplicated
-    # delivery first arrived before the second worker started, and went out at most twice.
-    first_sent: dict[tuple[str, str], float] = {}
-    for record in sandboxes.received():
-        first_sent.setdefault((record["notification_id"], record["address"]), record["received_at"])
-    for pair, count in got.items():
-        if count > 1:
-            assert count == 2 and first_sent[pair] < restarted_at, (pair, count)
+    # A crash can re-send only what the first worker had sent and whose ledger write had not
+    # reached the broker; after the restart the ledger stops any further copy: so duplicates are
+    # of requests produced before the crash, and each went out at most twice. (Arrival times
+    # cannot tell: bytes a killed worker left in its socket still reach the sandbox later.)
+    for (nid, address), count in got.items():
+        assert count == 1 or (count == 2 and nid.startswith("before-")), (nid, address, count)
     # The dedup table survived the crash: the old key is still claimed.
     assert rejected(events)["again"] == "duplicate"
 
