@@ -11,6 +11,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letter
+from agents.acks import ConcurrentLane
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from config.settings import Settings
@@ -94,22 +95,31 @@ def register(
         "low": settings.deliver_concurrency_low,
     }
 
-    async def deliver_lane(stream: StreamT) -> None:
-        async for event in stream.events():
+    async def handle_safely(event: EventT) -> None:
+        try:
+            await deliverer.handle(event)
+        except Exception as exc:
+            # Anything unclassified still must not escape: the record would be acked and lost.
+            log.exception("delivery failed unexpectedly on %s", event.message.tp)
+            await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
+
+    def lane_agent(limit: int):  # type: ignore[no-untyped-def]
+        async def deliver_lane(stream: StreamT) -> None:
+            # One actor per lane running ``limit`` sends at once, acked in offset order
+            # (agents/acks.py explains why not Faust's ``concurrency=``).
+            lane: ConcurrentLane[EventT] = ConcurrentLane(limit)
             try:
-                await deliverer.handle(event)
-            except Exception as exc:
-                # Anything unclassified still must not escape: the record would be acked and lost.
-                log.exception("delivery failed unexpectedly on %s", event.message.tp)
-                await dead_letter.dead_letter(
-                    topics.deliveries_dlq, event, f"internal error: {exc}"
-                )
+                async for event in stream.noack().events():  # type: ignore[attr-defined]
+                    await lane.submit(event, handle_safely)
+            finally:
+                lane.cancel()
+
+        return deliver_lane
 
     agents: dict[str, faust.types.AgentT] = {}
     for priority in PRIORITIES:
         agents[priority] = app.agent(
             topics.delivery_lanes[priority],
             name=f"deliver_{priority}",
-            concurrency=concurrency[priority],
-        )(deliver_lane)
+        )(lane_agent(concurrency[priority]))
     return agents

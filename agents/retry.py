@@ -1,19 +1,22 @@
 """Retry tiers: one agent per delay topic holds each retry until its not-before time, then puts
 it back on its delivery lane.
 
-Records are acknowledged only once re-routed (``noack`` + ``event.ack()``), so the committed
-offset never passes a retry still waiting in memory: a crash re-reads it instead of losing it.
+Records are acknowledged only once re-routed, and in offset order (``noack`` +
+:class:`agents.acks.InOrderAcks`), so the committed offset never passes a retry still waiting in
+memory: a crash re-reads it instead of losing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letter
+from agents.acks import InOrderAcks
 from agents.route import lane
 from agents.scheduler import DueScheduler
 from config.settings import Settings
@@ -32,28 +35,36 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, fa
     return agents
 
 
-def _tier_agent(settings: Settings, topics: Topics):  # type: ignore[no-untyped-def]
-    async def dispatch(item: tuple[EventT, Delivery]) -> None:
-        event, delivery = item
-        try:
-            await topics.deliveries[lane(delivery)].send(
-                key=delivery.user_id.encode(), value=delivery.to_json()
-            )
-        except Exception:
-            log.exception("re-routing retry %s failed; it will be read again", delivery.delivery_id)
-            return  # not acked: the committed offset stays before it
-        event.ack()
+# A re-route that failed (producer error) is tried again after this long, still unacked.
+REROUTE_BACKOFF_SECONDS = 1.0
 
+
+def _tier_agent(settings: Settings, topics: Topics):  # type: ignore[no-untyped-def]
     async def retry_tier(stream: StreamT) -> None:
+        acks = InOrderAcks()
         scheduler: DueScheduler[tuple[EventT, Delivery]] = DueScheduler(settings.retry_pending_cap)
+
+        async def dispatch(item: tuple[EventT, Delivery]) -> None:
+            event, delivery = item
+            try:
+                await topics.deliveries[lane(delivery)].send(
+                    key=delivery.user_id.encode(), value=delivery.to_json()
+                )
+            except Exception:
+                log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)
+                scheduler.put_back(time.time() + REROUTE_BACKOFF_SECONDS, item)
+                return
+            acks.finish(event)
+
         runner = asyncio.ensure_future(scheduler.run(dispatch))
         try:
             async for event in stream.noack().events():  # type: ignore[attr-defined]
+                acks.track(event)
                 try:
                     delivery = parse_delivery(event.message.value)
                 except InvalidRecord as exc:
                     await dead_letter.dead_letter(topics.deliveries_dlq, event, str(exc))
-                    event.ack()
+                    acks.finish(event)
                     continue
                 await scheduler.put(delivery.not_before, (event, delivery))
         finally:

@@ -34,6 +34,13 @@ class DueScheduler(Generic[T]):
         heapq.heappush(self._heap, (due, next(self._order), item))
         self._changed.set()
 
+    def put_back(self, due: float, item: T) -> None:
+        """For an item taken out by ``run`` that must wait again: never waits for space (the
+        dispatcher calling it is what frees space), so it may exceed capacity by the items
+        being dispatched."""
+        heapq.heappush(self._heap, (due, next(self._order), item))
+        self._changed.set()
+
     async def run(self, dispatch: Callable[[T], Awaitable[None]]) -> None:
         """Hand each item to ``dispatch`` once due; runs until cancelled."""
         while True:
