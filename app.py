@@ -16,9 +16,8 @@ from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
-from streams import faust_hotpath
 from streams.faust_config import faust_settings
-from streams.faust_hotpath import QuietMonitor
+from streams.quiet_monitor import QuietMonitor
 from streams.topics import Topics, declare_topics
 from tables import Tables, declare_tables
 
@@ -34,8 +33,6 @@ class Pipeline:
 
 
 def faust_app(settings: Settings) -> faust.App:
-    if settings.faust_hotpath:
-        faust_hotpath.install()
     if settings.broker_flavor == "tansu":
         from streams import tansu_fetch
         from tables import tansu_recovery

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter
+from agents import dead_letter, produce
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.partitioning import is_on_home_partition
@@ -80,10 +80,11 @@ class ControlWriter:
         if message.topic in appliers and not is_on_home_partition(
             record.user_id, message.partition, self.settings.partitions
         ):
-            await self.topics.control_by_user.send(
-                key=record.user_id.encode(),
-                value=message.value,
-                headers={KIND_HEADER: kind.encode()},
+            await produce.send(
+                self.topics.control_by_user,
+                record.user_id.encode(),
+                message.value,
+                {KIND_HEADER: kind.encode()},
             )
             return
         apply(record)

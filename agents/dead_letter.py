@@ -8,6 +8,8 @@ import time
 import faust
 from faust.types import EventT
 
+from agents import produce
+
 log = logging.getLogger(__name__)
 
 REASON_HEADER = "x-dlq-reason"
@@ -30,6 +32,4 @@ async def dead_letter(topic: faust.ChannelT, event: EventT, reason: str) -> None
     log.warning(
         "dead-lettered %s:%s:%s: %s", message.topic, message.partition, message.offset, reason
     )
-    await topic.send(
-        key=message.key, value=message.value, headers=dead_letter_headers(event, reason)
-    )
+    await produce.send(topic, message.key, message.value, dead_letter_headers(event, reason))

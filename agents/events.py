@@ -7,12 +7,13 @@ from collections.abc import Iterable, Mapping
 
 import faust
 
+from agents import produce
 from agents.route import lane
 from streams.deliveries import Delivery, DeliveryEvent
 
 
 async def publish(topic: faust.ChannelT, event: DeliveryEvent) -> None:
-    await topic.send(key=event.notification_id.encode(), value=event.to_json())
+    await produce.send(topic, event.notification_id.encode(), event.to_json())
 
 
 async def publish_deliveries(
@@ -20,4 +21,4 @@ async def publish_deliveries(
 ) -> None:
     """Each delivery onto its ``deliveries.<channel>.<priority>`` lane, keyed by user_id."""
     for delivery in deliveries:
-        await lanes[lane(delivery)].send(key=delivery.user_id.encode(), value=delivery.to_json())
+        await produce.send(lanes[lane(delivery)], delivery.user_id.encode(), delivery.to_json())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter, events
+from agents import dead_letter, events, produce
 from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from config.settings import Settings
@@ -57,8 +57,11 @@ class Intake:
         if message.topic == topic_names.REQUESTS and not is_on_home_partition(
             request.user_id, message.partition, self.settings.partitions
         ):
-            await self.topics.requests_by_user.send(
-                key=request.user_id.encode(), value=message.value, headers=message.headers
+            await produce.send(
+                self.topics.requests_by_user,
+                request.user_id.encode(),
+                message.value,
+                message.headers,
             )
             return
         source = f"{message.topic}:{message.partition}:{message.offset}"

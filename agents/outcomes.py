@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from agents import events
+from agents import events, produce
 from agents.failure_plan import DEAD_LETTER, INVALID_RECIPIENT, RETRY, FailurePlan, plan_failure
 from agents.fanout import expand, request_of
 from config.settings import Settings
@@ -73,10 +73,11 @@ class OutcomeRouter:
             await self._forget_address(delivery, plan.reason)
         elif plan.action == DEAD_LETTER:
             final = delivery.after_failure(plan.reason, now, not_before=0.0)
-            await self.topics.deliveries_dlq.send(
-                key=delivery.user_id.encode(),
-                value=final.to_json(),
-                headers={DLQ_REASON_HEADER: plan.reason.encode()},
+            await produce.send(
+                self.topics.deliveries_dlq,
+                delivery.user_id.encode(),
+                final.to_json(),
+                {DLQ_REASON_HEADER: plan.reason.encode()},
             )
         await self.publish(
             delivery, FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"
@@ -88,8 +89,8 @@ class OutcomeRouter:
     ) -> None:
         assert plan.tier is not None
         again = delivery.after_failure(plan.reason, now, not_before=now + plan.wait)
-        await self.topics.retries[plan.tier].send(
-            key=delivery.user_id.encode(), value=again.to_json()
+        await produce.send(
+            self.topics.retries[plan.tier], delivery.user_id.encode(), again.to_json()
         )
         await self.publish(
             delivery,
@@ -103,9 +104,10 @@ class OutcomeRouter:
         control topics, so the change is applied on the user's partition like any other."""
         key = delivery.user_id.encode()
         if delivery.channel == "push":
-            await self.topics.devices.send(
-                key=key,
-                value=orjson.dumps(
+            await produce.send(
+                self.topics.devices,
+                key,
+                orjson.dumps(
                     {
                         "user_id": delivery.user_id,
                         "token": delivery.address,
@@ -116,9 +118,10 @@ class OutcomeRouter:
                 ),
             )
         else:
-            await self.topics.suppressions.send(
-                key=key,
-                value=orjson.dumps(
+            await produce.send(
+                self.topics.suppressions,
+                key,
+                orjson.dumps(
                     {
                         "user_id": delivery.user_id,
                         "address": delivery.address,

@@ -15,7 +15,7 @@ import time
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter
+from agents import dead_letter, produce
 from agents.acks import InOrderAcks
 from agents.route import lane
 from agents.scheduler import DueScheduler
@@ -47,8 +47,8 @@ def _tier_agent(settings: Settings, topics: Topics):  # type: ignore[no-untyped-
         async def dispatch(item: tuple[EventT, Delivery]) -> None:
             event, delivery = item
             try:
-                await topics.deliveries[lane(delivery)].send(
-                    key=delivery.user_id.encode(), value=delivery.to_json()
+                await produce.send(
+                    topics.deliveries[lane(delivery)], delivery.user_id.encode(), delivery.to_json()
                 )
             except Exception:
                 log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)

@@ -4,7 +4,7 @@
 variables as the real worker. Its Faust settings are the app's (``streams.faust_config``; ``app``
 itself cannot be imported here: importing it builds the whole pipeline), so that the
 pipeline/minimal ratio measures the pipeline's own work, not a difference in configuration.
-It runs without ``streams.faust_hotpath`` and the quiet monitor on purpose: it is the naive
+It runs without the quiet monitor on purpose: it is the naive
 baseline the issue measures the pipeline against.
 """
 
