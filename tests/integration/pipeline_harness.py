@@ -75,3 +75,55 @@ def delivery_events(bootstrap: str, until: Any, timeout: float = 60.0) -> list[d
         )
     )
     return [orjson.loads(m.value) for m in messages]
+
+
+async def _lane_positions(bootstrap: str, nids: set[str]) -> dict[str, Any]:
+    """Where the records of ``nids`` sit on the delivery lanes, and the group's committed
+    offsets there: tells "never produced" from "committed past" when a delivery goes missing."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    lanes = [t for t in await _topic_names(bootstrap) if t.startswith("deliveries.")]
+    found: dict[str, list[tuple[str, int, int]]] = {}
+    committed: dict[str, int | None] = {}
+    for lane in lanes:
+        for message in await read_topic(bootstrap, lane, lambda ms: False, timeout=1.5):
+            nid = orjson.loads(message.value).get("notification_id")
+            if nid in nids:
+                found.setdefault(nid, []).append((lane, message.partition, message.offset))
+    group = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="notify")
+    await group.start()
+    try:
+        for lane, partition, _ in {p for ps in found.values() for p in ps}:
+            tp = TopicPartition(lane, partition)
+            committed[f"{lane}:{partition}"] = await group.committed(tp)
+    finally:
+        await group.stop()
+    return {"records": found, "committed": committed, "group": await _group_members(bootstrap)}
+
+
+async def _group_members(bootstrap: str) -> Any:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return await admin.describe_consumer_groups(["notify"])
+    except Exception as exc:  # diagnostics only: never hide the real failure behind this one
+        return repr(exc)
+    finally:
+        await admin.close()
+
+
+async def _topic_names(bootstrap: str) -> list[str]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return sorted(await consumer.topics())
+    finally:
+        await consumer.stop()
+
+
+def lane_positions(bootstrap: str, nids: set[str]) -> dict[str, Any]:
+    return asyncio.run(_lane_positions(bootstrap, nids))

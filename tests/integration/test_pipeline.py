@@ -26,6 +26,7 @@ from streams import topics
 from tests.integration.pipeline_harness import (
     delivery_events,
     expected_deliveries,
+    lane_positions,
     received_pairs,
 )
 
@@ -202,9 +203,11 @@ def test_worker_restarted_mid_run_resumes_with_tables_intact(
             for e in delivery_events(broker, lambda evs: False, timeout=5)
             if e["notification_id"] in nids
         ]
+        statuses = Counter((e["status"], e.get("channel"), e.get("reason")) for e in trail)
+        positions = lane_positions(broker, nids)
         raise AssertionError(
             f"never delivered: {sorted(missing)[:8]} ({len(missing)} in all); "
-            f"their events: {trail[:12]}"
+            f"their events: {statuses}; on the lanes: {positions}"
         ) from None
     events = delivery_events(broker, lambda evs: "again" in rejected(evs))
 
