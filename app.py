@@ -66,8 +66,8 @@ def build_app(
     return Pipeline(app, settings, topics, tables, providers, agents)
 
 
-configure_logging()
 pipeline = build_app()
+configure_logging(log_commits=pipeline.settings.log_commits)
 app = pipeline.app
 
 

@@ -36,9 +36,7 @@ async def send(
         await channel.send(key=key, value=value, headers=headers)
         return
     producer = channel.app.producer
-    pending = await producer.send(
-        channel.get_topic_name(), key, value, None, None, headers or None
-    )
+    pending = await producer.send(channel.get_topic_name(), key, value, None, None, headers or None)
     if isinstance(pending, asyncio.Future):
         pending.add_done_callback(_report_failure)
 

@@ -24,9 +24,10 @@ def mask_address(address: str) -> str:
     return mask(address) if address else address
 
 
-def configure_logging() -> None:
+def configure_logging(log_commits: bool = False) -> None:
     """Install a record factory (not a handler filter) so the masking also covers the handlers
     faust installs later at worker start."""
+    logging.getLogger("notify.commits").setLevel(logging.INFO if log_commits else logging.WARNING)
     previous: Callable[..., logging.LogRecord] = logging.getLogRecordFactory()
     if getattr(previous, "__masks_pii__", False):
         return

@@ -32,6 +32,7 @@ def worker_settings(
         "data_dir": data_dir,
         "web_port": free_port(),
         "partitions": 4,
+        "log_commits": True,  # a failing test's worker.log then shows every commit
         **sandboxes.settings_overrides(),
     }
     values.update(overrides)
