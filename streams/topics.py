@@ -66,13 +66,16 @@ class Topics:
     devices: faust.ChannelT  # produced: the control topic, to unregister dead tokens
 
 
-def _topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
+def _topic(
+    app: faust.App, settings: Settings, *names: str, buffer: int | None = None
+) -> faust.TopicT:
     return app.topic(
         *names,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
         replicas=settings.replication_factor,
+        maxsize=buffer,  # None: stream_buffer_maxsize
     )
 
 
@@ -91,8 +94,17 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             for c in CHANNELS
             for p in PRIORITIES
         },
+        # A lane sends at most its concurrency at once; records buffered beyond a few fetches
+        # only cost memory. At 80 % of this Faust stops fetching the lane's partitions (and
+        # nothing else), so a backlog waits in Kafka.
         delivery_lanes={
-            p: _topic(app, settings, *(delivery_topic(c, p) for c in CHANNELS)) for p in PRIORITIES
+            p: _topic(
+                app,
+                settings,
+                *(delivery_topic(c, p) for c in CHANNELS),
+                buffer=settings.lane_buffer_size,
+            )
+            for p in PRIORITIES
         },
         deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
         delivery_events=_topic(app, settings, DELIVERY_EVENTS),
