@@ -41,14 +41,7 @@ def faust_app(settings: Settings) -> faust.App:
 
         tansu_recovery.install()
         tansu_fetch.install(wait_ms=settings.tansu_fetch_wait_ms)
-    app = faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
-    # Table writes are synchronous, so Faust queues their changelog records in a buffer that a
-    # single task drains; past ``max_messages`` (100 upstream) the consumer stops handing out
-    # *any* record until 100 have drained. Each delivery writes two or three tables, so at a few
-    # hundred deliveries/s the whole worker kept stopping ("producer buffer full" ~1,200 times
-    # in one benchmark run). A larger bound keeps memory bounded and absorbs the bursts.
-    app.producer.buffer.max_messages = settings.changelog_buffer_messages
-    return app
+    return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
 
 
 def build_app(

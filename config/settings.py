@@ -39,8 +39,6 @@ class Settings(BaseSettings):
     # Must exceed 20 % of this by one fetch of every lane partition (16 KB each), or the shared
     # hand-off blocks on the full queue and holds up every other lane.
     lane_buffer_size: int = Field(default=8192, ge=1024)
-    # Changelog records waiting for the producer before the consumer pauses (see app.py).
-    changelog_buffer_messages: int = Field(default=5000, ge=100)
     data_dir: Path = Path(".notify-data")
     store: str = "rocksdb://"  # tables; "memory://" only for functional tests
     web_port: int = 6066
