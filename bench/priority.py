@@ -28,6 +28,7 @@ from bench.pipeline import (
     received_count,
     running_pipeline,
 )
+from bench.procstats import CpuMeter, RssSampler, cpu_seconds
 from bench.stats import rate, summarize, summarize_groups
 from bench.workload import (
     backlog_deliveries,
@@ -137,7 +138,7 @@ def run(
     idle_expected = expected_deliveries(idle, by_user, inapp_url)
     high_expected = expected_deliveries(highs, by_user, inapp_url)
 
-    with running_pipeline(broker, sandboxes, users, workers, workdir, f"priority-{via}"):
+    with running_pipeline(broker, sandboxes, users, workers, workdir, f"priority-{via}") as procs:
         # Baseline: the same kind of request on the idle pipeline, one at a time.
         log(f"priority: {len(idle)} high requests on the idle pipeline")
         asyncio.run(_send_paced(broker.bootstrap, idle, lambda i: 0.05))
@@ -152,10 +153,21 @@ def run(
             pause = spread_over_drain(sandboxes, target, len(highs), expected_rate)
             await _send_paced(broker.bootstrap, highs, pause)
 
-        asyncio.run(backlog_then_trickle())
-        complete = wait_for_count(
-            lambda: received_count(sandboxes), target + high_expected, stall_timeout
-        )
+        pids = [p.pid for p in procs]
+        worker_cpu = CpuMeter(pids).start()
+        broker_cpu, harness_cpu = cpu_seconds(broker.pid), time.process_time()
+        with RssSampler(pids) as rss:
+            asyncio.run(backlog_then_trickle())
+            complete = wait_for_count(
+                lambda: received_count(sandboxes), target + high_expected, stall_timeout
+            )
+        finished = time.time()
+        # The sandboxes answer in the harness process: if it is busy, its receipt times lag.
+        cpu_seconds_by_process = {
+            "worker": worker_cpu.stop(),
+            "broker": cpu_seconds(broker.pid) - broker_cpu,
+            "harness": time.process_time() - harness_cpu,
+        }
         received = sandboxes.received()
         # One event per request (accepted or rejected) and one per delivery (sent or failed).
         produced_requests = len(idle) + len(highs) + (len(records) if via == "requests" else 0)
@@ -180,6 +192,9 @@ def run(
         "complete": complete,
         "backlog_drain_seconds": drained_at - started,
         "backlog_deliveries_per_second": rate(len(backlog_arrivals), drained_at - started),
+        "peak_worker_rss_mb_sampled_sum": rss.peak_kb / 1024,
+        "cpu_seconds_during_phase": cpu_seconds_by_process,
+        "phase_seconds": finished - started,
         "delivery_events": event_counts(events),
         "high_requests": len(highs),
         "high_requests_sent_during_drain": len(in_drain),

@@ -128,5 +128,11 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
             Row(
                 "  high on idle pipeline", fmt_latency(pr["idle_high_latency_ms"]), "ms p50/p95/p99"
             ),
+            metric("  peak worker RSS (sampled)", pr["peak_worker_rss_mb_sampled_sum"], "MB", 0),
+            Row(
+                "  CPU s worker / broker / harness",
+                " / ".join(f"{v:.1f}" for v in pr["cpu_seconds_during_phase"].values()),
+                f"s in {pr['phase_seconds']:.1f} s",
+            ),
         ]
     return rows
