@@ -80,9 +80,13 @@ class ConcurrentLane(Generic[E]):
     order, see the module docstring.)
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self, limit: int, before_take: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         if limit < 1:
             raise ValueError("a lane needs at least one slot")
+        # Awaited before each new event is taken: lets a lane give way (agents/cpu_headroom.py).
+        self._before_take = before_take
         self.acks = InOrderAcks()
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,6 +96,8 @@ class ConcurrentLane(Generic[E]):
         return len(self._tasks)
 
     async def submit(self, event: E, handle: Callable[[E], Awaitable[None]]) -> None:
+        if self._before_take is not None:
+            await self._before_take()
         await self._slots.acquire()
         self.acks.track(event)
         task = asyncio.ensure_future(self._run(event, handle))

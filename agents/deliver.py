@@ -12,6 +12,7 @@ from faust.types import EventT, StreamT
 
 from agents import dead_letter
 from agents.acks import ConcurrentLane
+from agents.cpu_headroom import CpuHeadroom
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from config.settings import Settings
@@ -103,11 +104,19 @@ def register(
             log.exception("delivery failed unexpectedly on %s", event.message.tp)
             await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
 
-    def lane_agent(limit: int):  # type: ignore[no-untyped-def]
+    headroom = CpuHeadroom()
+
+    def lane_agent(limit: int, cpu_ceiling: float):  # type: ignore[no-untyped-def]
+        async def give_way() -> None:
+            await headroom.wait_below(cpu_ceiling)
+
         async def deliver_lane(stream: StreamT) -> None:
             # One actor per lane running ``limit`` sends at once, acked in offset order
             # (agents/acks.py explains why not Faust's ``concurrency=``).
-            lane: ConcurrentLane[EventT] = ConcurrentLane(limit)
+            headroom.start()
+            lane: ConcurrentLane[EventT] = ConcurrentLane(
+                limit, give_way if cpu_ceiling > 0 else None
+            )
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
@@ -116,10 +125,15 @@ def register(
 
         return deliver_lane
 
+    cpu_ceiling = {
+        "high": 0.0,
+        "normal": settings.deliver_cpu_ceiling_normal,
+        "low": settings.deliver_cpu_ceiling_low,
+    }
     agents: dict[str, faust.types.AgentT] = {}
     for priority in PRIORITIES:
         agents[priority] = app.agent(
             topics.delivery_lanes[priority],
             name=f"deliver_{priority}",
-        )(lane_agent(concurrency[priority]))
+        )(lane_agent(concurrency[priority], cpu_ceiling[priority]))
     return agents

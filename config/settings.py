@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     deliver_concurrency_high: int = Field(default=16, ge=1)
     deliver_concurrency_normal: int = Field(default=8, ge=1)
     deliver_concurrency_low: int = Field(default=4, ge=1)
+    # A lane stops taking records while the worker process uses more than this share of a core
+    # (0: never), so a saturated worker keeps CPU for the high lane (agents/cpu_headroom.py).
+    deliver_cpu_ceiling_normal: float = Field(default=0.0, ge=0)
+    deliver_cpu_ceiling_low: float = Field(default=0.9, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -83,6 +83,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         deliver_concurrency_high=1,
         deliver_concurrency_normal=1,
         deliver_concurrency_low=1,
+        # The test process's own CPU use must not decide when a low delivery is taken.
+        deliver_cpu_ceiling_low=0.0,
     )
     base.update(overrides)
     return Settings(**base)
