@@ -4,6 +4,7 @@ webhook and SMTP sandboxes; outputs are captured on in-memory channels."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from app import Pipeline, build_app
 from providers.sandboxes.smtp import SmtpSandbox
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery, DeliveryEvent
-from tables import ledger, status
+from tables import inbox, ledger, status
 from tests.functional.conftest import channel_topics, eventually, make_settings, sent, values
 
 
@@ -110,3 +111,18 @@ async def test_status_agent_folds_events(
     assert n1["deliveries"]["d2"]["status"] == "failed"
     n2 = status.get(pipeline.tables.status, "n2")
     assert n2 is not None and (n2["status"], n2["reason"]) == ("rejected", "rate_limited")
+
+
+async def test_in_app_deliveries_are_kept_in_the_users_inbox_newest_first(
+    delivering: tuple[Pipeline, WebhookSandbox, SmtpSandbox],
+) -> None:
+    pipeline, webhook, _ = delivering
+    first = delivery("n1:in_app:1", "in_app", webhook.url("/inbox"))
+    second = replace(first, delivery_id="n2:in_app:1", notification_id="n2", title="Again")
+    async with pipeline.agents["deliver_high"].test_context() as agent:
+        for record in (first, second):
+            await agent.put(record.to_json(), key=b"u1")
+        await eventually(lambda: len(sent(pipeline.topics.delivery_events)) == 2)
+        kept = inbox.messages(pipeline.tables.inbox, "u1")
+    assert [(m["notification_id"], m["title"]) for m in kept] == [("n2", "Again"), ("n1", "Hello")]
+    assert [r["delivery_id"] for r in webhook.received] == ["n1:in_app:1", "n2:in_app:1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,14 @@ def test_thousand_requests_arrive_exactly_once_on_allowed_channels(
     got = received_pairs(sandboxes.received())
     assert got == expected
     assert {r["sandbox"] for r in sandboxes.received()} == {"apns", "fcm", "smtp", "sms", "webhook"}
+    # The in-app ones are also in each user's inbox, newest first (the worker's web view).
+    inapp = {nid for nid, address in expected if address == "/inbox"}
+    inapp_by_user = Counter(r["user_id"] for r in requests if r["notification_id"] in inapp)
+    user_id, count = inapp_by_user.most_common(1)[0]
+    with urllib.request.urlopen(f"{worker.web_url}/users/{user_id}/inbox/", timeout=10) as page:
+        shown = orjson.loads(page.read())["messages"]
+    assert len(shown) == min(count, 50)
+    assert [m["at"] for m in shown] == sorted((m["at"] for m in shown), reverse=True)
 
 
 def test_same_idempotency_key_twice_is_delivered_once(
