@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -11,28 +10,8 @@ import pytest
 from faust.types import TP
 
 from agents.acks import ConcurrentLane, InOrderAcks
-
-TOPIC = TP("deliveries.push.high", 0)
-
-
-@dataclass
-class FakeMessage:
-    tp: TP
-    offset: int
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    acked: list[int] = field(default_factory=list)
-
-    def ack(self) -> bool:
-        self.acked.append(self.message.offset)
-        return True
-
-
-def events(offsets: list[int], tp: TP = TOPIC) -> list[FakeEvent]:
-    return [FakeEvent(FakeMessage(tp, offset)) for offset in offsets]
+from tests.unit.fake_events import LANE as TOPIC
+from tests.unit.fake_events import FakeEvent, events
 
 
 def test_faust_commits_past_an_unfinished_offset_when_acks_come_out_of_order() -> None:

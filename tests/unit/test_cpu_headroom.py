@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-
-from faust.types import TP
 
 from agents.acks import ConcurrentLane
 from agents.cpu_headroom import CpuHeadroom
-
-
-@dataclass
-class FakeMessage:
-    tp: TP
-    offset: int
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    acked: list[int] = field(default_factory=list)
-
-    def ack(self) -> bool:
-        self.acked.append(self.message.offset)
-        return True
+from tests.unit.fake_events import FakeEvent, events
 
 
 def test_busy_is_cpu_time_over_wall_time() -> None:
@@ -64,7 +46,7 @@ async def test_a_lane_takes_nothing_while_over_its_ceiling() -> None:
     async def handle(event: FakeEvent) -> None:
         handled.append(event.message.offset)
 
-    event = FakeEvent(FakeMessage(TP("deliveries.webhook.low", 0), 0))
+    (event,) = events([0])
     submitting = asyncio.ensure_future(lane.submit(event, handle))
     await asyncio.sleep(0.03)
     assert handled == [] and not submitting.done()
