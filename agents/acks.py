@@ -91,10 +91,6 @@ class ConcurrentLane(Generic[E]):
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     async def submit(self, event: E, handle: Callable[[E], Awaitable[None]]) -> None:
         if self._before_take is not None:
             await self._before_take()

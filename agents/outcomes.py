@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from agents import events, produce
+from agents import dead_letter, events, produce
 from agents.failure_plan import DEAD_LETTER, INVALID_RECIPIENT, RETRY, FailurePlan, plan_failure
 from agents.fanout import expand, request_of
 from config.settings import Settings
@@ -19,8 +19,6 @@ from streams.topics import Topics
 from tables import Tables, contacts, devices, fallbacks, inbox, ledger, suppressions
 
 log = logging.getLogger(__name__)
-
-DLQ_REASON_HEADER = "x-dlq-reason"
 
 
 @dataclass
@@ -77,7 +75,7 @@ class OutcomeRouter:
                 self.topics.deliveries_dlq,
                 delivery.user_id.encode(),
                 final.to_json(),
-                {DLQ_REASON_HEADER: plan.reason.encode()},
+                {dead_letter.REASON_HEADER: plan.reason.encode()},
             )
         await self.publish(
             delivery, FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"

@@ -31,13 +31,15 @@ class DueScheduler(Generic[T]):
         while len(self._heap) >= self.capacity:
             self._space.clear()
             await self._space.wait()
-        heapq.heappush(self._heap, (due, next(self._order), item))
-        self._changed.set()
+        self._push(due, item)
 
     def put_back(self, due: float, item: T) -> None:
         """For an item taken out by ``run`` that must wait again: never waits for space (the
         dispatcher calling it is what frees space), so it may exceed capacity by the items
         being dispatched."""
+        self._push(due, item)
+
+    def _push(self, due: float, item: T) -> None:
         heapq.heappush(self._heap, (due, next(self._order), item))
         self._changed.set()
 

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.dead_letter import REASON_HEADER, SOURCE_HEADER
 from config.settings import get_settings
 from streams import topics
 from streams.deliveries import parse_delivery
@@ -47,12 +48,12 @@ class DeadLetter:
 
     @property
     def reason(self) -> str:
-        return self.headers.get("x-dlq-reason", b"").decode(errors="replace")
+        return self.headers.get(REASON_HEADER, b"").decode(errors="replace")
 
     @property
     def source(self) -> str:
         """``topic:partition:offset`` the record was dead-lettered from."""
-        return self.headers.get("x-dlq-source", b"").decode(errors="replace")
+        return self.headers.get(SOURCE_HEADER, b"").decode(errors="replace")
 
 
 async def read_all(bootstrap: str, topic: str) -> list[Any]:

@@ -24,13 +24,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.faust_pin import require_supported_faust
+
 log = logging.getLogger(__name__)
 
-SUPPORTED_FAUST = "0.15.3"
 # sha256 (first 8 hex digits) of the upstream method this wraps, in faust-streaming 0.15.3.
 EXPECTED_SOURCE = "775ab0ad"
 
@@ -51,8 +51,7 @@ def install() -> None:
     original = thread_cls.seek_to_committed
     if getattr(original, "__rewinds_uncommitted__", False):
         return
-    if faust.__version__ != SUPPORTED_FAUST:
-        raise RuntimeError(f"faust_seek targets faust-streaming {SUPPORTED_FAUST}")
+    require_supported_faust("faust_seek")
     if source_digest(original) != EXPECTED_SOURCE:
         raise RuntimeError("faust AIOKafkaConsumerThread.seek_to_committed changed upstream")
 

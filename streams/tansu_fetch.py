@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-SUPPORTED_FAUST = "0.15.3"
+from streams.faust_pin import require_supported_faust
 
 
 def install(wait_ms: int) -> None:
-    if faust.__version__ != SUPPORTED_FAUST:
-        raise RuntimeError(f"tansu_fetch targets faust-streaming {SUPPORTED_FAUST}")
+    require_supported_faust("tansu_fetch")
     thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
     original = thread_cls._create_worker_consumer
     if getattr(original, "__tansu_fetch__", False):

@@ -24,9 +24,10 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from streams.faust_pin import require_supported_faust
+
 log = logging.getLogger(__name__)
 
-SUPPORTED_FAUST = "0.15.3"
 FETCH_DEADLINE_SECONDS = 10.0
 
 
@@ -70,10 +71,7 @@ def _bootstrap(app: faust.App) -> str:
 
 def install() -> None:
     """Replace the aiokafka driver's high-watermark lookup (faust-streaming 0.15.3 only)."""
-    if faust.__version__ != SUPPORTED_FAUST:
-        raise RuntimeError(
-            f"tansu_recovery targets faust-streaming {SUPPORTED_FAUST}, found {faust.__version__}"
-        )
+    require_supported_faust("tansu_recovery")
     thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
     original = thread_cls._highwaters
     if getattr(original, "__tansu_fix__", False):

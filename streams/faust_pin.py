@@ -1,0 +1,19 @@
+"""The one faust-streaming version the project's patches of Faust internals were written for.
+
+Each patch (``streams/faust_seek.py``, ``streams/tansu_fetch.py``, ``tables/tansu_recovery.py``)
+refuses to install on any other version, so an upgrade fails at start-up instead of running
+changed upstream code through stale assumptions.
+"""
+
+from __future__ import annotations
+
+import faust
+
+SUPPORTED_FAUST = "0.15.3"
+
+
+def require_supported_faust(patch: str) -> None:
+    if faust.__version__ != SUPPORTED_FAUST:
+        raise RuntimeError(
+            f"{patch} targets faust-streaming {SUPPORTED_FAUST}, found {faust.__version__}"
+        )
