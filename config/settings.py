@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # 20 ms: the largest single throughput setting measured (BROKER.md), well inside the
     # latency budget; every delivery fans into several topics, so batching matters.
     producer_linger_ms: float = 20.0
+    # Hand fetched records to the streams inline when they have room (streams/faust_handoff.py).
+    eager_handoff: bool = True
     # One INFO line per offset commit (logger ``notify.commits``): where the group stands.
     log_commits: bool = False
     # Embedded broker only (see streams/tansu_fetch.py): how long an empty fetch may wait.

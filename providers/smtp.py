@@ -19,8 +19,6 @@ import contextlib
 import logging
 import re
 import time
-from email.message import EmailMessage
-from email.utils import parseaddr
 
 import aiosmtplib
 
@@ -34,7 +32,7 @@ from providers.base import (
     SendResult,
     TransientError,
 )
-from providers.email_message import build_email
+from providers.email_message import EmailRenderer, RenderedEmail
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +119,7 @@ class _Relay:
             client.close()
         self._clients = []
 
-    async def send(self, mail: EmailMessage, sender: str, to: str) -> None:
+    async def send(self, mail: RenderedEmail, sender: str, to: str) -> None:
         """Hand ``mail`` to this relay; raises the provider error for what went wrong."""
         if self._idle is None:
             raise RuntimeError("SmtpProvider.send() before start()")
@@ -141,13 +139,13 @@ class _Relay:
             idle.put_nowait(client)
 
     async def _deliver(
-        self, client: aiosmtplib.SMTP, mail: EmailMessage, sender: str, to: str
+        self, client: aiosmtplib.SMTP, mail: RenderedEmail, sender: str, to: str
     ) -> None:
         reused = client.is_connected
         if not reused:
             await client.connect()
         try:
-            await client.send_message(mail, sender=sender, recipients=[to])
+            await _transact(client, mail, sender, to)
         except aiosmtplib.SMTPServerDisconnected:
             if not reused:
                 raise
@@ -157,7 +155,7 @@ class _Relay:
             log.info("%s: pooled connection was dropped, reconnecting", self.name)
             client.close()
             await client.connect()
-            await client.send_message(mail, sender=sender, recipients=[to])
+            await _transact(client, mail, sender, to)
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self._settings
@@ -172,6 +170,11 @@ class _Relay:
             start_tls=s.smtp_start_tls,
             timeout=s.provider_timeout_seconds,
         )
+
+
+async def _transact(client: aiosmtplib.SMTP, mail: RenderedEmail, sender: str, to: str) -> None:
+    options = ["SMTPUTF8"] if mail.smtputf8 else None
+    await client.sendmail(sender, [to], mail.data, mail_options=options)
 
 
 class _Circuit:
@@ -217,7 +220,7 @@ class SmtpProvider:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._sender = parseaddr(settings.email_from)[1] or settings.email_from
+        self._renderer = EmailRenderer(settings)
         self._primary = _Relay(NAME, settings.smtp_host, settings.smtp_port, settings)
         self._relays = [self._primary]
         self._circuit: _Circuit | None = None
@@ -236,12 +239,12 @@ class SmtpProvider:
             await relay.close()
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        mail = build_email(message, self._settings)
+        mail = self._renderer.render(message)
         primary, probe = self._circuit.use_primary() if self._circuit else (True, False)
         relay = self._relays[0 if primary else -1]
         verdict: bool | None = None  # what this send says about the primary relay
         try:
-            await relay.send(mail, self._sender, message.address)
+            await relay.send(mail, self._renderer.sender, message.address)
             verdict = False
         except TransientError:  # connection, timeout, 4xx: the relay's trouble
             verdict = True
@@ -249,4 +252,4 @@ class SmtpProvider:
         finally:
             if primary and self._circuit is not None:
                 self._circuit.outcome(probe, verdict)
-        return SendResult(provider=relay.name, provider_message_id=mail["Message-ID"])
+        return SendResult(provider=relay.name, provider_message_id=mail.message_id)

@@ -1,11 +1,15 @@
 """The one faust-streaming version the project's patches of Faust internals were written for.
 
-Each patch (``streams/faust_seek.py``, ``streams/tansu_fetch.py``, ``tables/tansu_recovery.py``)
-refuses to install on any other version, so an upgrade fails at start-up instead of running
-changed upstream code through stale assumptions.
+Each patch (``streams/faust_seek.py``, ``streams/faust_handoff.py``, ``streams/tansu_fetch.py``,
+``tables/tansu_recovery.py``) refuses to install on any other version, so an upgrade fails at
+start-up instead of running changed upstream code through stale assumptions.
 """
 
 from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
 
 import faust
 
@@ -17,3 +21,10 @@ def require_supported_faust(patch: str) -> None:
         raise RuntimeError(
             f"{patch} targets faust-streaming {SUPPORTED_FAUST}, found {faust.__version__}"
         )
+
+
+def source_digest(function: Any) -> str:
+    """sha256 (first 8 hex digits) of an upstream function's source, also once a patch
+    (``functools.wraps`` or ``__wrapped__``) has replaced it: what each patch pins."""
+    upstream = inspect.unwrap(function)
+    return hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest()[:8]

@@ -18,8 +18,6 @@ version whose behaviour it corrects.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -27,17 +25,12 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_pin import require_supported_faust
+from streams.faust_pin import require_supported_faust, source_digest
 
 log = logging.getLogger(__name__)
 
 # sha256 (first 8 hex digits) of the upstream method this wraps, in faust-streaming 0.15.3.
 EXPECTED_SOURCE = "775ab0ad"
-
-
-def source_digest(function: Any) -> str:
-    upstream = inspect.unwrap(function)
-    return hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest()[:8]
 
 
 def never_committed(committed: Mapping[TP, int | None]) -> list[TP]:
