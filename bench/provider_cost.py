@@ -2,7 +2,7 @@
 
 The sandboxes run in their own process (``python -m providers.sandboxes.stack``), so this
 process's CPU time is the client side only: payload building, the protocol (HTTP/2 + TLS for
-APNs, HTTP v1 through firebase-admin/httpx for FCM, SMTP, HTTP/1.1 for SMS and webhooks) and
+APNs, HTTP v1 for FCM (firebase-admin's encoding, aiohttp), SMTP, HTTP/1.1 for SMS and webhooks) and
 response parsing. It bounds the deliver stage from below: no pipeline shape can deliver faster
 per core than its provider client sends.
 

@@ -44,7 +44,7 @@ def configure_logging(log_commits: bool = False) -> None:
 
     factory.__masks_pii__ = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-    # httpx (under firebase-admin) logs every request at INFO: one line, and one masking pass,
-    # per push. Their warnings still come through.
+    # httpx (under firebase-admin and google-auth, should either use it) logs every request at
+    # INFO: one line, and one masking pass, per request. Their warnings still come through.
     for chatty in ("httpx", "httpcore", "hpack", "h2"):
         logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -1,12 +1,12 @@
 """A local stand-in for FCM HTTP v1 and Google's OAuth2 token endpoint, in one aiohttp server.
 
-firebase-admin runs unmodified against it: the service-account JSON it writes carries a fresh
-RSA key and a ``token_uri`` pointing here, so google-auth's JWT-bearer grant lands here too.
+firebase-admin's credentials run unmodified against it: the service-account JSON it writes
+carries a fresh RSA key and a ``token_uri`` pointing here, so google-auth's JWT-bearer grant
+lands here too.
 
-The server runs on its own event loop in a daemon thread, not on the caller's loop. google-auth
-refreshes tokens with blocking ``requests`` calls, and firebase-admin's async client does so
-inline on the event loop when FCM answers 401 (e.g. THIRD_PARTY_AUTH_ERROR); a server sharing
-that loop could never answer and the test would hang.
+The server runs on its own event loop in a daemon thread, not on the caller's loop: google-auth
+refreshes tokens with blocking ``requests`` calls (the provider runs them in a worker thread,
+but any client that refreshes inline on the event loop would otherwise hang its own test).
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ class FcmSandbox(FaultInjectable[FcmFault]):
         await asyncio.to_thread(self._thread.join)
         self._loop.close()
         self._loop = self._thread = None
+
+    def revoke_access_tokens(self) -> None:
+        """Every issued OAuth token is refused from now on (401), as after a key rotation."""
+        self._access_tokens.clear()
 
     def settings_overrides(self) -> dict[str, object]:
         """The ``Settings`` fields an ``FcmProvider`` needs to talk to this sandbox."""
