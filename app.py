@@ -16,7 +16,7 @@ from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
-from streams import faust_handoff, faust_seek
+from streams import faust_handoff, faust_seek, fetch_backoff
 from streams.faust_config import faust_settings
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import Topics, declare_topics
@@ -35,6 +35,7 @@ class Pipeline:
 
 def faust_app(settings: Settings) -> faust.App:
     faust_seek.install()
+    fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
     if settings.eager_handoff:
         faust_handoff.install()
     if settings.broker_flavor == "tansu":

@@ -72,11 +72,16 @@ def run(
     workers: int,
     workdir: Path,
     stall_timeout: float = 60.0,
+    eager_handoff: bool = False,
 ) -> dict[str, Any]:
     asyncio.run(create_topics(broker.bootstrap, [IN_TOPIC, OUT_TOPIC]))
     values = embedded_worker_settings(broker.bootstrap, workdir, "bench-minimal")
     values["web_enabled"] = False  # nothing to view; spares a port and a server per worker
-    env = {"BENCH_MINIMAL_IN": IN_TOPIC, "BENCH_MINIMAL_OUT": OUT_TOPIC}
+    env = {
+        "BENCH_MINIMAL_IN": IN_TOPIC,
+        "BENCH_MINIMAL_OUT": OUT_TOPIC,
+        "BENCH_MINIMAL_EAGER_HANDOFF": "1" if eager_handoff else "",
+    }
     procs = start_workers("bench.minimal_app", values, workers, workdir, "minimal", env)
     try:
         pids = [w.pid for w in procs]
@@ -96,6 +101,7 @@ def run(
             "outputs": len(stamps),
             "complete": len(stamps) >= len(records),
             "workers": workers,
+            "eager_handoff": eager_handoff,
             "first_to_last_output_seconds": elapsed,
             "events_per_second": rate(len(stamps), elapsed),
             "worker_cpu_seconds": cpu,

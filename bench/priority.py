@@ -134,6 +134,7 @@ def run(
     else:
         records, backlog_expected = backlog_deliveries(users, backlog, inapp_url), backlog
     idle = high_requests(users, 30, "idle")
+    idle_by_id = {r["notification_id"]: r for r in idle}
     highs = high_requests(users, trickle, "high")
     idle_expected = expected_deliveries(idle, by_user, inapp_url)
     high_expected = expected_deliveries(highs, by_user, inapp_url)
@@ -212,7 +213,11 @@ def run(
         )["all"],
         "high_lane_latency_ms_during_drain": summarize(_after_accept(events, high_received)),
         "high_latency_ms_all": summarize(_latencies(received, highs_by_id)),
-        "idle_high_latency_ms": summarize(
-            _latencies(received, {r["notification_id"]: r for r in idle})
+        "idle_high_latency_ms": summarize(_latencies(received, idle_by_id)),
+        "idle_high_intake_latency_ms": intake_latencies(events, idle_by_id, group=lambda r: "high")[
+            "all"
+        ],
+        "idle_high_lane_latency_ms": summarize(
+            _after_accept(events, [r for r in received if r.get("notification_id") in idle_by_id])
         ),
     }

@@ -128,6 +128,16 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
             Row(
                 "  high on idle pipeline", fmt_latency(pr["idle_high_latency_ms"]), "ms p50/p95/p99"
             ),
+            Row(
+                "    of which until intake accepted",
+                fmt_latency(pr.get("idle_high_intake_latency_ms", {})),
+                "ms p50/p95/p99",
+            ),
+            Row(
+                "    of which accepted -> sandbox",
+                fmt_latency(pr.get("idle_high_lane_latency_ms", {})),
+                "ms p50/p95/p99",
+            ),
             metric("  peak worker RSS (sampled)", pr["peak_worker_rss_mb_sampled_sum"], "MB", 0),
             Row(
                 "  CPU s worker / broker / harness",

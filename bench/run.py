@@ -56,6 +56,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--backlog-via", choices=("deliveries", "requests", "both"), default="deliveries"
     )
     parser.add_argument("--stall-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--minimal-eager-handoff",
+        action="store_true",
+        help="the minimal agent with the app's hand-off patch (streams/faust_handoff.py)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="bench/results/<time>.json")
     args = parser.parse_args(argv)
     if args.backlog is None:
@@ -105,7 +110,12 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         if "minimal" in wanted:
             with fresh_broker(workdir, "minimal") as broker:
                 results["minimal"] = minimal.run(
-                    broker, records, args.workers, workdir, args.stall_timeout
+                    broker,
+                    records,
+                    args.workers,
+                    workdir,
+                    args.stall_timeout,
+                    eager_handoff=args.minimal_eager_handoff,
                 )
         if "pipeline" in wanted:
             with fresh_broker(workdir, "pipeline") as broker:

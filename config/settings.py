@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     eager_handoff: bool = True
     # One INFO line per offset commit (logger ``notify.commits``): where the group stands.
     log_commits: bool = False
+    # How long one partition's unread records may hold back fetches for every other partition
+    # on the same broker (streams/fetch_backoff.py; aiokafka's fixed default is 100 ms).
+    consumer_prefetch_backoff_ms: float = Field(default=5.0, gt=0)
     # Embedded broker only (see streams/tansu_fetch.py): how long an empty fetch may wait.
     tansu_fetch_wait_ms: int = Field(default=50, ge=1)
     fetch_bytes_per_partition: int = Field(default=16 * 1024, ge=4 * 1024)

@@ -28,3 +28,13 @@ def source_digest(function: Any) -> str:
     (``functools.wraps`` or ``__wrapped__``) has replaced it: what each patch pins."""
     upstream = inspect.unwrap(function)
     return hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest()[:8]
+
+
+def is_patched(function: Any, marker: str) -> bool:
+    """Whether ``function`` or anything it wraps (``__wrapped__``) carries ``marker``: patches
+    that wrap the same upstream method stay idempotent in whatever order they install."""
+    while function is not None:
+        if getattr(function, marker, False):
+            return True
+        function = getattr(function, "__wrapped__", None)
+    return False

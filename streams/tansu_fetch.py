@@ -13,14 +13,14 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.faust_pin import require_supported_faust
+from streams.faust_pin import is_patched, require_supported_faust
 
 
 def install(wait_ms: int) -> None:
     require_supported_faust("tansu_fetch")
     thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
     original = thread_cls._create_worker_consumer
-    if getattr(original, "__tansu_fetch__", False):
+    if is_patched(original, "__tansu_fetch__"):
         return
 
     def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -31,4 +31,5 @@ def install(wait_ms: int) -> None:
         return consumer
 
     _create_worker_consumer.__tansu_fetch__ = True  # type: ignore[attr-defined]
+    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
     thread_cls._create_worker_consumer = _create_worker_consumer
