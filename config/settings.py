@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     # A lane stops taking records while the worker process uses more than this share of a core
     # (0: never), so a saturated worker keeps CPU for the high lane (agents/cpu_headroom.py).
     deliver_cpu_ceiling_normal: float = Field(default=0.0, ge=0)
-    deliver_cpu_ceiling_low: float = Field(default=0.9, ge=0)
+    deliver_cpu_ceiling_low: float = Field(default=0.75, ge=0)
 
 
 @lru_cache(maxsize=1)
