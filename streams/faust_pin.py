@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 SUPPORTED_FAUST = "0.15.3"
 
@@ -38,3 +40,21 @@ def is_patched(function: Any, marker: str) -> bool:
             return True
         function = getattr(function, "__wrapped__", None)
     return False
+
+
+def tune_worker_consumers(marker: str, tune: Callable[[Any], None]) -> None:
+    """Runs ``tune(consumer)`` on every aiokafka consumer Faust's consumer thread creates,
+    before it starts. Idempotent per ``marker``, whatever else wraps the same method."""
+    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
+    original = thread_cls._create_worker_consumer
+    if is_patched(original, marker):
+        return
+
+    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        consumer = original(self, *args, **kwargs)
+        tune(consumer)
+        return consumer
+
+    setattr(_create_worker_consumer, marker, True)
+    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
+    thread_cls._create_worker_consumer = _create_worker_consumer

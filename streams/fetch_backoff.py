@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams.faust_pin import is_patched, require_supported_faust
+from streams.faust_pin import require_supported_faust, tune_worker_consumers
 
 SUPPORTED_AIOKAFKA = "0.14.0"
 
@@ -45,16 +44,6 @@ def install(backoff_ms: float) -> None:
         raise RuntimeError(
             f"fetch_backoff targets aiokafka {SUPPORTED_AIOKAFKA}, found {aiokafka.__version__}"
         )
-    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread_cls._create_worker_consumer
-    if is_patched(original, "__fetch_backoff__"):
-        return
-
-    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        consumer = original(self, *args, **kwargs)
-        tune_on_start(consumer, backoff_ms / 1000.0)
-        return consumer
-
-    _create_worker_consumer.__fetch_backoff__ = True  # type: ignore[attr-defined]
-    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
-    thread_cls._create_worker_consumer = _create_worker_consumer
+    tune_worker_consumers(
+        "__fetch_backoff__", lambda consumer: tune_on_start(consumer, backoff_ms / 1000.0)
+    )

@@ -11,25 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from faust.transport.drivers import aiokafka as faust_aiokafka
-
-from streams.faust_pin import is_patched, require_supported_faust
+from streams.faust_pin import require_supported_faust, tune_worker_consumers
 
 
 def install(wait_ms: int) -> None:
     require_supported_faust("tansu_fetch")
-    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread_cls._create_worker_consumer
-    if is_patched(original, "__tansu_fetch__"):
-        return
 
-    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        consumer = original(self, *args, **kwargs)
+    def short_wait(consumer: Any) -> None:
         if not hasattr(consumer, "_fetch_max_wait_ms"):
             raise RuntimeError("aiokafka consumer no longer has _fetch_max_wait_ms")
         consumer._fetch_max_wait_ms = wait_ms  # read by the Fetcher built in start()
-        return consumer
 
-    _create_worker_consumer.__tansu_fetch__ = True  # type: ignore[attr-defined]
-    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
-    thread_cls._create_worker_consumer = _create_worker_consumer
+    tune_worker_consumers("__tansu_fetch__", short_wait)

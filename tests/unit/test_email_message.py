@@ -10,25 +10,20 @@ from email.message import EmailMessage
 import pytest
 
 from config.settings import Settings
-from providers.base import InvalidRecipientError, OutboundMessage, PermanentError
+from providers.base import InvalidRecipientError, PermanentError
 from providers.email_message import EmailRenderer
+from tests.integration.provider_helpers import MessageBuilder
 
 SETTINGS = Settings(email_from="Notify <no-reply@notify.test>")
 
 
-def outbound(**fields: object) -> OutboundMessage:
-    values: dict[str, object] = {
-        "delivery_id": "d-1",
-        "notification_id": "n-1",
-        "user_id": "u-1",
-        "channel": "email",
-        "address": "ada@example.com",
-        "title": "Your order shipped",
-        "body": "It is on its way.",
-        "category": "orders",
-        **fields,
-    }
-    return OutboundMessage(**values)  # type: ignore[arg-type]
+outbound = MessageBuilder(
+    "email",
+    "ada@example.com",
+    title="Your order shipped",
+    body="It is on its way.",
+    category="orders",
+)
 
 
 def parsed(data: bytes) -> EmailMessage:
