@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import faust
 
 from agents import control, deliver, feedback, intake, retry, status
+from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
@@ -58,12 +59,15 @@ def build_app(
     tables = declare_tables(app, settings)
     providers = ProviderRegistry(configured_providers(settings))
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
+    # One CPU sampler for every agent that gives way to urgent work.
+    headroom = CpuHeadroom()
     agents: dict[str, faust.types.AgentT] = {
-        "resolve": intake.register(app, settings, topics, tables),
+        **intake.register(app, settings, topics, tables, headroom),
         "control": control.register(app, settings, topics, tables),
         "status": status.register(app, settings, topics, tables),
     }
-    for priority, agent in deliver.register(app, settings, topics, tables, providers).items():
+    lanes = deliver.register(app, settings, topics, tables, providers, headroom)
+    for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
     agents.update(retry.register(app, settings, topics))
     register_views(app, tables)

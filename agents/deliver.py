@@ -85,7 +85,12 @@ class Deliverer:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, providers: ProviderRegistry
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    providers: ProviderRegistry,
+    headroom: CpuHeadroom,
 ) -> dict[str, faust.types.AgentT]:
     deliverer = Deliverer(
         settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
@@ -103,8 +108,6 @@ def register(
             # Anything unclassified still must not escape: the record would be acked and lost.
             log.exception("delivery failed unexpectedly on %s", event.message.tp)
             await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
-
-    headroom = CpuHeadroom()
 
     def lane_agent(limit: int, cpu_ceiling: float):  # type: ignore[no-untyped-def]
         async def give_way() -> None:

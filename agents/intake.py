@@ -3,6 +3,12 @@
 Resolve, fan-out and route all key by ``user_id``, so they run in one agent over the user's own
 partition: every extra topic hop would cost a full consume/produce cycle (see BROKER.md) and
 buy nothing, since no partition key changes between them.
+
+One hop is worth its cost: low-priority requests (campaigns, digests) are passed on untouched
+to ``notification-requests.low``, keyed by ``user_id``, and resolved there by a second agent
+that, like the low deliver lane, takes a record only while the worker has CPU to spare. A
+campaign of 50,000 requests otherwise sat in front of every password reset on the intake's
+partitions for as long as resolving it took (the README's Performance section has the figures).
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letter, events, produce
+from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
 from streams.partitioning import is_on_home_partition
-from streams.records import InvalidRecord, NotificationRequest, parse_request
+from streams.records import LOW, InvalidRecord, NotificationRequest, parse_request
 from streams.topics import Topics
 from tables import (
     Tables,
@@ -47,25 +54,36 @@ class Intake:
     def limits(self) -> Limits:
         return Limits(per_user=self.settings.rate_limit_per_user)
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: EventT, *, defer_low: bool = False) -> None:
+        """Resolve one request record; with ``defer_low`` a low-priority one is passed on to
+        ``notification-requests.low`` instead."""
         message = event.message
         try:
             request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
         except InvalidRecord as exc:
             await dead_letter.dead_letter(self.topics.requests_dlq, event, str(exc))
             return
+        if defer_low and request.priority == LOW:
+            # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
+            await self._pass_on(self.topics.requests_low, request, event)
+            return
         if message.topic == topic_names.REQUESTS and not is_on_home_partition(
             request.user_id, message.partition, self.settings.partitions
         ):
-            await produce.send(
-                self.topics.requests_by_user,
-                request.user_id.encode(),
-                message.value,
-                message.headers,
-            )
+            await self._pass_on(self.topics.requests_by_user, request, event)
             return
         source = f"{message.topic}:{message.partition}:{message.offset}"
         await self.resolve(request, source, time.time())
+
+    async def _pass_on(
+        self, channel: faust.ChannelT, request: NotificationRequest, event: EventT
+    ) -> None:
+        """The record as it came, keyed by user_id, with its own timestamp (a request without
+        ``created_at`` is timed from it)."""
+        message = event.message
+        await produce.send(
+            channel, request.user_id.encode(), message.value, message.headers, message.timestamp
+        )
 
     async def resolve(self, request: NotificationRequest, source: str, now: float) -> None:
         t = self.tables
@@ -141,18 +159,37 @@ class Intake:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables
-) -> faust.types.AgentT:
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
+) -> dict[str, faust.types.AgentT]:
+    """``resolve_requests`` (the public topic and its re-keyed twin) and
+    ``resolve_low_requests`` (the low-priority requests it passed on)."""
     intake = Intake(settings, topics, tables)
+
+    async def handle_safely(event: EventT, defer_low: bool = False) -> None:
+        try:
+            await intake.handle(event, defer_low=defer_low)
+        except Exception:
+            # Data never crashes the worker, and an exception would ack (lose) the record:
+            # log it with its coordinates and dead-letter it for a redrive.
+            log.exception("intake failed on %s", event.message.tp)
+            await dead_letter.dead_letter(topics.requests_dlq, event, "internal error")
 
     async def resolve_requests(stream: StreamT) -> None:
         async for event in stream.events():
-            try:
-                await intake.handle(event)
-            except Exception:
-                # Data never crashes the worker, and an exception would ack (lose) the record:
-                # log it with its coordinates and dead-letter it for a redrive.
-                log.exception("intake failed on %s", event.message.tp)
-                await dead_letter.dead_letter(topics.requests_dlq, event, "internal error")
+            await handle_safely(event, defer_low=settings.low_requests_wait)
 
-    return app.agent(topics.requests, name="resolve_requests")(resolve_requests)
+    ceiling = settings.deliver_cpu_ceiling_low
+
+    async def resolve_low_requests(stream: StreamT) -> None:
+        headroom.start()
+        async for event in stream.events():
+            if ceiling > 0:
+                await headroom.wait_below(ceiling)
+            await handle_safely(event)
+
+    return {
+        "resolve": app.agent(topics.requests, name="resolve_requests")(resolve_requests),
+        "resolve_low": app.agent(topics.requests_low, name="resolve_low_requests")(
+            resolve_low_requests
+        ),
+    }

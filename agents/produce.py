@@ -30,13 +30,16 @@ async def send(
     key: bytes | None,
     value: bytes | None,
     headers: Headers | None = None,
+    timestamp: float | None = None,
 ) -> None:
+    """``timestamp`` (seconds) for a record passed on: it keeps its original time."""
     if not isinstance(channel, Topic):
         # In-memory channels (functional tests, agent-to-agent channels) have no producer.
-        await channel.send(key=key, value=value, headers=headers)
+        await channel.send(key=key, value=value, headers=headers, timestamp=timestamp)
         return
     producer = channel.app.producer
-    pending = await producer.send(channel.get_topic_name(), key, value, None, None, headers or None)
+    topic = channel.get_topic_name()
+    pending = await producer.send(topic, key, value, None, timestamp, headers or None)
     if isinstance(pending, asyncio.Future):
         pending.add_done_callback(_report_failure)
 

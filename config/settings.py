@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     # (0: never), so a saturated worker keeps CPU for the high lane (agents/cpu_headroom.py).
     deliver_cpu_ceiling_normal: float = Field(default=0.0, ge=0)
     deliver_cpu_ceiling_low: float = Field(default=0.75, ge=0)
+    # Low-priority requests are resolved by their own agent, behind the same ceiling
+    # (agents/intake.py); False resolves them in line with every other request.
+    low_requests_wait: bool = True
 
 
 @lru_cache(maxsize=1)

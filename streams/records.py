@@ -16,7 +16,8 @@ import orjson
 
 SCHEMA_VERSION = 1
 CHANNELS: tuple[str, ...] = ("push", "email", "sms", "webhook", "in_app")
-PRIORITIES: tuple[str, ...] = ("high", "normal", "low")
+HIGH, NORMAL, LOW = "high", "normal", "low"
+PRIORITIES: tuple[str, ...] = (HIGH, NORMAL, LOW)
 PLATFORMS: tuple[str, ...] = ("ios", "android")
 MAX_TEXT = 4000
 MAX_ID = 200

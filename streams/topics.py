@@ -13,6 +13,9 @@ REQUESTS = "notification-requests"  # public input, JSON
 # Requests (and control records) that arrived on a partition their user_id does not hash to
 # are re-keyed here first, so that every table write lands on the user's own partition.
 REQUESTS_BY_USER = "notification-requests.by-user"
+# Low-priority requests (campaigns, digests) wait here for spare CPU, so that a campaign's
+# requests never queue in front of a password reset on the intake's partitions.
+REQUESTS_LOW = "notification-requests.low"
 REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
@@ -53,6 +56,7 @@ class Topics:
 
     requests: faust.ChannelT  # consumed: the public topic and its re-keyed twin
     requests_by_user: faust.ChannelT
+    requests_low: faust.ChannelT  # consumed by its own agent, behind the CPU ceiling
     requests_dlq: faust.ChannelT
     control: faust.ChannelT
     control_by_user: faust.ChannelT
@@ -83,6 +87,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         requests=_topic(app, settings, REQUESTS, REQUESTS_BY_USER),
         requests_by_user=_topic(app, settings, REQUESTS_BY_USER),
+        # Like a low lane: a campaign's requests wait in Kafka, not in this worker's memory.
+        requests_low=_topic(app, settings, REQUESTS_LOW, buffer=settings.lane_buffer_size),
         requests_dlq=_topic(app, settings, REQUESTS_DLQ),
         control=_topic(
             app, settings, PREFERENCES, DEVICES, CONTACTS, SUPPRESSIONS, CONTROL_BY_USER

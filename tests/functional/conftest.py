@@ -36,6 +36,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         requests=channel(),
         requests_by_user=channel(),
+        requests_low=channel(),
         requests_dlq=channel(),
         control=channel(),
         control_by_user=channel(),

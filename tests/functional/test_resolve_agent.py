@@ -75,6 +75,27 @@ async def test_accepted_request_fans_out_to_lanes(pipeline: Pipeline) -> None:
     assert (event["status"], event["deliveries"]) == ("accepted", 2)
 
 
+async def test_low_priority_requests_are_passed_on_and_resolved_by_their_own_agent(
+    pipeline: Pipeline,
+) -> None:
+    await setup_user(pipeline)
+    campaign = orjson.dumps(req("campaign", priority="low"))
+    await request(pipeline, campaign, req("urgent", priority="high"))
+
+    # The intake resolved the urgent request and only passed the campaign's on, untouched.
+    [passed] = sent(pipeline.topics.requests_low)
+    assert (passed.key, passed.value) == (b"u1", campaign)
+    assert [e["notification_id"] for e in values(pipeline.topics.delivery_events)] == ["urgent"]
+    assert not values(pipeline.topics.deliveries[("push", "low")])
+
+    async with pipeline.agents["resolve_low"].test_context() as agent:
+        await agent.put(passed.value, key=passed.key)
+    [pushed] = values(pipeline.topics.deliveries[("push", "low")])
+    assert pushed["notification_id"] == "campaign"
+    events = [(e["notification_id"], e["status"]) for e in values(pipeline.topics.delivery_events)]
+    assert events == [("urgent", "accepted"), ("campaign", "accepted")]
+
+
 async def test_duplicate_idempotency_key_is_rejected(pipeline: Pipeline) -> None:
     await setup_user(pipeline)
     await request(pipeline, req("n1", idempotency_key="k"), req("n2", idempotency_key="k"))
