@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -225,17 +225,6 @@ class FcmProvider:
         if status == 200:
             return SendResult(provider=NAME, provider_message_id=_message_name(raw))
         raise classify(status, raw, headers.get("Retry-After"))
-
-    async def send_many(
-        self, messages: Sequence[OutboundMessage]
-    ) -> list[SendResult | ProviderError]:
-        """Each message sent concurrently; one result or classified error per message, in
-        order (a user's devices, or a test's batch)."""
-        outcomes = await asyncio.gather(*(self.send(m) for m in messages), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, ProviderError):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
 
     async def _post(self, body: bytes, token: str) -> tuple[int, bytes, Mapping[str, str]]:
         assert self._session is not None

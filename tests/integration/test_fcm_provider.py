@@ -17,6 +17,7 @@ from config.settings import Settings
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
+    OutboundMessage,
     PermanentError,
     Provider,
     ProviderError,
@@ -34,6 +35,13 @@ pytestmark = pytest.mark.integration
 message = MessageBuilder(
     "push", n=None, title="Your order shipped", body="It arrives Tuesday", platform="android"
 )
+
+
+async def send_all(
+    provider: FcmProvider, messages: list[OutboundMessage]
+) -> list[SendResult | BaseException]:
+    """Concurrent sends, each outcome (a result or the error) in the messages' order."""
+    return await asyncio.gather(*(provider.send(m) for m in messages), return_exceptions=True)
 
 
 @pytest.fixture
@@ -162,7 +170,7 @@ async def test_server_errors_are_transient_at_once(
     sandbox.faults[unavailable] = (503, "UNAVAILABLE")
     sandbox.faults[internal] = (500, "INTERNAL")
 
-    results = await provider.send_many([message(unavailable), message(internal), message(fine)])
+    results = await send_all(provider, [message(unavailable), message(internal), message(fine)])
 
     assert [type(r) for r in results] == [TransientError, TransientError, SendResult]
     assert [r.code for r in results[:2]] == ["UNAVAILABLE", "INTERNAL"]  # type: ignore[union-attr]
@@ -183,7 +191,7 @@ async def test_a_refused_access_token_is_refreshed_once(
     assert [r["status"] for r in sandbox.rejected] == [401]
 
 
-async def test_send_many_splits_batches_and_keeps_order(
+async def test_hundreds_of_concurrent_sends_keep_their_own_outcomes(
     provider: FcmProvider, sandbox: FcmSandbox
 ) -> None:
     tokens = [registration_token() for _ in range(503)]
@@ -191,7 +199,7 @@ async def test_send_many_splits_batches_and_keeps_order(
     for token in dead:
         sandbox.faults[token] = (404, "UNREGISTERED")
 
-    results = await provider.send_many([message(t) for t in tokens])
+    results = await send_all(provider, [message(t) for t in tokens])
 
     assert len(results) == 503
     for token, result in zip(tokens, results, strict=True):
@@ -211,7 +219,7 @@ async def test_invalid_non_token_argument_is_permanent_not_recipient(
 ) -> None:
     # firebase-admin validates fields (here a negative TTL) locally: a PermanentError for the
     # message, never an InvalidRecipientError that would delete the token.
-    results = await provider.send_many([message(registration_token(), ttl_seconds=-1)])
+    results = await send_all(provider, [message(registration_token(), ttl_seconds=-1)])
 
     assert type(results[0]) is PermanentError
 
