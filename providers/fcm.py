@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -38,6 +38,7 @@ from providers.base import (
 from providers.webhook import parse_retry_after
 
 NAME = "fcm"
+BATCH_LIMIT = 500  # what firebase-admin's send_each takes per call
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 # google.rpc canonical codes by HTTP status, for an error body without one (a proxy's page).
 _STATUS_CODES = {
@@ -225,6 +226,23 @@ class FcmProvider:
         if status == 200:
             return SendResult(provider=NAME, provider_message_id=_message_name(raw))
         raise classify(status, raw, headers.get("Retry-After"))
+
+    async def send_many(
+        self, messages: Sequence[OutboundMessage]
+    ) -> list[SendResult | ProviderError]:
+        """Many messages (a notification's devices, a segment's tokens), ``BATCH_LIMIT`` in
+        flight at a time like firebase-admin's ``send_each``; one result or classified error
+        per message, in order. FCM v1 has no multi-message request: ``send_each`` too is one
+        POST per message, so the lanes simply ``send()`` each delivery as it comes."""
+        outcomes: list[SendResult | ProviderError] = []
+        for start in range(0, len(messages), BATCH_LIMIT):
+            chunk = messages[start : start + BATCH_LIMIT]
+            sent = await asyncio.gather(*(self.send(m) for m in chunk), return_exceptions=True)
+            for outcome in sent:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, ProviderError):
+                    raise outcome
+                outcomes.append(outcome)  # type: ignore[arg-type]
+        return outcomes
 
     async def _post(self, body: bytes, token: str) -> tuple[int, bytes, Mapping[str, str]]:
         assert self._session is not None

@@ -191,7 +191,7 @@ async def test_a_refused_access_token_is_refreshed_once(
     assert [r["status"] for r in sandbox.rejected] == [401]
 
 
-async def test_hundreds_of_concurrent_sends_keep_their_own_outcomes(
+async def test_send_many_goes_500_at_a_time_and_keeps_order(
     provider: FcmProvider, sandbox: FcmSandbox
 ) -> None:
     tokens = [registration_token() for _ in range(503)]
@@ -199,7 +199,7 @@ async def test_hundreds_of_concurrent_sends_keep_their_own_outcomes(
     for token in dead:
         sandbox.faults[token] = (404, "UNREGISTERED")
 
-    results = await send_all(provider, [message(t) for t in tokens])
+    results = await provider.send_many([message(t) for t in tokens])
 
     assert len(results) == 503
     for token, result in zip(tokens, results, strict=True):
