@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streams.deliveries import DUPLICATE_REQUEST
 from streams.records import CHANNELS, NotificationRequest, Preferences
 
 # Rejection reasons, as they appear in ``delivery-events``.
-DUPLICATE = "duplicate"
+DUPLICATE = DUPLICATE_REQUEST
 CATEGORY_MUTED = "category_muted"
 NO_CHANNEL_ALLOWED = "no_channel_allowed"
 RATE_LIMITED = "rate_limited"

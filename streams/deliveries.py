@@ -19,6 +19,9 @@ RETRYING = "retrying"  # a classified transient failure, with the wait before th
 FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
 DUPLICATE_SUPPRESSED = "duplicate_suppressed"
 FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
+# The ``rejected`` reason for a request whose idempotency key (or notification id) was already
+# claimed: resolve stage and status fold both need it.
+DUPLICATE_REQUEST = "duplicate"
 # Reported later by providers (feedback webhooks).
 DELIVERED = "delivered"
 OPENED = "opened"

@@ -1,8 +1,9 @@
 """The one faust-streaming version the project's patches of Faust internals were written for.
 
-Each patch (``streams/faust_seek.py``, ``streams/faust_handoff.py``, ``streams/tansu_fetch.py``,
-``tables/tansu_recovery.py``) refuses to install on any other version, so an upgrade fails at
-start-up instead of running changed upstream code through stale assumptions.
+Each patch (``streams/faust_seek.py``, ``streams/faust_handoff.py``, ``streams/fetch_backoff.py``,
+``streams/tansu_fetch.py``, ``tables/tansu_recovery.py``) refuses to install on any other
+version, so an upgrade fails at start-up instead of running changed upstream code through stale
+assumptions.
 """
 
 from __future__ import annotations

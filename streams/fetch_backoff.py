@@ -5,10 +5,10 @@ aiokafka's fetcher sends no fetch to a broker while any partition it leads still
 records the application has not taken, until ``prefetch_backoff`` (100 ms, not a consumer
 option) has passed. In a worker that reads a dozen topics, some partition almost always has
 records waiting: a lane whose stream buffer is full, or one the agent has not reached yet.
-So a high-priority request often waited a whole backoff per hop. Measured on an idle pipeline
-(one high request every 100 ms, request -> sandbox): p50 / p90 / max 63 / 200 / 225 ms with
-the default, 57 / 69 / 73 ms with 5 ms; the README's Performance section has the effect under
-a backlog. Kafka and the embedded broker alike; pinned to the aiokafka version it touches.
+So a high-priority request often waited a whole backoff per hop. Measured by ``bench.run
+priority`` on the idle pipeline (p50 / p95 / p99 ms): request to sandbox 163 / 220 / 228 with
+the default, 54 / 76 / 110 with 5 ms (README, Performance). Kafka and the embedded broker
+alike; pinned to the aiokafka version it touches.
 """
 
 from __future__ import annotations

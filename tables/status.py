@@ -12,6 +12,7 @@ from streams.deliveries import (
     ACCEPTED,
     BOUNCED,
     COMPLAINED,
+    DUPLICATE_REQUEST,
     FAILED,
     FELL_BACK,
     REJECTED,
@@ -55,6 +56,11 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
         state["expected"] = state["expected"] + event.deliveries
         state["fell_back"] = {"channel": event.channel, "reason": event.reason}
     elif event.status == REJECTED:
+        if event.reason == DUPLICATE_REQUEST and state["expected"]:
+            # The same notification sent again (a producer's retry, a record passed on twice
+            # across a crash): it was accepted once and that stands; the repeat is counted.
+            state["repeats_rejected"] = state.get("repeats_rejected", 0) + 1
+            return state
         state["reason"] = event.reason
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -72,6 +74,23 @@ def test_thousand_requests_arrive_exactly_once_on_allowed_channels(
     assert [m["at"] for m in shown] == sorted((m["at"] for m in shown), reverse=True)
 
 
+def notification_status(
+    worker: WorkerProcess, notification_id: str, until: Callable[[dict[str, Any]], Any]
+) -> dict[str, Any]:
+    """The worker's status view for a notification, once ``until`` holds (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            url = f"{worker.web_url}/notifications/{notification_id}/"
+            with urllib.request.urlopen(url, timeout=10) as page:
+                found: dict[str, Any] = orjson.loads(page.read())
+        except urllib.error.HTTPError:  # 404 until the status agent has seen an event
+            found = {}
+        if until(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_same_idempotency_key_twice_is_delivered_once(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
@@ -86,7 +105,8 @@ def test_same_idempotency_key_twice_is_delivered_once(
         "title": "Reset",
         "body": "Your code is 123456",
     }
-    load_users(broker, workers(), [user])
+    worker = workers()
+    load_users(broker, worker, [user])
     asyncio.run(produce(broker, json_records(topics.REQUESTS, [request, request])))
 
     events = delivery_events(
@@ -99,6 +119,9 @@ def test_same_idempotency_key_twice_is_delivered_once(
     assert statuses == Counter({"accepted": 1, "sent": 1, "rejected": 1})
     assert rejected(events) == {"reset-1": "duplicate"}
     assert received_pairs(sandboxes.received()) == Counter({("reset-1", user.email): 1})
+    # The repeat is counted on the notification's status, and does not undo its acceptance.
+    status = notification_status(worker, "reset-1", until=lambda s: s.get("repeats_rejected"))
+    assert (status["status"], status["repeats_rejected"]) == ("sent", 1)
 
 
 def test_user_over_the_rate_window_gets_only_the_limit(

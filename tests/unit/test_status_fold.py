@@ -25,3 +25,16 @@ def test_all_failed_and_rejected() -> None:
     assert state["status"] == FAILED
     rejected = fold(None, ev(REJECTED, reason="rate_limited"))
     assert (rejected["status"], rejected["reason"]) == (REJECTED, "rate_limited")
+
+
+def test_the_same_notification_sent_again_does_not_undo_its_acceptance() -> None:
+    state = fold(fold(None, ev(ACCEPTED, deliveries=1)), ev(SENT, "d1"))
+    state = fold(state, ev(REJECTED, reason="duplicate"))
+    assert state["status"] == "sent"
+    assert state["repeats_rejected"] == 1
+    assert "reason" not in state
+
+
+def test_a_duplicate_that_was_never_accepted_is_rejected() -> None:
+    state = fold(None, ev(REJECTED, reason="duplicate"))
+    assert (state["status"], state["reason"]) == ("rejected", "duplicate")
