@@ -73,6 +73,7 @@ def run(
     workdir: Path,
     stall_timeout: float = 60.0,
     eager_handoff: bool = False,
+    post_url: str = "",
 ) -> dict[str, Any]:
     asyncio.run(create_topics(broker.bootstrap, [IN_TOPIC, OUT_TOPIC]))
     values = embedded_worker_settings(broker.bootstrap, workdir, "bench-minimal")
@@ -81,6 +82,7 @@ def run(
         "BENCH_MINIMAL_IN": IN_TOPIC,
         "BENCH_MINIMAL_OUT": OUT_TOPIC,
         "BENCH_MINIMAL_EAGER_HANDOFF": "1" if eager_handoff else "",
+        "BENCH_MINIMAL_POST_URL": post_url,
     }
     procs = start_workers("bench.minimal_app", values, workers, workdir, "minimal", env)
     try:
@@ -102,6 +104,7 @@ def run(
             "complete": len(stamps) >= len(records),
             "workers": workers,
             "eager_handoff": eager_handoff,
+            "post_per_event": bool(post_url),
             "first_to_last_output_seconds": elapsed,
             "events_per_second": rate(len(stamps), elapsed),
             "worker_cpu_seconds": cpu,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import aiohttp
 import faust
 
 from config.settings import get_settings
@@ -35,8 +36,17 @@ source = app.topic(IN_TOPIC, key_serializer="raw", value_serializer="raw")
 sink = app.topic(OUT_TOPIC, key_serializer="raw", value_serializer="raw")
 
 
+# With a URL, every event is also POSTed there first (one kept-alive aiohttp session): the same
+# naive agent plus the cheapest real provider call, a floor for what one delivery can cost.
+POST_URL = os.environ.get("BENCH_MINIMAL_POST_URL", "")
+
+
 @app.agent(source)
 async def pass_through(stream: faust.StreamT) -> None:
     # The naive shape on purpose: one awaited send per event, as most Faust code is written.
-    async for value in stream:
-        await sink.send(value=value)
+    async with aiohttp.ClientSession() as session:
+        async for value in stream:
+            if POST_URL:
+                async with session.post(POST_URL, data=value) as response:
+                    await response.read()
+            await sink.send(value=value)

@@ -40,7 +40,7 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
     if mini := results.get("minimal"):
         rows.append(
             metric(
-                "minimal Faust pass-through",
+                "minimal Faust pass-through" + (" + POST" if mini.get("post_per_event") else ""),
                 mini["events_per_second"],
                 "events/s",
                 vs_raw=r["minimal_events_over_raw_consume"],

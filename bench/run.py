@@ -61,6 +61,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the minimal agent with the app's hand-off patch (streams/faust_handoff.py)",
     )
+    parser.add_argument(
+        "--minimal-post",
+        action="store_true",
+        help="the minimal agent also POSTs every event to the webhook sandbox (aiohttp)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="bench/results/<time>.json")
     args = parser.parse_args(argv)
     if args.backlog is None:
@@ -116,6 +121,7 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     workdir,
                     args.stall_timeout,
                     eager_handoff=args.minimal_eager_handoff,
+                    post_url=sandboxes.webhook.url("/bench-minimal") if args.minimal_post else "",
                 )
         if "pipeline" in wanted:
             with fresh_broker(workdir, "pipeline") as broker:
