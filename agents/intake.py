@@ -9,6 +9,7 @@ to ``notification-requests.low``, keyed by ``user_id``, and resolved there by a 
 that, like the low deliver lane, takes a record only while the worker has CPU to spare. A
 campaign of 50,000 requests otherwise sat in front of every password reset on the intake's
 partitions for as long as resolving it took (the README's Performance section has the figures).
+Bulk producers may write to ``notification-requests.low`` themselves and skip that hop.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from tables import (
 
 log = logging.getLogger(__name__)
 
+# Topics producers write to: the public one, and the low one bulk producers may use directly.
+_PUBLIC_TOPICS = (topic_names.REQUESTS, topic_names.REQUESTS_LOW)
+
 
 @dataclass
 class Intake:
@@ -67,10 +71,14 @@ class Intake:
             # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
             await self._pass_on(self.topics.requests_low, request, event)
             return
-        if message.topic == topic_names.REQUESTS and not is_on_home_partition(
+        if message.topic in _PUBLIC_TOPICS and not is_on_home_partition(
             request.user_id, message.partition, self.settings.partitions
         ):
-            await self._pass_on(self.topics.requests_by_user, request, event)
+            # Another partitioner than murmur2 (or no key): re-keyed once, on the same level.
+            low = message.topic == topic_names.REQUESTS_LOW
+            await self._pass_on(
+                self.topics.requests_low if low else self.topics.requests_by_user, request, event
+            )
             return
         source = f"{message.topic}:{message.partition}:{message.offset}"
         await self.resolve(request, source, time.time())

@@ -40,10 +40,14 @@ from providers.sandboxes.stack import SandboxStack
 from scripts.workload import User
 from streams import topics
 
+# The campaign as requests: on the public topic, or written straight to the low one.
+REQUEST_VIAS = ("requests", "low-topic")
+
 
 async def _produce_backlog(bootstrap: str, records: list[dict[str, Any]], via: str) -> None:
-    if via == "requests":
-        await produce_json(bootstrap, topics.REQUESTS, records, stamp="created_at")
+    if via in REQUEST_VIAS:
+        topic = topics.REQUESTS_LOW if via == "low-topic" else topics.REQUESTS
+        await produce_json(bootstrap, topic, records, stamp="created_at")
         return
     # Delivery records go to their lane's topic; the deliver agent reads requested_at as the
     # request time, so it is stamped like created_at.
@@ -129,7 +133,7 @@ def run(
 ) -> dict[str, Any]:
     by_user = {u.user_id: u for u in users}
     inapp_url = str(sandboxes.settings_overrides()["inapp_url"])
-    if via == "requests":
+    if via in REQUEST_VIAS:
         records, backlog_expected = backlog_requests(users, backlog, inapp_url)
     else:
         records, backlog_expected = backlog_deliveries(users, backlog, inapp_url), backlog
@@ -171,7 +175,7 @@ def run(
         }
         received = sandboxes.received()
         # One event per request (accepted or rejected) and one per delivery (sent or failed).
-        produced_requests = len(idle) + len(highs) + (len(records) if via == "requests" else 0)
+        produced_requests = len(idle) + len(highs) + (len(records) if via in REQUEST_VIAS else 0)
         events = read_events(
             broker.bootstrap, produced_requests + idle_expected + backlog_expected + high_expected
         )

@@ -53,7 +53,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--trickle", type=int, default=200, help="high requests during drain")
     parser.add_argument(
-        "--backlog-via", choices=("deliveries", "requests", "both"), default="deliveries"
+        "--backlog-via",
+        choices=("deliveries", "requests", "low-topic", "both"),
+        default="deliveries",
     )
     parser.add_argument("--stall-timeout", type=float, default=60.0)
     parser.add_argument(

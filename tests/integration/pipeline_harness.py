@@ -20,6 +20,8 @@ from scripts.worker_process import WorkerProcess, settings_env
 from scripts.workload import User, read_topic
 from streams import topics
 
+PARTITIONS = 4  # per topic, for every pipeline test's workers
+
 
 def worker_settings(
     bootstrap: str, sandboxes: SandboxStack, data_dir: Path, **overrides: Any
@@ -31,7 +33,7 @@ def worker_settings(
         "heartbeat_interval_seconds": 0.5,
         "data_dir": data_dir,
         "web_port": free_port(),
-        "partitions": 4,
+        "partitions": PARTITIONS,
         "log_commits": True,  # a failing test's worker.log then shows every commit
         **sandboxes.settings_overrides(),
     }

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
@@ -26,7 +27,9 @@ from scripts.workload import (
     wait_for_users,
 )
 from streams import topics
+from streams.partitioning import partition_for
 from tests.integration.pipeline_harness import (
+    PARTITIONS,
     delivery_events,
     expected_deliveries,
     lane_positions,
@@ -188,6 +191,36 @@ def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
     sandboxes.wait_for(lambda got: len(got) >= 2)
     assert received_pairs(sandboxes.received()) == Counter(
         {("first", user.email): 1, ("second", user.email): 1}
+    )
+
+
+def test_bulk_producers_may_write_low_requests_straight_to_the_low_topic(
+    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
+) -> None:
+    [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
+    home = partition_for(user.user_id, PARTITIONS)
+    elsewhere = (home + 1) % PARTITIONS  # as a producer with another partitioner would
+    load_users(broker, workers(), [user])
+
+    def digest(nid: str) -> bytes:
+        request = {"notification_id": nid, "user_id": user.user_id, "priority": "low"}
+        return orjson.dumps({**request, "channels": ["email"], "title": "t", "body": "b"})
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker)
+        await producer.start()
+        try:
+            for nid, partition in (("at-home", home), ("elsewhere", elsewhere)):
+                await producer.send_and_wait(
+                    topics.REQUESTS_LOW, digest(nid), key=user.user_id.encode(), partition=partition
+                )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    sandboxes.wait_for(lambda got: len(got) >= 2)
+    assert received_pairs(sandboxes.received()) == Counter(
+        {("at-home", user.email): 1, ("elsewhere", user.email): 1}
     )
 
 
