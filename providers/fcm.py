@@ -66,22 +66,23 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-def _error_body(raw: bytes) -> dict[str, Any]:
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """A response body as a JSON object; {} for anything else (a proxy's HTML page)."""
     try:
         parsed = json.loads(raw)
     except ValueError:
         return {}
-    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _error_body(raw: bytes) -> dict[str, Any]:
+    error = _json_object(raw).get("error")
     return error if isinstance(error, dict) else {}
 
 
 def _message_name(raw: bytes) -> str | None:
     """``projects/<p>/messages/<id>`` from a success body; None if FCM said something else."""
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        return None
-    name = parsed.get("name") if isinstance(parsed, dict) else None
+    name = _json_object(raw).get("name")
     return name if isinstance(name, str) else None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from mode import Service
 
-from streams.faust_pin import require_supported_faust, source_digest
+from streams.faust_pin import is_patched, require_supported_faust, source_digest
 
 # sha256 (first 8 hex digits) of the upstream source this relies on, faust-streaming 0.15.3.
 EXPECTED_SOURCE = {
@@ -96,7 +96,7 @@ def check_upstream() -> None:
 
 def install() -> None:
     """Idempotent; raises if faust is not the version this was written against."""
-    if getattr(Consumer.wait_first, "__eager_handoff__", False):
+    if is_patched(Consumer.wait_first, "__eager_handoff__"):
         return
     check_upstream()
     Consumer.wait_first = _eager_wait_first(Consumer.wait_first)  # type: ignore[method-assign]
