@@ -3,6 +3,7 @@ backlog never queues in front of a password reset."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,8 +12,8 @@ import faust
 from faust.types import EventT, StreamT
 
 from agents import dead_letter
-from agents.acks import ConcurrentLane
 from agents.cpu_headroom import CpuHeadroom
+from agents.lanes import ConcurrentLane, is_stale
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from config.settings import Settings
@@ -52,10 +53,13 @@ class Deliverer:
     tables: Tables
     providers: ProviderRegistry
     outcomes: OutcomeRouter
-    # Concurrent actors of one lane must not both send a delivery that arrived twice.
-    in_flight: set[str] = field(default_factory=set)
+    # A delivery read twice (a rebalance hands its partition back while the first copy is being
+    # sent) waits for the first copy's outcome instead of sending again or being acked early.
+    in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: EventT, generation: int) -> None:
+        if is_stale(event, generation):
+            return  # its partition was revoked meanwhile: the next owner reads it again
         try:
             delivery = parse_delivery(event.message.value)
         except InvalidRecord as exc:
@@ -64,24 +68,31 @@ class Deliverer:
         await self.deliver(delivery)
 
     async def deliver(self, delivery: Delivery) -> None:
-        if delivery.delivery_id in self.in_flight:
-            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="in flight")
-            return
+        first = self.in_flight.get(delivery.delivery_id)
+        if first is not None:
+            await asyncio.shield(first)
         if ledger.already_sent(
             self.tables.ledger, delivery.user_id, delivery.delivery_id, time.time()
         ):
             await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="already sent")
             return
-        provider_name = provider_for(delivery)
-        self.in_flight.add(delivery.delivery_id)
-        try:
-            result = await self.providers.send(provider_name, outbound(delivery))
-        except ProviderError as exc:
-            await self.outcomes.failed(delivery, provider_name, exc)
+        if first is not None:
+            # The first copy failed: its outcome (a retry record or a dead letter) is out.
+            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="read twice")
             return
+        provider_name = provider_for(delivery)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.in_flight[delivery.delivery_id] = done
+        try:
+            try:
+                result = await self.providers.send(provider_name, outbound(delivery))
+            except ProviderError as exc:
+                await self.outcomes.failed(delivery, provider_name, exc)
+                return
+            await self.outcomes.succeeded(delivery, result)
         finally:
-            self.in_flight.discard(delivery.delivery_id)
-        await self.outcomes.succeeded(delivery, result)
+            del self.in_flight[delivery.delivery_id]
+            done.set_result(None)
 
 
 def register(
@@ -103,7 +114,7 @@ def register(
 
     async def handle_safely(event: EventT) -> None:
         try:
-            await deliverer.handle(event)
+            await deliverer.handle(event, app.consumer_generation_id)
         except Exception as exc:
             # Anything unclassified still must not escape: the record would be acked and lost.
             log.exception("delivery failed unexpectedly on %s", event.message.tp)
@@ -120,13 +131,27 @@ def register(
             lane: ConcurrentLane[EventT] = ConcurrentLane(
                 limit, give_way if cpu_ceiling > 0 else None
             )
+            lanes.add(lane)
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
             finally:
+                lanes.discard(lane)
                 lane.cancel()
 
         return deliver_lane
+
+    lanes: set[ConcurrentLane[EventT]] = set()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
+    async def finish_sends_in_flight(sender: object, revoked: object, **kwargs: object) -> None:
+        """A send in flight when its partition is revoked finishes here, and its outcome records
+        reach the broker, before the partition goes to its next owner: the next owner's ledger
+        then knows it was sent (no second send) and nothing waits on a lost in-memory task."""
+        for lane in list(lanes):
+            if not await lane.drain(settings.revoke_drain_seconds):
+                log.warning("%d sends still in flight at a rebalance", lane.in_flight)
+        await app.producer.flush()
 
     cpu_ceiling = {
         "high": 0.0,

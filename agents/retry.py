@@ -1,9 +1,11 @@
 """Retry tiers: one agent per delay topic holds each retry until its not-before time, then puts
 it back on its delivery lane.
 
-Records are acknowledged only once re-routed, and in offset order (``noack`` +
-:class:`agents.acks.InOrderAcks`), so the committed offset never passes a retry still waiting in
-memory: a crash re-reads it instead of losing it.
+A record is acked only once re-routed, so the committed offset never passes a retry still
+waiting in memory (``patches/commit_guard.py`` commits only runs of finished offsets): a crash
+re-reads it instead of losing it. At a rebalance the held retries of the old assignment are
+dropped, not re-routed: the partition's next owner reads them again from the committed offset,
+and re-routing this copy as well would put the delivery on its lane twice.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import logging
 import time
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from agents import dead_letter, produce
-from agents.acks import InOrderAcks
+from agents.lanes import is_stale
 from agents.route import lane
 from agents.scheduler import DueScheduler
 from config.settings import Settings
@@ -29,9 +31,18 @@ log = logging.getLogger(__name__)
 
 def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, faust.types.AgentT]:
     agents: dict[str, faust.types.AgentT] = {}
+    schedulers: list[DueScheduler[tuple[EventT, Delivery]]] = []
     for delay, channel in topics.retries.items():
         name = f"retry_{tier_label(delay)}"
-        agents[name] = app.agent(channel, name=name)(_tier_agent(settings, topics))
+        agents[name] = app.agent(channel, name=name)(_tier_agent(app, settings, topics, schedulers))
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
+    async def drop_held_retries(sender: object, revoked: set[TP], **kwargs: object) -> None:
+        for scheduler in schedulers:
+            dropped = scheduler.discard(lambda item: item[0].message.tp in revoked)
+            if dropped:
+                log.info("rebalance: %d held retries left to the next owner", dropped)
+
     return agents
 
 
@@ -39,13 +50,20 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, fa
 REROUTE_BACKOFF_SECONDS = 1.0
 
 
-def _tier_agent(settings: Settings, topics: Topics):  # type: ignore[no-untyped-def]
+def _tier_agent(  # type: ignore[no-untyped-def]
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    schedulers: list[DueScheduler[tuple[EventT, Delivery]]],
+):
     async def retry_tier(stream: StreamT) -> None:
-        acks = InOrderAcks()
         scheduler: DueScheduler[tuple[EventT, Delivery]] = DueScheduler(settings.retry_pending_cap)
+        schedulers.append(scheduler)
 
         async def dispatch(item: tuple[EventT, Delivery]) -> None:
             event, delivery = item
+            if is_stale(event, app.consumer_generation_id):
+                return  # revoked meanwhile: read again by the partition's next owner
             try:
                 await produce.send(
                     topics.deliveries[lane(delivery)], delivery.user_id.encode(), delivery.to_json()
@@ -54,20 +72,20 @@ def _tier_agent(settings: Settings, topics: Topics):  # type: ignore[no-untyped-
                 log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)
                 scheduler.put_back(time.time() + REROUTE_BACKOFF_SECONDS, item)
                 return
-            acks.finish(event)
+            event.ack()
 
         runner = asyncio.ensure_future(scheduler.run(dispatch))
         try:
             async for event in stream.noack().events():  # type: ignore[attr-defined]
-                acks.track(event)
                 try:
                     delivery = parse_delivery(event.message.value)
                 except InvalidRecord as exc:
                     await dead_letter.dead_letter(topics.deliveries_dlq, event, str(exc))
-                    acks.finish(event)
+                    event.ack()
                     continue
                 await scheduler.put(delivery.not_before, (event, delivery))
         finally:
             runner.cancel()
+            schedulers.remove(scheduler)
 
     return retry_tier

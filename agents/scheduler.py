@@ -39,6 +39,17 @@ class DueScheduler(Generic[T]):
         being dispatched."""
         self._push(due, item)
 
+    def discard(self, drop: Callable[[T], bool]) -> int:
+        """Removes every waiting item ``drop`` selects; returns how many."""
+        kept = [entry for entry in self._heap if not drop(entry[2])]
+        dropped = len(self._heap) - len(kept)
+        if dropped:
+            heapq.heapify(kept)
+            self._heap = kept
+            self._space.set()
+            self._changed.set()
+        return dropped
+
     def _push(self, due: float, item: T) -> None:
         heapq.heappush(self._heap, (due, next(self._order), item))
         self._changed.set()

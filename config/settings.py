@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     session_timeout_seconds: float = 10.0
     heartbeat_interval_seconds: float = 1.0
+    # At a rebalance, how long sends already in flight may take to finish before the partitions
+    # go (agents/deliver.py); a send still running after it may be sent again by the next owner.
+    revoke_drain_seconds: float = Field(default=5.0, ge=0)
     # 20 ms: the largest single throughput setting measured (BROKER.md), well inside the
     # latency budget; every delivery fans into several topics, so batching matters.
     producer_linger_ms: float = 20.0

@@ -26,6 +26,11 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         # which is how a low-priority backlog would hold up the high lane.
         consumer_max_fetch_size=settings.fetch_bytes_per_partition,
         stream_buffer_maxsize=settings.stream_buffer_size,
+        # Faust would otherwise hold a rebalance until every record a stream took is acked,
+        # retries held for minutes included. Held work is handled per agent instead: lanes
+        # finish their sends in flight, retry tiers drop what they hold (agents/deliver.py,
+        # agents/retry.py), and the commit guard keeps commits behind unfinished records.
+        stream_wait_empty=False,
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_in_thread=False,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from agents.acks import ConcurrentLane
 from agents.cpu_headroom import CpuHeadroom
+from agents.lanes import ConcurrentLane
 from tests.unit.fake_events import FakeEvent, events
 
 
