@@ -19,7 +19,7 @@ from agents.route import provider_for
 from config.settings import Settings
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
-from streams.deliveries import DUPLICATE_SUPPRESSED, Delivery, parse_delivery
+from streams.deliveries import ALREADY_SENT, DUPLICATE_SUPPRESSED, Delivery, parse_delivery
 from streams.records import PRIORITIES, InvalidRecord
 from streams.topics import Topics
 from tables import Tables, ledger
@@ -71,10 +71,15 @@ class Deliverer:
         first = self.in_flight.get(delivery.delivery_id)
         if first is not None:
             await asyncio.shield(first)
-        if ledger.already_sent(
+        provider = ledger.sent_by(
             self.tables.ledger, delivery.user_id, delivery.delivery_id, time.time()
-        ):
-            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="already sent")
+        )
+        if provider is not None:
+            # Carries the provider: after a crash this may be the only report of the send that
+            # reaches the status (the ledger write made it to the broker, the event did not).
+            await self.outcomes.publish(
+                delivery, DUPLICATE_SUPPRESSED, provider=provider, reason=ALREADY_SENT
+            )
             return
         if first is not None:
             # The first copy failed: its outcome (a retry record or a dead letter) is out.

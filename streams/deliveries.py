@@ -18,6 +18,8 @@ SENT = "sent"
 RETRYING = "retrying"  # a classified transient failure, with the wait before the next attempt
 FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
 DUPLICATE_SUPPRESSED = "duplicate_suppressed"
+# The ``duplicate_suppressed`` reason when the delivery ledger already holds the send.
+ALREADY_SENT = "already sent"
 FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
 # The ``rejected`` reason for a request whose idempotency key (or notification id) was already
 # claimed: resolve stage and status fold both need it.

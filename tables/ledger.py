@@ -27,8 +27,10 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def already_sent(table: TableT, user_id: str, delivery_id: str, now: float) -> bool:
-    return live_entry(table, user_id, delivery_id, now) is not None
+def sent_by(table: TableT, user_id: str, delivery_id: str, now: float) -> str | None:
+    """The provider that took this delivery, if it was already sent."""
+    entry = live_entry(table, user_id, delivery_id, now)
+    return None if entry is None else str(entry.get("provider") or "unknown")
 
 
 def record_sent(

@@ -10,9 +10,11 @@ from faust.types import TableT
 from config.settings import Settings
 from streams.deliveries import (
     ACCEPTED,
+    ALREADY_SENT,
     BOUNCED,
     COMPLAINED,
     DUPLICATE_REQUEST,
+    DUPLICATE_SUPPRESSED,
     FAILED,
     FELL_BACK,
     REJECTED,
@@ -65,14 +67,30 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
         entry = dict(deliveries.get(event.delivery_id) or {"attempts": 0})
-        if event.status in (SENT, RETRYING, FAILED):
-            entry["attempts"] = entry["attempts"] + 1
-        entry.update(channel=event.channel, status=event.status, reason=event.reason, at=event.at)
-        entry["provider"] = event.provider or entry.get("provider")
-        deliveries[event.delivery_id] = entry
+        deliveries[event.delivery_id] = _delivery_after(entry, event)
         state["deliveries"] = deliveries
     state["status"] = _overall(state, event)
     return state
+
+
+def _delivery_after(entry: dict[str, Any], event: DeliveryEvent) -> dict[str, Any]:
+    """One delivery's entry after ``event``. A record read again after a crash or a rebalance
+    reports on a delivery a second time; that never takes a final state back."""
+    current = entry.get("status")
+    if event.status == DUPLICATE_SUPPRESSED:
+        entry["duplicates_suppressed"] = entry.get("duplicates_suppressed", 0) + 1
+        if event.reason == ALREADY_SENT and current not in FINAL:
+            # The ledger holds the send: the first report of it may never have been produced.
+            entry.update(channel=event.channel, status=SENT, at=event.at)
+            entry["provider"] = event.provider or entry.get("provider")
+        return entry
+    if current in FINAL and event.status not in FINAL:
+        return entry
+    if event.status in (SENT, RETRYING, FAILED):
+        entry["attempts"] = entry["attempts"] + 1
+    entry.update(channel=event.channel, status=event.status, reason=event.reason, at=event.at)
+    entry["provider"] = event.provider or entry.get("provider")
+    return entry
 
 
 def _overall(state: dict[str, Any], event: DeliveryEvent) -> str:

@@ -64,7 +64,7 @@ async def test_deliveries_reach_providers_once_and_are_ledgered(
         ("n1:email:1", "sent"),
         ("n1:webhook:1", "duplicate_suppressed"),
     ]
-    assert ledger.already_sent(pipeline.tables.ledger, "u1", "n1:email:1", now=2.0)
+    assert ledger.sent_by(pipeline.tables.ledger, "u1", "n1:email:1", now=2.0) is not None
 
 
 async def test_provider_failures_become_events_not_crashes(
@@ -82,7 +82,7 @@ async def test_provider_failures_become_events_not_crashes(
     assert events["d-gone"]["reason"].startswith("invalid_recipient: InvalidRecipientError")
     [suppression] = values(pipeline.topics.suppressions)  # the dead URL is never used again
     assert suppression["address"] == webhook.url("/gone")
-    assert not ledger.already_sent(pipeline.tables.ledger, "u1", "d-gone", now=2.0)
+    assert ledger.sent_by(pipeline.tables.ledger, "u1", "d-gone", now=2.0) is None
     reasons = [dict(e.headers)["x-dlq-reason"] for e in sent(pipeline.topics.deliveries_dlq)]
     assert reasons[0].startswith(b"push delivery needs a platform")
     assert reasons[1].startswith(b"malformed JSON")

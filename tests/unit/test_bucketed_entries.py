@@ -16,9 +16,9 @@ def _table() -> Any:
 def test_a_recorded_delivery_is_sent_until_it_expires() -> None:
     table = _table()
     ledger.record_sent(table, "u1", "n1:email:1", "smtp", now=100.0, ttl=60.0)
-    assert ledger.already_sent(table, "u1", "n1:email:1", now=159.0)
-    assert not ledger.already_sent(table, "u1", "n1:email:1", now=161.0)
-    assert not ledger.already_sent(table, "u2", "n1:email:1", now=120.0)  # another user's
+    assert ledger.sent_by(table, "u1", "n1:email:1", now=159.0) is not None
+    assert ledger.sent_by(table, "u1", "n1:email:1", now=161.0) is None
+    assert ledger.sent_by(table, "u2", "n1:email:1", now=120.0) is None  # another user's
 
 
 def test_a_claimed_key_names_its_record_until_it_expires() -> None:
@@ -35,7 +35,7 @@ def test_a_write_rewrites_one_bucket_of_the_users_entries() -> None:
     sizes = [len(table[f"u1#{b}"]) for b in range(expiring.BUCKETS)]
     assert sum(sizes) == 1600
     assert max(sizes) < 1600 / expiring.BUCKETS * 1.5  # spread, not one value per user
-    assert all(ledger.already_sent(table, "u1", f"n{n}:push:1", 1600.0) for n in range(1600))
+    assert all(ledger.sent_by(table, "u1", f"n{n}:push:1", 1600.0) for n in range(1600))
 
 
 def test_the_bucket_is_the_same_in_every_process() -> None:

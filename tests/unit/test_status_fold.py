@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from streams.deliveries import ACCEPTED, FAILED, REJECTED, SENT, DeliveryEvent
+from streams.deliveries import (
+    ACCEPTED,
+    ALREADY_SENT,
+    DUPLICATE_SUPPRESSED,
+    FAILED,
+    REJECTED,
+    RETRYING,
+    SENT,
+    DeliveryEvent,
+)
 from tables.status import fold
 
 
@@ -38,3 +47,25 @@ def test_the_same_notification_sent_again_does_not_undo_its_acceptance() -> None
 def test_a_duplicate_that_was_never_accepted_is_rejected() -> None:
     state = fold(None, ev(REJECTED, reason="duplicate"))
     assert (state["status"], state["reason"]) == ("rejected", "duplicate")
+
+
+def test_a_send_known_only_from_the_ledger_counts_as_sent() -> None:
+    """A crash after the ledger write but before the ``sent`` event: the record is read again,
+    the ledger suppresses the send, and that report is what the status learns the send from."""
+    state = fold(None, ev(ACCEPTED, deliveries=1))
+    state = fold(
+        state,
+        ev(DUPLICATE_SUPPRESSED, "d1", channel="email", provider="smtp", reason=ALREADY_SENT),
+    )
+    assert state["status"] == SENT
+    assert state["deliveries"]["d1"]["provider"] == "smtp"
+
+
+def test_a_repeated_report_never_takes_a_final_state_back() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=1))
+    state = fold(state, ev(SENT, "d1", channel="push", provider="apns"))
+    state = fold(state, ev(DUPLICATE_SUPPRESSED, "d1", channel="push", reason="read twice"))
+    state = fold(state, ev(RETRYING, "d1", channel="push", reason="late copy"))
+    assert state["status"] == SENT
+    assert state["deliveries"]["d1"]["status"] == SENT
+    assert state["deliveries"]["d1"]["duplicates_suppressed"] == 1
