@@ -51,11 +51,13 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
         else {"user_id": event.user_id, "status": "pending", "deliveries": {}, "expected": 0}
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
+    # A request or a failure read again after a crash reports its fan-out again: the same
+    # deliveries, so the largest report counts, never the sum.
     if event.status == ACCEPTED:
-        state["expected"] = state["expected"] + event.deliveries
+        state["fanned_out"] = max(state.get("fanned_out", 0), event.deliveries)
         state["requested_at"] = event.requested_at
     elif event.status == FELL_BACK:
-        state["expected"] = state["expected"] + event.deliveries
+        state["fell_back_to"] = max(state.get("fell_back_to", 0), event.deliveries)
         state["fell_back"] = {"channel": event.channel, "reason": event.reason}
     elif event.status == REJECTED:
         if event.reason == DUPLICATE_REQUEST and state["expected"]:
@@ -64,6 +66,7 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
             state["repeats_rejected"] = state.get("repeats_rejected", 0) + 1
             return state
         state["reason"] = event.reason
+    state["expected"] = state.get("fanned_out", 0) + state.get("fell_back_to", 0)
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
         entry = dict(deliveries.get(event.delivery_id) or {"attempts": 0})

@@ -69,3 +69,11 @@ def test_a_repeated_report_never_takes_a_final_state_back() -> None:
     assert state["status"] == SENT
     assert state["deliveries"]["d1"]["status"] == SENT
     assert state["deliveries"]["d1"]["duplicates_suppressed"] == 1
+
+
+def test_a_request_read_again_after_a_crash_does_not_double_what_is_expected() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=2))
+    state = fold(state, ev(SENT, "d1", channel="push"))
+    state = fold(state, ev(ACCEPTED, deliveries=2))  # the intake re-read the request
+    state = fold(state, ev(SENT, "d2", channel="email"))
+    assert (state["status"], state["expected"]) == (SENT, 2)
