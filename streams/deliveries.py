@@ -9,7 +9,15 @@ from typing import Any
 
 import orjson
 
-from streams.records import CHANNELS, PLATFORMS, PRIORITIES, InvalidRecord, decode_json_object
+from streams.records import (
+    CHANNELS,
+    PLATFORMS,
+    PRIORITIES,
+    InvalidRecord,
+    decode_json_object,
+    parse_push_options,
+)
+from streams.wire import FieldChecks, quoted
 
 # Delivery-event statuses. ``rejected`` carries the reason the resolve stage refused a request.
 ACCEPTED = "accepted"
@@ -90,24 +98,30 @@ def delivery_id_for(notification_id: str, channel: str, address: str) -> str:
     return f"{notification_id}:{channel}:{digest}"
 
 
-def _from_json(cls: Any, raw: bytes | str | None) -> Any:
-    obj = decode_json_object(raw)
-    try:
-        return cls(**obj)
-    except TypeError as exc:
-        raise InvalidRecord(f"not a {cls.__name__}: {exc}") from None
+# Internal topics carry our own records, but also whatever else is written to them: every field
+# is type-checked against the dataclass before the record is built, so a string where a number
+# belongs is a dead letter here instead of a TypeError in a provider, a retry heap or a fold.
+_DELIVERY = FieldChecks(Delivery)
+_EVENT = FieldChecks(DeliveryEvent)
 
 
 def parse_delivery(raw: bytes | str | None) -> Delivery:
-    delivery: Delivery = _from_json(Delivery, raw)
+    obj = decode_json_object(raw)
+    _DELIVERY.check(obj)
+    delivery = Delivery(**obj)
     if delivery.channel not in CHANNELS:
-        raise InvalidRecord(f"unknown channel {delivery.channel!r}")
+        raise InvalidRecord(f"unknown channel {quoted(delivery.channel)}")
     if delivery.priority not in PRIORITIES:
-        raise InvalidRecord(f"unknown priority {delivery.priority!r}")
+        raise InvalidRecord(f"unknown priority {quoted(delivery.priority)}")
     if delivery.channel == "push" and delivery.platform not in PLATFORMS:
         raise InvalidRecord(f"push delivery needs a platform in {PLATFORMS}")
+    if delivery.attempt < 0 or delivery.not_before < 0:
+        raise InvalidRecord("'attempt' and 'not_before' must not be negative")
+    parse_push_options({"push": delivery.push})  # the provider builds its payload from these
     return delivery
 
 
 def parse_event(raw: bytes | str | None) -> DeliveryEvent:
-    return _from_json(DeliveryEvent, raw)  # type: ignore[no-any-return]
+    obj = decode_json_object(raw)
+    _EVENT.check(obj)
+    return DeliveryEvent(**obj)

@@ -14,6 +14,11 @@ from typing import Any
 
 import orjson
 
+# Re-exported: every parser and agent imports these from here.
+from streams.wire import InvalidRecord as InvalidRecord
+from streams.wire import decode_json_object as decode_json_object
+from streams.wire import quoted
+
 SCHEMA_VERSION = 1
 CHANNELS: tuple[str, ...] = ("push", "email", "sms", "webhook", "in_app")
 HIGH, NORMAL, LOW = "high", "normal", "low"
@@ -21,10 +26,13 @@ PRIORITIES: tuple[str, ...] = (HIGH, NORMAL, LOW)
 PLATFORMS: tuple[str, ...] = ("ios", "android")
 MAX_TEXT = 4000
 MAX_ID = 200
-
-
-class InvalidRecord(ValueError):
-    """A record that can never be processed; the message is the dead-letter reason."""
+# A whole request: title and body (4,000 characters each, up to 4 bytes apiece in UTF-8), ids,
+# and a data map whose values are rendered into them. APNs and FCM carry 4 KB payloads, so
+# nothing larger could ever be delivered; refused before it is parsed.
+MAX_REQUEST_BYTES = 64 * 1024
+# Placeholders filled from 'data' can make a 4,000-character template far longer (1,333
+# copies of a 64 KB value): rendered text beyond this is refused instead of built.
+MAX_RENDERED = 4 * MAX_TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +99,6 @@ CONTACT_FIELDS: tuple[str, ...] = ("email", "phone", "webhook_url")
 # --------------------------------------------------------------------------- helpers
 
 
-def decode_json_object(raw: bytes | str | None) -> dict[str, Any]:
-    if raw is None or raw == b"" or raw == "":
-        raise InvalidRecord("empty message")
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRecord(f"malformed JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidRecord(f"expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _required_str(obj: Mapping[str, Any], key: str, limit: int = MAX_ID) -> str:
     value = obj.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -124,7 +120,7 @@ def _optional_str(obj: Mapping[str, Any], key: str, limit: int = MAX_ID) -> str 
 def _choice(obj: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
     value = obj.get(key, default)
     if value not in allowed:
-        raise InvalidRecord(f"'{key}' must be one of {', '.join(allowed)}; got {value!r}")
+        raise InvalidRecord(f"'{key}' must be one of {', '.join(allowed)}; got {quoted(value)}")
     return str(value)
 
 
@@ -136,33 +132,46 @@ def _string_map(obj: Mapping[str, Any], key: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in value.items():
         if isinstance(v, (dict, list)):
-            raise InvalidRecord(f"'{key}.{k}' must be a scalar")
+            raise InvalidRecord(f"'{key}.{k[:80]}' must be a scalar")
         out[str(k)] = v if isinstance(v, str) else orjson.dumps(v).decode()
     return out
 
 
-class _StrictFormatter(string.Formatter):
-    """``{name}`` placeholders only: no attribute access, indexing or format specs."""
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
-        if not field_name.isidentifier():
-            raise InvalidRecord(f"template placeholder '{{{field_name}}}' is not a plain name")
-        if field_name not in kwargs:
-            raise InvalidRecord(f"template placeholder '{{{field_name}}}' has no value in 'data'")
-        return kwargs[field_name], field_name
+_FORMATTER = string.Formatter()
 
 
-_FORMATTER = _StrictFormatter()
+def render(text: str, data: Mapping[str, str], limit: int = MAX_RENDERED) -> str:
+    """Fill ``{name}`` placeholders from the request's data (``{{`` escapes a brace).
 
-
-def render(text: str, data: Mapping[str, str]) -> str:
-    """Fill ``{name}`` placeholders from the request's data (``{{`` escapes a brace)."""
+    Plain names only: no attribute access or indexing (``{0.__class__}``), and no format specs
+    or conversions, since a spec like ``{x:>999999999}`` would build a gigabyte string. The
+    length is added up before anything is joined, so an oversized result is never built."""
     if "{" not in text and "}" not in text:
         return text
+    parts: list[str] = []
+    size = 0
     try:
-        return _FORMATTER.vformat(text, (), data)
-    except (ValueError, IndexError, KeyError) as exc:
+        for literal, name, spec, conversion in _FORMATTER.parse(text):
+            parts.append(literal)
+            size += len(literal)
+            if name is None:
+                continue
+            if not name.isidentifier():
+                raise InvalidRecord(f"template placeholder '{{{name}}}' is not a plain name")
+            if spec or conversion:
+                raise InvalidRecord(f"template placeholder '{{{name}}}' has a format spec")
+            value = data.get(name)
+            if value is None:
+                raise InvalidRecord(f"template placeholder '{{{name}}}' has no value in 'data'")
+            size += len(value)
+            if size > limit:
+                raise InvalidRecord(f"rendered text is longer than {limit} characters")
+            parts.append(value)
+    except InvalidRecord:
+        raise
+    except ValueError as exc:  # an unmatched brace
         raise InvalidRecord(f"template error: {exc}") from None
+    return "".join(parts)
 
 
 # --------------------------------------------------------------------------- parsers
@@ -185,7 +194,7 @@ def parse_push_options(obj: Mapping[str, Any]) -> dict[str, Any]:
     for key, item in value.items():
         kind = PUSH_OPTIONS.get(key)
         if kind is None:
-            raise InvalidRecord(f"'push.{key}' is not one of {', '.join(PUSH_OPTIONS)}")
+            raise InvalidRecord(f"'push.{key[:80]}' is not one of {', '.join(PUSH_OPTIONS)}")
         if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
             raise InvalidRecord(f"'push.{key}' must be of type {getattr(kind, '__name__', kind)}")
     return dict(value)
@@ -193,10 +202,12 @@ def parse_push_options(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> NotificationRequest:
     """Validate one public request; raise InvalidRecord with the reason on any defect."""
-    obj = decode_json_object(raw)
+    obj = decode_json_object(raw, MAX_REQUEST_BYTES)
     version = obj.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
-        raise InvalidRecord(f"unsupported schema_version {version!r} (supported: {SCHEMA_VERSION})")
+        raise InvalidRecord(
+            f"unsupported schema_version {quoted(version)} (supported: {SCHEMA_VERSION})"
+        )
     channels = obj.get("channels") or []
     if not isinstance(channels, list) or any(c not in CHANNELS for c in channels):
         raise InvalidRecord(f"'channels' must be a list drawn from {', '.join(CHANNELS)}")
