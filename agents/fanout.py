@@ -56,7 +56,9 @@ def expand(
             requested_at=request.created_at,
             fallback_channel=request.fallback_channel,
             is_fallback=is_fallback,
-            push=dict(request.push) if channel == "push" else {},
+            # On every channel, not only push: a fallback to push is rebuilt from a delivery of
+            # another channel (request_of) and must keep the request's presentation.
+            push=dict(request.push),
         )
         for channel in channels
         for address, platform in addresses(channel, device_tokens, contacts, inapp_url)
@@ -65,7 +67,9 @@ def expand(
 
 
 def request_of(delivery: Delivery) -> NotificationRequest:
-    """The notification a delivery came from, to fan it out again on a fallback channel."""
+    """The notification a delivery came from, to fan it out again on a fallback channel: every
+    field a delivery carries, so a fallback is presented like the original (push sound, badge,
+    image, collapse key, expiry)."""
     return NotificationRequest(
         notification_id=delivery.notification_id,
         user_id=delivery.user_id,
@@ -77,4 +81,6 @@ def request_of(delivery: Delivery) -> NotificationRequest:
         collapse_key=delivery.collapse_key,
         ttl_seconds=delivery.ttl_seconds,
         created_at=delivery.requested_at,
+        fallback_channel=delivery.fallback_channel,
+        push=dict(delivery.push),
     )
