@@ -15,7 +15,8 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter, produce
+from agents import produce, safe
+from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.partitioning import is_on_home_partition
@@ -27,6 +28,7 @@ from streams.records import (
     parse_suppression,
 )
 from streams.topics import Topics
+from streams.wire import quoted
 from tables import Tables, contacts, devices, preferences, suppressions
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ def control_kind(topic: str, headers: Any) -> str:
     """The control topic a record belongs to: its own, or the one its re-key header names."""
     for name, value in headers.items() if isinstance(headers, dict) else headers or ():
         if name == KIND_HEADER:
-            return value.decode() if isinstance(value, bytes) else str(value)
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return topic
 
 
@@ -69,14 +71,12 @@ class ControlWriter:
         kind = control_kind(message.topic, message.headers)
         appliers = self._appliers
         if kind not in appliers:
-            await dead_letter.dead_letter(self.topics.control_dlq, event, f"unknown kind {kind!r}")
-            return
+            raise InvalidRecord(f"unknown kind {quoted(kind)}")
         parse, apply = appliers[kind]
         try:
             record = parse(message.value)
         except InvalidRecord as exc:
-            await dead_letter.dead_letter(self.topics.control_dlq, event, f"{kind}: {exc}")
-            return
+            raise InvalidRecord(f"{kind}: {exc}") from None
         if message.topic in appliers and not is_on_home_partition(
             record.user_id, message.partition, self.settings.partitions
         ):
@@ -97,10 +97,10 @@ def register(
 
     async def apply_control_records(stream: StreamT) -> None:
         async for event in stream.events():
-            try:
-                await writer.handle(event)
-            except Exception:
-                log.exception("control record failed on %s", event.message.tp)
-                await dead_letter.dead_letter(topics.control_dlq, event, "internal error")
+            await safe.handle_safely(
+                event, writer.handle, topics.control_dlq, "apply_control_records"
+            )
 
-    return app.agent(topics.control, name="apply_control_records")(apply_control_records)
+    return app.agent(
+        topics.control, name="apply_control_records", supervisor_strategy=RestartingSupervisor
+    )(apply_control_records)

@@ -21,15 +21,16 @@ from dataclasses import dataclass, replace
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter, events, produce
+from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
+from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
 from streams.partitioning import is_on_home_partition
-from streams.records import LOW, InvalidRecord, NotificationRequest, parse_request
+from streams.records import LOW, NotificationRequest, parse_request
 from streams.topics import Topics
 from tables import (
     Tables,
@@ -62,11 +63,8 @@ class Intake:
         """Resolve one request record; with ``defer_low`` a low-priority one is passed on to
         ``notification-requests.low`` instead."""
         message = event.message
-        try:
-            request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
-        except InvalidRecord as exc:
-            await dead_letter.dead_letter(self.topics.requests_dlq, event, str(exc))
-            return
+        # An InvalidRecord goes to the requests DLQ with its reason (agents/safe.py).
+        request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
         if defer_low and request.priority == LOW:
             # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
             await self._pass_on(self.topics.requests_low, request, event)
@@ -172,19 +170,14 @@ def register(
     """``resolve_requests`` (the public topic and its re-keyed twin) and
     ``resolve_low_requests`` (the low-priority requests it passed on)."""
     intake = Intake(settings, topics, tables)
+    defer_low = settings.low_requests_wait
 
-    async def handle_safely(event: EventT, defer_low: bool = False) -> None:
-        try:
-            await intake.handle(event, defer_low=defer_low)
-        except Exception:
-            # Data never crashes the worker, and an exception would ack (lose) the record:
-            # log it with its coordinates and dead-letter it for a redrive.
-            log.exception("intake failed on %s", event.message.tp)
-            await dead_letter.dead_letter(topics.requests_dlq, event, "internal error")
+    async def handle(event: EventT) -> None:
+        await intake.handle(event, defer_low=defer_low)
 
     async def resolve_requests(stream: StreamT) -> None:
         async for event in stream.events():
-            await handle_safely(event, defer_low=settings.low_requests_wait)
+            await safe.handle_safely(event, handle, topics.requests_dlq, "resolve_requests")
 
     ceiling = settings.deliver_cpu_ceiling_low
 
@@ -193,11 +186,17 @@ def register(
         async for event in stream.events():
             if ceiling > 0:
                 await headroom.wait_below(ceiling)
-            await handle_safely(event)
+            await safe.handle_safely(
+                event, intake.handle, topics.requests_dlq, "resolve_low_requests"
+            )
 
     return {
-        "resolve": app.agent(topics.requests, name="resolve_requests")(resolve_requests),
-        "resolve_low": app.agent(topics.requests_low, name="resolve_low_requests")(
-            resolve_low_requests
-        ),
+        "resolve": app.agent(
+            topics.requests, name="resolve_requests", supervisor_strategy=RestartingSupervisor
+        )(resolve_requests),
+        "resolve_low": app.agent(
+            topics.requests_low,
+            name="resolve_low_requests",
+            supervisor_strategy=RestartingSupervisor,
+        )(resolve_low_requests),
     }

@@ -9,16 +9,26 @@ one record per event, so this is on the hot path.
 At-least-once is unchanged: Faust flushes the producer before it commits offsets
 (``Consumer._commit_offsets``), so a record handed over before its event is acked is on the
 broker before the committed offset passes that event.
+
+Failures are counted (``agents.counters.FAILURES.produce_failures``, by topic). A record the
+producer refuses outright (``MessageSizeTooLargeError`` for a record over
+``producer_max_request_size``, checked synchronously by aiokafka before it is queued) raises
+out of ``send`` as Faust's ``ProducerSendError``: the caller's safe-handling wrapper
+(agents/safe.py) dead-letters the event it came from. A failure after the producer's own
+retries only resolves the future, long after the agent moved on: it is logged and counted.
+``send_and_wait`` is for the rare record whose failure the caller must see (dead letters).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import faust
 from faust.topics import Topic
+
+from agents.counters import FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +49,60 @@ async def send(
         return
     producer = channel.app.producer
     topic = channel.get_topic_name()
-    pending = await producer.send(topic, key, value, None, timestamp, headers or None)
+    try:
+        pending = await producer.send(topic, key, value, None, timestamp, headers or None)
+    except Exception:
+        FAILURES.produce_failures[topic] += 1
+        raise
     if isinstance(pending, asyncio.Future):
-        pending.add_done_callback(_report_failure)
+        pending.add_done_callback(_reporter(topic))
 
 
-def _report_failure(pending: asyncio.Future) -> None:  # type: ignore[type-arg]
+async def send_and_wait(
+    channel: faust.ChannelT,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers | None = None,
+) -> None:
+    """Like ``send``, but returns only once the broker has the record and raises if it never
+    will: one linger and a round trip per call, so only for records that are rare and must not
+    fail unseen."""
+    if not isinstance(channel, Topic):
+        await channel.send(key=key, value=value, headers=headers)
+        return
+    topic = channel.get_topic_name()
+    try:
+        pending = await channel.app.producer.send(topic, key, value, None, None, headers or None)
+        await pending
+    except Exception:
+        FAILURES.produce_failures[topic] += 1
+        raise
+
+
+Reporter = Callable[["asyncio.Future[object]"], None]
+# One done-callback per topic, built once: the hot path only looks it up.
+_reporters: dict[str, Reporter] = {}
+
+
+def _reporter(topic: str) -> Reporter:
+    reporter = _reporters.get(topic)
+    if reporter is None:
+
+        def reporter(pending: asyncio.Future[object]) -> None:
+            _report_failure(topic, pending)
+
+        _reporters[topic] = reporter
+    return reporter
+
+
+def _report_failure(topic: str, pending: asyncio.Future[object]) -> None:
     if pending.cancelled():
-        log.error("a produced record was cancelled before the broker acknowledged it")
+        FAILURES.produce_failures[topic] += 1
+        log.error("a record for %s was cancelled before the broker acknowledged it", topic)
         return
     error = pending.exception()
     if error is not None:
+        FAILURES.produce_failures[topic] += 1
         # The producer already retried for its delivery timeout; nothing in this process can
         # resend it now. Loud, because the record's source offset may be committed.
-        log.error("producing a record failed after the producer's retries: %r", error)
+        log.error("producing a record to %s failed after the producer's retries: %r", topic, error)

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import logging
-
 import faust
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
+from agents import safe
+from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams.deliveries import parse_event
-from streams.records import InvalidRecord
 from streams.topics import Topics
 from tables import Tables, status
-
-log = logging.getLogger(__name__)
 
 
 def register(
     app: faust.App, settings: Settings, topics: Topics, tables: Tables
 ) -> faust.types.AgentT:
+    async def fold(event: EventT) -> None:
+        status.record(tables.status, parse_event(event.message.value))
+
     async def track_status(stream: StreamT) -> None:
         async for event in stream.events():
-            try:
-                status.record(tables.status, parse_event(event.message.value))
-            except InvalidRecord as exc:
-                # delivery-events is internal; a bad record is a bug upstream, not a reason to stop.
-                log.error("unreadable delivery event at %s: %s", event.message.tp, exc)
+            # delivery-events is internal, but anyone can write to it: a bad record is kept on
+            # its own DLQ for whoever wrote it, and the fold moves on.
+            await safe.handle_safely(event, fold, topics.delivery_events_dlq, "track_status")
 
-    return app.agent(topics.delivery_events, name="track_status")(track_status)
+    return app.agent(
+        topics.delivery_events, name="track_status", supervisor_strategy=RestartingSupervisor
+    )(track_status)

@@ -30,6 +30,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
+        topics.DELIVERY_EVENTS_DLQ,
         topics.DELIVERIES_DLQ,
         topics.DLQ_REDRIVE_LOG,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],

@@ -24,6 +24,7 @@ SUPPRESSIONS = "user-suppressions"  # addresses never to use again (bounces, com
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
+DELIVERY_EVENTS_DLQ = "delivery-events.dlq"  # unreadable delivery events + reason
 DELIVERIES_DLQ = "deliveries.dlq"  # final failures with their whole error history
 DLQ_REDRIVE_LOG = "deliveries.dlq.redriven"  # key = "partition:offset" of each redriven record
 
@@ -65,6 +66,7 @@ class Topics:
     delivery_lanes: dict[str, faust.ChannelT]  # consumed: priority -> every channel's topic
     deliveries_dlq: faust.ChannelT
     delivery_events: faust.ChannelT
+    delivery_events_dlq: faust.ChannelT
     retries: dict[float, faust.ChannelT]  # delay -> tier topic
     suppressions: faust.ChannelT  # produced: the control topic, for bounces and complaints
     devices: faust.ChannelT  # produced: the control topic, to unregister dead tokens
@@ -114,6 +116,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         },
         deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
         delivery_events=_topic(app, settings, DELIVERY_EVENTS),
+        delivery_events_dlq=_topic(app, settings, DELIVERY_EVENTS_DLQ),
         retries={d: _topic(app, settings, retry_topic(d)) for d in settings.retry_delays()},
         suppressions=_topic(app, settings, SUPPRESSIONS),
         devices=_topic(app, settings, DEVICES),

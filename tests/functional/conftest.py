@@ -45,6 +45,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         delivery_lanes={p: channel() for p in PRIORITIES},
         deliveries_dlq=channel(),
         delivery_events=channel(),
+        delivery_events_dlq=channel(),
         retries={d: channel() for d in settings.retry_delays()},
         suppressions=channel(),
         devices=channel(),

@@ -1,0 +1,67 @@
+"""The one safe-handling wrapper every agent runs its records through.
+
+Faust acks an event whose agent raised, so the record would be lost, and the agent's actor
+would crash. So nothing escapes here: a record a parser refuses (``InvalidRecord``) is
+dead-lettered with its reason; any other exception (a bug, a producer refusing an outcome
+record) is dead-lettered as ``internal error: <type>: <message>`` and logged with the record's
+coordinates and traceback. If even the dead letter (with its truncated fallback,
+agents/dead_letter.py) cannot be written, the record's coordinates and reason are logged at
+CRITICAL and counted: the event is acked anyway (``stream.events()`` acks on the next
+iteration whatever happens), so the log line is then the last trace of it.
+
+``asyncio.CancelledError`` is not caught: it is a rebalance or a shutdown, not a record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import faust
+from faust.types import EventT
+
+from agents import dead_letter
+from agents.counters import FAILURES
+from streams.records import InvalidRecord
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[EventT], Awaitable[None]]
+
+
+async def handle_safely(
+    event: EventT, handler: Handler, dead_letters: faust.ChannelT, stage: str
+) -> bool:
+    """True if ``handler`` finished with the event; False if it was dead-lettered instead
+    (or, failing that, logged). Never raises an ``Exception``."""
+    try:
+        await handler(event)
+        return True
+    except InvalidRecord as exc:
+        FAILURES.invalid_records[stage] += 1
+        reason = str(exc)
+    except Exception as exc:
+        FAILURES.internal_errors[stage] += 1
+        log.exception("%s failed on %s", stage, dead_letter.source_of(event))
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    try:
+        await dead_letter.dead_letter(dead_letters, event, reason)
+    except Exception:
+        FAILURES.dead_letter_failures[stage] += 1
+        log.critical(
+            "%s: LOST %s, it could not be dead-lettered (reason it was refused: %s)",
+            stage,
+            dead_letter.source_of(event),
+            dead_letter.bounded_reason(reason),
+            exc_info=True,
+        )
+    return False
+
+
+def guarded(handler: Handler, dead_letters: faust.ChannelT, stage: str) -> Handler:
+    """``handler`` wrapped by ``handle_safely``, for callers that take a handler (a lane)."""
+
+    async def handle(event: EventT) -> None:
+        await handle_safely(event, handler, dead_letters, stage)
+
+    return handle
