@@ -1,0 +1,274 @@
+"""No record of any shape or size stops anything, on the embedded broker with a real worker.
+
+On every topic the worker consumes, records that are oversized (~1 MB, which the broker
+accepts), binary, nested 30,000 deep, schema-breaking, tombstones and non-objects are produced
+between valid records on the same partition. Every valid record must be processed (delivered
+to a sandbox, applied to a table, folded into a status), every bad one must be on the right
+dead-letter topic with a reason, and no agent may crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
+from config.settings import Settings
+from providers.sandboxes.stack import SandboxStack
+from scripts.worker_process import WorkerProcess
+from scripts.workload import User, make_users, read_topic, setup_users, wait_for_users
+from streams import topics
+from streams.deliveries import Delivery
+from streams.partitioning import partition_for
+from streams.records import CHANNELS, PRIORITIES
+from tests.integration.pipeline_harness import PARTITIONS, received_pairs, sandbox_address
+
+pytestmark = pytest.mark.integration
+
+# Over the 1 MiB an aiokafka producer sends by default and the worker's producer limit
+# (Faust's producer_max_request_size, 1,000,000): its dead letter cannot be a whole copy.
+OVERSIZED_BYTES = 1_050_000
+KIND_HEADER = "x-control-kind"
+
+Record = tuple[str, str, bytes | None, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+
+def garbage(schema_breaking: dict[str, Any]) -> dict[str, bytes | None]:
+    # Random base64 inside a JSON string: valid JSON, and lz4 cannot shrink it much.
+    pad = base64.b64encode(os.urandom(OVERSIZED_BYTES * 3 // 4))
+    return {
+        "oversized": b'{"pad": "' + pad + b'"}',
+        "binary": os.urandom(2048),
+        "nested": b"[" * 30_000 + b"]" * 30_000,  # under every size limit: the depth answers
+        "schema": orjson.dumps(schema_breaking),
+        "tombstone": None,
+        "not an object": b'"a string"',
+    }
+
+
+def kind_of(reason: str) -> str:
+    """Which bad record a dead letter's reason is about (control reasons start with the kind;
+    lanes dead-letter concurrently, so letters of one partition may come in any order)."""
+    for words, kind in (
+        ("depth limit exceeded", "nested"),
+        ("malformed JSON", "binary"),
+        ("bytes, larger than the", "oversized"),
+        ("empty message", "tombstone"),
+        ("expected a JSON object", "not an object"),
+    ):
+        if words in reason:
+            return kind
+    return "schema"
+
+
+async def produce_in_order(bootstrap: str, records: list[Record]) -> None:
+    """Each record on its key's home partition, in order, by one producer allowed 4 MB."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024, linger_ms=5
+    )
+    await producer.start()
+    try:
+        for topic, key, value, headers in records:
+            await producer.send_and_wait(
+                topic,
+                value,
+                key=key.encode(),
+                partition=partition_for(key, PARTITIONS),
+                headers=headers,
+            )
+    finally:
+        await producer.stop()
+
+
+def delivery(user: User, nid: str, channel: str, priority: str, inapp_url: str) -> Delivery:
+    address = user.addresses(channel, inapp_url)[0]
+    return Delivery(
+        delivery_id=f"{nid}:{channel}",
+        notification_id=nid,
+        user_id=user.user_id,
+        channel=channel,
+        address=address,
+        title="t",
+        body="b",
+        priority=priority,
+        platform=user.devices.get(address) if channel == "push" else None,
+        requested_at=time.time(),
+    )
+
+
+def constant(value: bytes) -> Callable[[str], bytes]:
+    return lambda when: value
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as page:
+        return orjson.loads(page.read())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.2)
+
+
+def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops(
+    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
+) -> None:
+    user, prefs_user, device_user, contact_user, suppressed_user, rekeyed_user = make_users(
+        6, sandboxes.webhook.url("/"), opt_out_rate=0
+    )
+    inapp_url = sandboxes.webhook.url("/inbox")
+    worker = workers(rate_limit_per_user=100)
+    asyncio.run(setup_users(broker, [user]))
+    asyncio.run(wait_for_users(worker.web_url, [user]))
+
+    records: list[Record] = []
+    bad: Counter[str] = Counter()  # source topic -> bad records produced there
+    expected: Counter[tuple[str, str]] = Counter()  # (notification_id, address) delivered
+
+    def around_garbage(
+        topic: str, key: str, valid: Callable[[str], bytes], schema: dict[str, Any], **kw: Any
+    ) -> None:
+        """valid, the six bad ones, valid again: all on one partition, in that order."""
+        headers: list[tuple[str, bytes]] = kw.get("headers", [])
+        records.append((topic, key, valid("before"), headers))
+        for value in garbage(schema).values():
+            records.append((topic, key, value, headers))
+            bad[topic] += 1
+        records.append((topic, key, valid("after"), headers))
+
+    # Requests: the public topic, its re-keyed twin and the low topic; e-mail only.
+    for topic in (topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW):
+
+        def request(when: str, topic: str = topic) -> bytes:
+            nid = f"{topic}-{when}"
+            expected[(nid, user.email)] += 1
+            priority = "low" if topic == topics.REQUESTS_LOW else "normal"
+            return orjson.dumps(
+                {"notification_id": nid, "user_id": user.user_id, "priority": priority,
+                 "channels": ["email"], "title": "t", "body": "b"}
+            )  # fmt: skip
+
+        around_garbage(topic, user.user_id, request, {"notification_id": 1, "user_id": "u"})
+
+    # Control topics: one user each, checked in the worker's user view afterwards.
+    control: list[tuple[str, User, dict[str, Any], dict[str, Any], str]] = [
+        (topics.PREFERENCES, prefs_user, {"channels": {"sms": False}}, {"channels": ["sms"]}, ""),
+        (topics.DEVICES, device_user, {"token": "f" * 64, "platform": "ios"}, {"token": 5}, ""),
+        (topics.CONTACTS, contact_user, {"email": "c@example.com"}, {"email": 5}, ""),
+        (topics.SUPPRESSIONS, suppressed_user, {"address": "s@example.com"}, {"address": []}, ""),
+        (topics.CONTROL_BY_USER, rekeyed_user, {"email": "r@example.com"}, {"email": {}},
+         topics.CONTACTS),
+    ]  # fmt: skip
+    for topic, owner, fields, schema, kind in control:
+        around_garbage(
+            topic,
+            owner.user_id,
+            constant(orjson.dumps({"user_id": owner.user_id, **fields})),
+            {"user_id": owner.user_id, **schema},
+            headers=[(KIND_HEADER, kind.encode())] if kind else [],
+        )
+
+    # Every delivery lane, and every retry tier (due at once, so re-routed to its lane).
+    def on(channel: str, priority: str, prefix: str, **changes: Any) -> Callable[[str], bytes]:
+        def valid(when: str) -> bytes:
+            d = delivery(user, f"{prefix}-{when}", channel, priority, inapp_url)
+            expected[(d.notification_id, sandbox_address(d.address))] += 1
+            return orjson.dumps({**orjson.loads(d.to_json()), **changes})
+
+        return valid
+
+    broken = orjson.loads(delivery(user, "x", "email", "normal", inapp_url).to_json())
+    for channel in CHANNELS:
+        for priority in PRIORITIES:
+            lane = topics.delivery_topic(channel, priority)
+            around_garbage(
+                lane, user.user_id, on(channel, priority, lane), {**broken, "attempt": "x"}
+            )
+    for wait in Settings().retry_delays():  # the worker runs with the default schedules
+        tier = topics.retry_topic(wait)
+        valid = on("email", "high", tier, attempt=1, not_before=time.time())
+        around_garbage(tier, user.user_id, valid, {**broken, "not_before": "soon"})
+
+    # Delivery events, keyed by notification_id: accepted before the garbage, one of its two
+    # deliveries sent after it, so the status shows that both were folded.
+    def event(when: str) -> bytes:
+        fields = {"status": "accepted", "deliveries": 2}
+        if when == "after":
+            fields = {"status": "sent", "delivery_id": "ev:email", "channel": "email"}
+        return orjson.dumps({"notification_id": "ev", "user_id": user.user_id, "at": time.time(),
+                             **fields})  # fmt: skip
+
+    around_garbage(topics.DELIVERY_EVENTS, "ev", event, {"notification_id": "ev", "at": "now"})
+
+    started = time.monotonic()
+    asyncio.run(produce_in_order(broker, records))
+    produced = time.monotonic()
+
+    # Every valid one processed: delivered, applied, folded.
+    total = sum(expected.values())
+    sandboxes.wait_for(lambda got: len(got) >= total, timeout=120)
+    delivered = time.monotonic()
+    assert received_pairs(sandboxes.received()) == expected
+
+    def user_view(owner: User) -> dict[str, Any]:
+        return get_json(f"{worker.web_url}/users/{owner.user_id}/")  # type: ignore[no-any-return]
+
+    wait_until(lambda: bool(user_view(rekeyed_user)["contacts"]))
+    assert user_view(prefs_user)["preferences"]["channels"] == {"sms": False}
+    assert [d["platform"] for d in user_view(device_user)["devices"]] == ["ios"]
+    assert set(user_view(contact_user)["contacts"]) == {"email"}
+    assert len(user_view(suppressed_user)["suppressed"]) == 1
+    status = get_json(f"{worker.web_url}/notifications/ev/")
+    assert (status["status"], status["expected"], list(status["deliveries"])) == (
+        "partially_sent",
+        2,
+        ["ev:email"],
+    )
+
+    # Every bad one on its stage's dead-letter topic, with a reason and its source.
+    dlq_of = {
+        topics.REQUESTS_DLQ: {topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW},
+        topics.CONTROL_DLQ: {t for t, *_ in control},
+        topics.DELIVERIES_DLQ: {t for t in bad if t.startswith("deliveries.")},
+        topics.DELIVERY_EVENTS_DLQ: {topics.DELIVERY_EVENTS},
+    }
+    assert set().union(*dlq_of.values()) == set(bad)  # every consumed topic is covered
+    for dlq, sources in dlq_of.items():
+        want = sum(bad[s] for s in sources)
+        letters = asyncio.run(read_topic(broker, dlq, lambda ms, n=want: len(ms) >= n))
+        by_source: dict[str, list[Any]] = {}
+        for letter in letters:
+            headers = dict(letter.headers)
+            source = headers[SOURCE_HEADER].decode().rsplit(":", 2)[0]
+            by_source.setdefault(source, []).append((headers, letter))
+        assert {s: len(v) for s, v in by_source.items()} == {s: bad[s] for s in sources}, dlq
+        for source, found in by_source.items():
+            kinds = {kind_of(h[REASON_HEADER].decode()): (h, letter) for h, letter in found}
+            assert set(kinds) == set(garbage({})), (source, [h[REASON_HEADER] for h, _ in found])
+            oversized_headers, oversized = kinds["oversized"]
+            assert int(oversized_headers[TRUNCATED_HEADER]) > OVERSIZED_BYTES, source
+            assert len(oversized.value) == 64 * 1024
+            assert all(TRUNCATED_HEADER not in h for h, _ in found if h is not oversized_headers)
+    dead_lettered = time.monotonic()
+
+    log = worker.log_text()
+    for sign in ("Traceback", "Crashed", "crashed", "LOST", "internal error"):
+        assert sign not in log, f"{sign!r} in the worker's log"
+    print(
+        f"\n{len(records)} records ({sum(bad.values())} bad) on {len(bad)} topics: produced in "
+        f"{produced - started:.1f}s, all {total} valid delivered {delivered - produced:.1f}s "
+        f"later, all dead letters read {dead_lettered - delivered:.1f}s after that"
+    )
