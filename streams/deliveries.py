@@ -39,6 +39,7 @@ CLICKED = "clicked"
 BOUNCED = "bounced"
 COMPLAINED = "complained"
 SUCCESSES = (SENT, DELIVERED, OPENED, CLICKED)
+MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,11 @@ class Delivery:
         return orjson.dumps(asdict(self))
 
     def after_failure(self, error: str, at: float, not_before: float) -> Delivery:
-        """The same delivery, one attempt later, carrying its error history."""
+        """The same delivery, one attempt later, carrying its error history. Each error is cut
+        to MAX_ERROR_CHARS: a provider's error body must not grow a retry record past what a
+        lane accepts (streams.wire.MAX_RECORD_BYTES)."""
+        if len(error) > MAX_ERROR_CHARS:
+            error = f"{error[:MAX_ERROR_CHARS]}..."
         history = [*self.errors, {"attempt": self.attempt + 1, "error": error, "at": at}]
         return replace(self, attempt=self.attempt + 1, not_before=not_before, errors=history)
 

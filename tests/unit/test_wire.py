@@ -255,3 +255,10 @@ def test_rendered_text_is_bounded_before_it_is_built() -> None:
     with pytest.raises(InvalidRecord, match="rendered text is longer than"):
         render("{x}" * 1000, {"x": "y" * 60_000})
     assert render("{x}-{x}", {"x": "ab"}) == "ab-ab"
+
+
+def test_an_error_history_cannot_grow_a_delivery_past_the_lane_limit() -> None:
+    d = parse_delivery(delivery())
+    for attempt in range(20):
+        d = d.after_failure("503 " + "<html>" * 100_000, float(attempt), 0.0)
+    assert parse_delivery(d.to_json()).attempt == 20
