@@ -5,10 +5,12 @@
                                   [--reason-contains TEXT] [--again]
 
 ``deliveries.dlq`` records go back to their ``deliveries.<channel>.<priority>`` lane with the
-attempt count reset (the error history is kept); ``notification-requests.dlq`` and
-``user-control.dlq`` records are re-published byte for byte to the topic they came from (after
-a producer or schema fix). Every redrive is logged on ``deliveries.dlq.redriven`` (key =
-``topic:partition:offset``), and an already-redriven record is skipped unless ``--again``.
+attempt count reset (the error history is kept); ``notification-requests.dlq``,
+``user-control.dlq`` and ``delivery-events.dlq`` records are re-published byte for byte to the
+topic they came from (after a producer or schema fix). A truncated letter (``x-dlq-truncated``:
+the record was too large to copy whole) holds only a prefix and is never redriven. Every
+redrive is logged on ``deliveries.dlq.redriven`` (key = ``topic:partition:offset``), and an
+already-redriven record is skipped unless ``--again``.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.dead_letter import REASON_HEADER, SOURCE_HEADER
+from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
 from config.settings import get_settings
 from streams import topics
 from streams.deliveries import parse_delivery
 from streams.records import InvalidRecord
 
 IDLE_SECONDS = 1.0
+CONTROL_KIND_HEADER = "x-control-kind"  # agents.control.KIND_HEADER: the by-user record's topic
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class DeadLetter:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: the source record was a tombstone
     headers: dict[str, bytes]
 
     @property
@@ -123,8 +126,13 @@ def select(
     ]
 
 
-def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes]:
+def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes | None]:
     """Pure: (topic, key, value) to re-publish a dead letter to."""
+    if TRUNCATED_HEADER in letter.headers:
+        # Only a prefix was kept (the record was too large to copy): nothing to re-publish.
+        raise InvalidRecord(
+            f"{letter.ref}: truncated from {letter.headers[TRUNCATED_HEADER].decode()} bytes"
+        )
     if letter.topic == topics.DELIVERIES_DLQ:
         delivery = parse_delivery(letter.value)
         fresh = replace(delivery, attempt=0, not_before=0.0)
@@ -138,11 +146,16 @@ def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes]:
         raise InvalidRecord(f"{letter.ref}: no x-dlq-source header, nowhere to send it")
     if source_topic == topics.REQUESTS_BY_USER:
         source_topic = topics.REQUESTS
+    if source_topic == topics.CONTROL_BY_USER and CONTROL_KIND_HEADER in letter.headers:
+        # A whole letter keeps the record's headers: the kind names the control topic.
+        source_topic = letter.headers[CONTROL_KIND_HEADER].decode(errors="replace")
     return source_topic, letter.key, letter.value
 
 
 def summary(letter: DeadLetter) -> dict[str, Any]:
     row: dict[str, Any] = {"record": letter.ref, "reason": letter.reason, "source": letter.source}
+    if TRUNCATED_HEADER in letter.headers:
+        row["truncated_from_bytes"] = int(letter.headers[TRUNCATED_HEADER])
     if letter.topic == topics.DELIVERIES_DLQ:
         try:
             d = parse_delivery(letter.value)
@@ -157,7 +170,7 @@ def summary(letter: DeadLetter) -> dict[str, Any]:
                 errors=[e["error"] for e in d.errors][-3:],
             )
     else:
-        row["value"] = letter.value[:160].decode(errors="replace")
+        row["value"] = (letter.value or b"")[:160].decode(errors="replace")
     return row
 
 
@@ -171,7 +184,11 @@ async def redrive(bootstrap: str, letters: Sequence[DeadLetter]) -> list[str]:
     done = []
     try:
         for letter in letters:
-            topic, key, value = redrive_target(letter)
+            try:
+                topic, key, value = redrive_target(letter)
+            except InvalidRecord as exc:
+                done.append(f"{letter.ref} skipped: {exc}")  # the others still go
+                continue
             await producer.send_and_wait(
                 topic, key=key, value=value, headers=[("x-redriven-from", letter.ref.encode())]
             )
@@ -224,7 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--topic",
         default=topics.DELIVERIES_DLQ,
-        choices=[topics.DELIVERIES_DLQ, topics.REQUESTS_DLQ, topics.CONTROL_DLQ],
+        choices=[
+            topics.DELIVERIES_DLQ,
+            topics.REQUESTS_DLQ,
+            topics.CONTROL_DLQ,
+            topics.DELIVERY_EVENTS_DLQ,
+        ],
     )
     parser.add_argument("--limit", type=int, default=50)
     parser.add_argument("--json", action="store_true")
