@@ -75,6 +75,7 @@ def original_headers(headers: Any) -> list[tuple[str, bytes]]:
         headers.items() if isinstance(headers, dict) else headers or ()
     )
     return [
+        # A null header value (Kafka allows one) is kept as an empty one.
         (str(name), value if isinstance(value, bytes) else b"")
         for name, value in items
         if not str(name).startswith("x-dlq-")
