@@ -20,7 +20,8 @@ class FailureCounters:
     # by dead-letter topic: records written there, and those of them cut to a prefix
     dead_letters: Counter[str] = field(default_factory=Counter)
     dead_letters_truncated: Counter[str] = field(default_factory=Counter)
-    # by stage: records that could not be dead-lettered at all (only the log holds them now)
+    # by dead-letter topic: records that could not be dead-lettered at all (only the log holds
+    # them now)
     dead_letter_failures: Counter[str] = field(default_factory=Counter)
     # by topic: records the producer refused at send time or failed after its retries
     produce_failures: Counter[str] = field(default_factory=Counter)

@@ -16,7 +16,8 @@ producer refuses outright (``MessageSizeTooLargeError`` for a record over
 out of ``send`` as Faust's ``ProducerSendError``: the caller's safe-handling wrapper
 (agents/safe.py) dead-letters the event it came from. A failure after the producer's own
 retries only resolves the future, long after the agent moved on: it is logged and counted.
-``send_and_wait`` is for the rare record whose failure the caller must see (dead letters).
+``send_pending`` and ``send_and_wait`` are for the rare records whose failure the caller must
+see and act on (dead letters).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import faust
 from faust.topics import Topic
@@ -56,6 +58,27 @@ async def send(
         raise
     if isinstance(pending, asyncio.Future):
         pending.add_done_callback(_reporter(topic))
+
+
+async def send_pending(
+    channel: faust.ChannelT,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers | None = None,
+) -> asyncio.Future[Any] | None:
+    """Like ``send``, but hands back the producer's future (None for an in-memory channel), for
+    a caller that must act on a late failure itself (dead letters). A refusal at send time is
+    counted here, as in ``send``; a late failure is the caller's to count."""
+    if not isinstance(channel, Topic):
+        await channel.send(key=key, value=value, headers=headers)
+        return None
+    topic = channel.get_topic_name()
+    try:
+        pending = await channel.app.producer.send(topic, key, value, None, None, headers or None)
+    except Exception:
+        FAILURES.produce_failures[topic] += 1
+        raise
+    return pending if isinstance(pending, asyncio.Future) else None
 
 
 async def send_and_wait(

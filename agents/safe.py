@@ -7,7 +7,10 @@ record) is dead-lettered as ``internal error: <type>: <message>`` and logged wit
 coordinates and traceback. If even the dead letter (with its truncated fallback,
 agents/dead_letter.py) cannot be written, the record's coordinates and reason are logged at
 CRITICAL and counted: the event is acked anyway (``stream.events()`` acks on the next
-iteration whatever happens), so the log line is then the last trace of it.
+iteration whatever happens, and a lane's event is acked once its handler returns), so the log
+line is then the last trace of it. Leaving it unacked would not keep it either: the commit
+guard would hold the partition's commit behind it until the next rebalance re-reads it, and
+then fail the same way.
 
 ``asyncio.CancelledError`` is not caught: it is a rebalance or a shutdown, not a record.
 """
@@ -46,8 +49,9 @@ async def handle_safely(
         reason = f"internal error: {type(exc).__name__}: {exc}"
     try:
         await dead_letter.dead_letter(dead_letters, event, reason)
-    except Exception:
-        FAILURES.dead_letter_failures[stage] += 1
+    except Exception as exc:
+        if not isinstance(exc, dead_letter.DeadLetterFailed):  # that one is counted already
+            FAILURES.dead_letter_failures[dead_letter.topic_name(dead_letters)] += 1
         log.critical(
             "%s: LOST %s, it could not be dead-lettered (reason it was refused: %s)",
             stage,

@@ -178,6 +178,38 @@ async def test_a_dead_letter_the_broker_refuses_whole_is_written_truncated(
     assert letter.value == (nested or b"")[: dead_letter.PREFIX_BYTES]
 
 
+async def test_a_whole_copy_the_broker_fails_later_is_written_truncated(
+    pipeline: Pipeline,
+) -> None:
+    # Whole copies are not awaited (a linger per bad record); their future is watched. It fails
+    # late when the broker refuses the batch (message.max.bytes below max_request_size).
+    dlq = pipeline.topics.requests_dlq
+    letter = dead_letter.Letter(
+        "notification-requests:3:9", b"u1", b"x" * 100_000, {dead_letter.REASON_HEADER: b"why"}
+    )
+    async with pipeline.agents["resolve"].test_context():
+        pending: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        dead_letter.watch(pending, dlq, letter)
+        pending.set_exception(MessageSizeTooLargeError())
+        await eventually(lambda: len(sent(dlq)) == 1)
+    [written] = sent(dlq)
+    assert dict(written.headers)[dead_letter.TRUNCATED_HEADER] == b"100000"
+    assert dict(written.headers)[dead_letter.REASON_HEADER] == b"why"
+    assert written.value == b"x" * dead_letter.PREFIX_BYTES and written.key == b"u1"
+    assert FAILURES.produce_failures["<channel>"] == 1
+    assert FAILURES.dead_letters_truncated["<channel>"] == 1
+
+
+async def test_a_whole_copy_is_counted_once_the_broker_has_it(pipeline: Pipeline) -> None:
+    letter = dead_letter.Letter("t:0:1", None, b"{}", {})
+    pending: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    dead_letter.watch(pending, pipeline.topics.requests_dlq, letter)
+    assert FAILURES.dead_letters["<channel>"] == 0
+    pending.set_result(None)
+    await asyncio.sleep(0)
+    assert FAILURES.dead_letters["<channel>"] == 1
+
+
 async def test_a_record_that_cannot_be_dead_lettered_is_logged_and_the_agent_moves_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,7 +219,7 @@ async def test_a_record_that_cannot_be_dead_lettered_is_logged_and_the_agent_mov
         await agent.put(b"\xff garbage", key=b"u1")
         await agent.put(req("n-ok"), key=b"u1")
         await eventually(lambda: len(sent(pipeline.topics.delivery_events)) == 1)
-    assert FAILURES.dead_letter_failures["resolve_requests"] == 1
+    assert FAILURES.dead_letter_failures["<channel>"] == 1
     [lost] = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert "LOST <internal>:0:0" in lost.getMessage() and "malformed JSON" in lost.getMessage()
 
