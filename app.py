@@ -16,7 +16,7 @@ from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
-from patches import commit_guard
+from patches import commit_guard, skipped_records
 from providers.registry import ProviderRegistry, configured_providers
 from streams import faust_handoff, faust_seek, fetch_backoff
 from streams.faust_config import faust_settings
@@ -37,6 +37,7 @@ class Pipeline:
 
 def faust_app(settings: Settings) -> faust.App:
     commit_guard.install()
+    skipped_records.install()
     faust_seek.install()
     fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
     if settings.eager_handoff:

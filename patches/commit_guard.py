@@ -15,13 +15,13 @@ processed, each shown by ``tests/unit/test_commit_guard.py`` against the upstrea
    get skipped without being gaps: ``getmany`` drops the rest of a fetched batch for a partition
    paused meanwhile, and records fetched before ``perform_seek`` moved the position are handed
    over after it, so the re-read ones below them are dropped as "already read".
-4. ``on_recovery_completed`` resumes the stream partitions before ``perform_seek``: what is
-   fetched in between from the old position is handed over, and the same offsets read again
-   after the seek are dropped as already read. (Partitions nobody has committed yet keep their
-   fetch position on that seek at all: ``streams/faust_seek.py`` rewinds them.)
+4. Partitions nobody has committed yet keep their fetch position on a seek to committed
+   offsets (``streams/faust_seek.py`` rewinds them).
 
-Here the stream partitions stay paused while they are sought, and the commit is computed from
-what is known, not inferred: the committed offset of every
+Records fetched but never handed over are fetched again by ``patches/skipped_records.py``;
+this module makes sure that whatever escapes that cannot be committed past.
+
+Here the commit is computed from what is known, not inferred: the committed offset of every
 assigned partition is known after the seek (for a partition never committed, its log-start
 offset), and the new commit is the end of the run of acked offsets that starts exactly there.
 Stale acks are ignored. Gaps count only once verified by reading the partition
@@ -214,28 +214,20 @@ async def add_gap(self: Any, tp: TP, offset_from: int, offset_to: int) -> None:
 
 def _seek_with_known_base(original: Any) -> Any:
     async def perform_seek(self: Any) -> None:
-        # Upstream resumes the stream partitions before it seeks them: records fetched from the
-        # old position in between were handed over, and the same offsets read again after the
-        # seek were then dropped as "already read". Paused, nothing is handed over meanwhile.
-        streams = {tp for tp in self.assignment() if not self._is_changelog_tp(tp)}
-        resume = streams - set(self._paused_partitions)
-        self.pause_partitions(resume)
-        try:
-            await original(self)
-            # A partition never committed starts at its log-start offset: the base its first
-            # commit must be contiguous with (upstream stores it as None and checks nothing).
-            unknown = [
-                tp
-                for tp in streams
-                if self._committed_offset.get(tp) is None
-                and self.app.topics.acks_enabled_for(tp.topic)
-            ]
-            if unknown:
-                starts = await self.earliest_offsets(*unknown)
-                for tp in unknown:
-                    self._committed_offset[tp] = int(starts.get(tp) or 0)
-        finally:
-            self.resume_partitions(resume & self.assignment())
+        await original(self)
+        # A partition never committed starts at its log-start offset: the base its first
+        # commit must be contiguous with (upstream stores it as None and checks nothing).
+        unknown = [
+            tp
+            for tp in self.assignment()
+            if self._committed_offset.get(tp) is None
+            and not self._is_changelog_tp(tp)
+            and self.app.topics.acks_enabled_for(tp.topic)
+        ]
+        if unknown:
+            starts = await self.earliest_offsets(*unknown)
+            for tp in unknown:
+                self._committed_offset[tp] = int(starts.get(tp) or 0)
 
     setattr(perform_seek, MARKER, True)
     perform_seek.__wrapped__ = original  # type: ignore[attr-defined]
