@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import EventT, StreamT
 
-from agents import dead_letter
+from agents import safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
+from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import ALREADY_SENT, DUPLICATE_SUPPRESSED, Delivery, parse_delivery
-from streams.records import PRIORITIES, InvalidRecord
+from streams.records import PRIORITIES
 from streams.topics import Topics
 from tables import Tables, ledger
 
@@ -60,12 +61,8 @@ class Deliverer:
     async def handle(self, event: EventT, generation: int) -> None:
         if is_stale(event, generation):
             return  # its partition was revoked meanwhile: the next owner reads it again
-        try:
-            delivery = parse_delivery(event.message.value)
-        except InvalidRecord as exc:
-            await dead_letter.dead_letter(self.topics.deliveries_dlq, event, str(exc))
-            return
-        await self.deliver(delivery)
+        # An InvalidRecord is dead-lettered with its reason by the lane's wrapper (agents/safe.py).
+        await self.deliver(parse_delivery(event.message.value))
 
     async def deliver(self, delivery: Delivery) -> None:
         first = self.in_flight.get(delivery.delivery_id)
@@ -117,15 +114,13 @@ def register(
         "low": settings.deliver_concurrency_low,
     }
 
-    async def handle_safely(event: EventT) -> None:
-        try:
-            await deliverer.handle(event, app.consumer_generation_id)
-        except Exception as exc:
-            # Anything unclassified still must not escape: the record would be acked and lost.
-            log.exception("delivery failed unexpectedly on %s", event.message.tp)
-            await dead_letter.dead_letter(topics.deliveries_dlq, event, f"internal error: {exc}")
+    async def handle(event: EventT) -> None:
+        await deliverer.handle(event, app.consumer_generation_id)
 
-    def lane_agent(limit: int, cpu_ceiling: float):  # type: ignore[no-untyped-def]
+    def lane_agent(limit: int, cpu_ceiling: float, name: str):  # type: ignore[no-untyped-def]
+        # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
+        handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
+
         async def give_way() -> None:
             await headroom.wait_below(cpu_ceiling)
 
@@ -165,8 +160,8 @@ def register(
     }
     agents: dict[str, faust.types.AgentT] = {}
     for priority in PRIORITIES:
+        name = f"deliver_{priority}"
         agents[priority] = app.agent(
-            topics.delivery_lanes[priority],
-            name=f"deliver_{priority}",
-        )(lane_agent(concurrency[priority], cpu_ceiling[priority]))
+            topics.delivery_lanes[priority], name=name, supervisor_strategy=RestartingSupervisor
+        )(lane_agent(concurrency[priority], cpu_ceiling[priority], name))
     return agents

@@ -15,7 +15,9 @@ producer refuses outright (``MessageSizeTooLargeError`` for a record over
 ``producer_max_request_size``, checked synchronously by aiokafka before it is queued) raises
 out of ``send`` as Faust's ``ProducerSendError``: the caller's safe-handling wrapper
 (agents/safe.py) dead-letters the event it came from. A failure after the producer's own
-retries only resolves the future, long after the agent moved on: it is logged and counted.
+retries only resolves the future, long after the agent moved on: it is logged and counted, and
+the worker commits nothing more and stops (``patches/commit_guard.stop_committing``), so that
+its restart reads the event again and produces the record again.
 ``send_pending`` and ``send_and_wait`` are for the rare records whose failure the caller must
 see and act on (dead letters).
 """
@@ -31,6 +33,7 @@ import faust
 from faust.topics import Topic
 
 from agents.counters import FAILURES
+from patches import commit_guard
 
 log = logging.getLogger(__name__)
 
@@ -127,5 +130,7 @@ def _report_failure(topic: str, pending: asyncio.Future[object]) -> None:
     if error is not None:
         FAILURES.produce_failures[topic] += 1
         # The producer already retried for its delivery timeout; nothing in this process can
-        # resend it now. Loud, because the record's source offset may be committed.
+        # resend it now, and the event that produced it may already be acked: commit nothing
+        # more and restart, so the event is read and its record produced again.
         log.error("producing a record to %s failed after the producer's retries: %r", topic, error)
+        commit_guard.stop_committing(f"a record for {topic} was lost by the producer: {error!r}")

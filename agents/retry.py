@@ -15,15 +15,17 @@ import logging
 import time
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.types import TP, EventT, StreamT
 
-from agents import dead_letter, produce
+from agents import produce, safe
+from agents.counters import FAILURES
 from agents.lanes import is_stale
 from agents.route import lane
 from agents.scheduler import DueScheduler
+from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams.deliveries import Delivery, parse_delivery
-from streams.records import InvalidRecord
 from streams.topics import Topics, tier_label
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,9 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, fa
     schedulers: list[DueScheduler[tuple[EventT, Delivery]]] = []
     for delay, channel in topics.retries.items():
         name = f"retry_{tier_label(delay)}"
-        agents[name] = app.agent(channel, name=name)(_tier_agent(app, settings, topics, schedulers))
+        agents[name] = app.agent(channel, name=name, supervisor_strategy=RestartingSupervisor)(
+            _tier_agent(app, settings, topics, schedulers, name)
+        )
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
     async def drop_held_retries(sender: object, revoked: set[TP], **kwargs: object) -> None:
@@ -55,6 +59,7 @@ def _tier_agent(  # type: ignore[no-untyped-def]
     settings: Settings,
     topics: Topics,
     schedulers: list[DueScheduler[tuple[EventT, Delivery]]],
+    name: str,
 ):
     async def retry_tier(stream: StreamT) -> None:
         scheduler: DueScheduler[tuple[EventT, Delivery]] = DueScheduler(settings.retry_pending_cap)
@@ -68,22 +73,39 @@ def _tier_agent(  # type: ignore[no-untyped-def]
                 await produce.send(
                     topics.deliveries[lane(delivery)], delivery.user_id.encode(), delivery.to_json()
                 )
+            except ProducerSendError as exc:
+                # Refused outright (too large): trying again would refuse it again, forever.
+                await safe.dead_letter_or_log(
+                    topics.deliveries_dlq, event, f"re-route refused: {exc}", name
+                )
             except Exception:
                 log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)
                 scheduler.put_back(time.time() + REROUTE_BACKOFF_SECONDS, item)
                 return
             event.ack()
 
-        runner = asyncio.ensure_future(scheduler.run(dispatch))
+        async def hold(event: EventT) -> None:
+            delivery = parse_delivery(event.message.value)
+            await scheduler.put(delivery.not_before, (event, delivery))
+
+        async def run_forever() -> None:
+            # The dispatcher is a task beside the agent's loop: if it died, the tier would go on
+            # reading and holding retries without ever sending one. It never stays dead.
+            while True:
+                try:
+                    await scheduler.run(dispatch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    FAILURES.agent_restarts[f"{name}.dispatch"] += 1
+                    log.exception("%s: the retry dispatcher failed; restarting it", name)
+                    await asyncio.sleep(REROUTE_BACKOFF_SECONDS)
+
+        runner = asyncio.ensure_future(run_forever())
         try:
             async for event in stream.noack().events():  # type: ignore[attr-defined]
-                try:
-                    delivery = parse_delivery(event.message.value)
-                except InvalidRecord as exc:
-                    await dead_letter.dead_letter(topics.deliveries_dlq, event, str(exc))
-                    event.ack()
-                    continue
-                await scheduler.put(delivery.not_before, (event, delivery))
+                if not await safe.handle_safely(event, hold, topics.deliveries_dlq, name):
+                    event.ack()  # dead-lettered (or, failing that, logged): nothing holds it
         finally:
             runner.cancel()
             schedulers.remove(scheduler)

@@ -47,6 +47,14 @@ async def handle_safely(
         FAILURES.internal_errors[stage] += 1
         log.exception("%s failed on %s", stage, dead_letter.source_of(event))
         reason = f"internal error: {type(exc).__name__}: {exc}"
+    await dead_letter_or_log(dead_letters, event, reason, stage)
+    return False
+
+
+async def dead_letter_or_log(
+    dead_letters: faust.ChannelT, event: EventT, reason: str, stage: str
+) -> None:
+    """Dead-letter ``event``; if even that fails, log it as lost. Never raises an Exception."""
     try:
         await dead_letter.dead_letter(dead_letters, event, reason)
     except Exception as exc:
@@ -59,7 +67,6 @@ async def handle_safely(
             dead_letter.bounded_reason(reason),
             exc_info=True,
         )
-    return False
 
 
 def guarded(handler: Handler, dead_letters: faust.ChannelT, stage: str) -> Handler:

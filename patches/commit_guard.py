@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -171,9 +173,33 @@ def _note_stuck(consumer: Any, tp: TP, base: int) -> None:
     task.add_done_callback(state.tasks.discard)
 
 
+@dataclass
+class Halt:
+    """Set once a record this process produced is lost for good (the producer gave up on it):
+    the offsets already acked may cover the event that produced it, so nothing more is
+    committed, and the worker stops so that its restart reads again from the last safe commit."""
+
+    reason: str | None = None
+
+
+HALT = Halt()
+
+
+def stop_committing(reason: str) -> None:
+    """Refuse every commit from now on and ask the worker to stop (SIGTERM: a graceful stop,
+    whose final commit is refused too)."""
+    if HALT.reason is not None:
+        return
+    HALT.reason = reason
+    log.critical("commit guard: no more commits (%s); stopping the worker to re-read", reason)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def new_offset(self: Any, tp: TP) -> int | None:
     """Replaces ``Consumer._new_offset``: the end of the acked run starting at the committed
     offset, with verified gaps counted as processed."""
+    if HALT.reason is not None:
+        return None
     committed: int | None = self._committed_offset.get(tp)
     acked: list[int] = self._acked[tp]
     if committed is None or not acked:

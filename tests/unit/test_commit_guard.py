@@ -150,3 +150,17 @@ def test_install_is_idempotent_and_pinned() -> None:
     commit_guard.install()
     assert inspect.unwrap(Consumer.ack) is not Consumer.ack
     commit_guard.check_upstream()
+
+
+def test_a_record_lost_by_the_producer_stops_every_commit_and_the_worker(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signals: list[int] = []
+    monkeypatch.setattr(commit_guard.os, "kill", lambda pid, sig: signals.append(sig))
+    monkeypatch.setattr(commit_guard, "HALT", commit_guard.Halt())
+    consumer._committed_offset[LANE] = 0
+    acked(consumer, 0, 1)
+    commit_guard.stop_committing("a record for delivery-events was lost")
+    commit_guard.stop_committing("a second one")  # one stop is enough
+    assert consumer._new_offset(LANE) is None
+    assert signals == [commit_guard.signal.SIGTERM]
