@@ -56,6 +56,33 @@ def tally(expected: Counter[Pair], got: Counter[Pair]) -> Tally:
     )
 
 
+# A send whose ledger write had not reached the broker when its worker was killed is sent again
+# by the partition's next reader: its first copy arrived shortly before the kill.
+IN_FLIGHT_WINDOW_SECONDS = 1.0
+
+
+def classify_duplicates(
+    records: Iterable[Mapping[str, Any]], kills: Sequence[float]
+) -> Counter[str]:
+    """Copies beyond the first of each (notification, address), by whether the first copy
+    arrived within IN_FLIGHT_WINDOW_SECONDS before a kill (in flight at it) or not."""
+    first: dict[Pair, float] = {}
+    copies: Counter[Pair] = Counter()
+    for record in records:
+        pair = (record["notification_id"], record["address"])
+        at = float(record["received_at"])
+        copies[pair] += 1
+        first[pair] = min(first.get(pair, at), at)
+    classes: Counter[str] = Counter()
+    for pair, n in copies.items():
+        if n < 2:
+            continue
+        at = first[pair]
+        near = any(0 <= kill - at <= IN_FLIGHT_WINDOW_SECONDS for kill in kills)
+        classes["in flight at a kill" if near else "not near a kill"] += n - 1
+    return classes
+
+
 def expected_ids(
     requests: Iterable[Mapping[str, Any]], users: Mapping[str, User], inapp_url: str
 ) -> dict[Pair, str]:

@@ -107,6 +107,8 @@ class RunResult:
     stale_reasons: dict[str, int] = field(default_factory=dict)
     stale_classes: dict[str, int] = field(default_factory=dict)  # by what delivery-events hold
     lost_classes: dict[str, int] = field(default_factory=dict)
+    # Copies beyond the first, by when the first copy arrived relative to the nearest kill.
+    duplicate_classes: dict[str, int] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)
     tracebacks: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
@@ -185,6 +187,7 @@ class Run:
             "event": event,
             "worker": slot.name,
             "at": datetime.now().isoformat(sep=" ", timespec="milliseconds"),  # as faust logs
+            "epoch": time.time(),
             "run_seconds": round(time.monotonic() - self.started, 2),
             "received": count,
             "fraction": round(count / self.total, 3) if self.total else 0.0,
@@ -415,8 +418,11 @@ def check(
     result: RunResult,
 ) -> None:
     """Count, check the status views, and write what explains each lost or stale one."""
-    got = received_pairs(stack.received())
+    records = stack.received()
+    got = received_pairs(records)
     counts = crash_checks.tally(work.expected, got)
+    kills = [e["epoch"] for e in result.timeline if e["event"] == "kill"]
+    result.duplicate_classes = dict(crash_checks.classify_duplicates(records, kills))
     result.received, result.lost = counts.received, counts.lost
     result.duplicates, result.unexpected = counts.duplicates, counts.unexpected
     result.duplicate_pct = round(counts.duplicate_pct, 3)
@@ -472,6 +478,8 @@ def run_line(r: RunResult) -> str:
         f"({r.duplicate_pct:.2f} %), stale statuses {r.stale}/{r.statuses_checked}, "
         f"crash lines {len(r.crashes)}, {r.seconds:.0f} s"
     )
+    if r.duplicate_classes:
+        line += f"; duplicates: {r.duplicate_classes}"
     if r.lost_classes:
         line += f"; lost: {r.lost_classes}"
     if r.stale_reasons:

@@ -14,9 +14,12 @@ from scripts.crash_runs import SCENARIOS, Options, RunResult, run_scenario
 pytestmark = pytest.mark.integration
 
 REQUESTS = 10_000
-# The ledger's window (a crash between a provider's answer and the ledger write) re-sends a
-# few deliveries per kill; more than this means a replay got past the ledger.
-MAX_DUPLICATE_SHARE = 0.005
+# The ledger's window re-sends what the killed worker had sent while its ledger writes were
+# still on their way to the changelog: 0.04-0.16 % of deliveries over ten restart runs (three
+# kills each), 0.12-0.75 % over ten failover runs (one kill, two workers at full speed; see
+# README, Delivery guarantees). Past 1 %, or any copy not sent just before a kill, a replay got
+# past the ledger.
+MAX_DUPLICATE_SHARE = 0.01
 
 
 def where(run: RunResult) -> str:
@@ -33,6 +36,9 @@ def test_sigkill_under_load_loses_nothing_and_statuses_catch_up(
     assert run.lost == 0, f"{run.lost} of {run.expected} lost: {run.lost_classes} ({where(run)})"
     assert run.duplicates <= MAX_DUPLICATE_SHARE * run.expected, (
         f"{run.duplicates} duplicates ({run.duplicate_pct:.2f} % of {run.expected}; {where(run)})"
+    )
+    assert set(run.duplicate_classes) <= {"in flight at a kill"}, (
+        f"duplicates not explained by a kill: {run.duplicate_classes} ({where(run)})"
     )
     assert run.stale == 0, (
         f"{run.stale} of {run.statuses_checked} status views stale: {run.stale_reasons}, "
