@@ -38,7 +38,7 @@ from typing import Any
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP, Message
 
-from streams.faust_pin import is_patched, require_supported_faust, source_digest
+from streams.faust_pin import is_patched, require_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,11 @@ def _locked(original: Any, *, for_tp: bool) -> Any:
 
 
 def check_upstream() -> None:
-    require_supported_faust("skipped_records")
     owners = {"Consumer": Consumer, "ThreadDelegateConsumer": ThreadDelegateConsumer}
-    for name, expected in EXPECTED_SOURCE.items():
-        owner, method = name.split(".")
-        if source_digest(getattr(owners[owner], method)) != expected:
-            raise RuntimeError(
-                f"faust {name} changed upstream; re-check patches/skipped_records.py"
-            )
+    upstream = {
+        name: getattr(owners[name.split(".")[0]], name.split(".")[1]) for name in EXPECTED_SOURCE
+    }
+    require_unchanged("patches/skipped_records.py", upstream, EXPECTED_SOURCE)
 
 
 def install() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from scripts.workload import User
+from scripts.workload import User, topic_names
 from streams import topics
 from streams.deliveries import ACCEPTED, SUCCESSES, delivery_id_for
 from tests.integration.pipeline_harness import sandbox_address
@@ -375,7 +375,7 @@ async def _lost_diagnostics(
 ) -> dict[str, Any]:
     nids = {nid for nid, _ in lost}
     ids = set(lost.values())
-    names = await _all_topics(bootstrap)
+    names = await topic_names(bootstrap)
     requests_topics = [topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW]
     lanes = [n for n in names if n.startswith("deliveries.")]
     ledger = [n for n in names if "delivery_ledger" in n and n.endswith("-changelog")]
@@ -431,17 +431,6 @@ async def _lost_diagnostics(
         "group": await _group_description(bootstrap),
         "lost": entries,
     }
-
-
-async def _all_topics(bootstrap: str) -> list[str]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return sorted(await consumer.topics())
-    finally:
-        await consumer.stop()
 
 
 async def _group_description(bootstrap: str) -> str:

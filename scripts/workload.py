@@ -211,3 +211,13 @@ async def wait_for_users(web_url: str, users: Sequence[User], timeout: float = 6
                 raise TimeoutError(f"{len(pending)} users not loaded after {timeout}s")
             else:
                 await asyncio.sleep(0.1)
+
+
+async def topic_names(bootstrap: str) -> list[str]:
+    """Every topic on the broker, sorted (diagnostics of the tests and the crash runner)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return sorted(await consumer.topics())
+    finally:
+        await consumer.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -31,6 +31,17 @@ def source_digest(function: Any) -> str:
     (``functools.wraps`` or ``__wrapped__``) has replaced it: what each patch pins."""
     upstream = inspect.unwrap(function)
     return hashlib.sha256(inspect.getsource(upstream).encode()).hexdigest()[:8]
+
+
+def require_unchanged(
+    patch: str, upstream: Mapping[str, Any], expected: Mapping[str, str]
+) -> None:
+    """Raises unless faust is the supported version and every upstream function a patch
+    replaces (``upstream``: name -> function) still has the source digest it was written for."""
+    require_supported_faust(patch)
+    for name, function in upstream.items():
+        if source_digest(function) != expected[name]:
+            raise RuntimeError(f"faust {name} changed upstream; re-check {patch}")
 
 
 def is_patched(function: Any, marker: str) -> bool:

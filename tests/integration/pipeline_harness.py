@@ -17,7 +17,7 @@ from providers.sandboxes.stack import SandboxStack
 from scripts.create_topics import create_topics
 from scripts.embedded_broker import free_port
 from scripts.worker_process import WorkerProcess, settings_env
-from scripts.workload import User, read_topic
+from scripts.workload import User, read_topic, topic_names
 from streams import topics
 
 PARTITIONS = 4  # per topic, for every pipeline test's workers
@@ -85,7 +85,7 @@ async def _lane_positions(bootstrap: str, nids: set[str]) -> dict[str, Any]:
     offsets there: tells "never produced" from "committed past" when a delivery goes missing."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    lanes = [t for t in await _topic_names(bootstrap) if t.startswith("deliveries.")]
+    lanes = [t for t in await topic_names(bootstrap) if t.startswith("deliveries.")]
     found: dict[str, list[tuple[str, int, int]]] = {}
     committed: dict[str, int | None] = {}
     for lane in lanes:
@@ -115,17 +115,6 @@ async def _group_members(bootstrap: str) -> Any:
         return repr(exc)
     finally:
         await admin.close()
-
-
-async def _topic_names(bootstrap: str) -> list[str]:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return sorted(await consumer.topics())
-    finally:
-        await consumer.stop()
 
 
 def lane_positions(bootstrap: str, nids: set[str]) -> dict[str, Any]:
