@@ -74,12 +74,10 @@ def committable_offset(base: int, acked: Iterable[int]) -> tuple[int | None, lis
     """``(end of the run of consecutive offsets starting at base, or None; the offsets after
     it)``. ``base`` is the committed offset: the next one to process."""
     pending = sorted({offset for offset in acked if offset >= base})
-    end = base
-    for index, offset in enumerate(pending):
-        if offset != end:
-            return (end if end > base else None), pending[index:]
-        end += 1
-    return (end if end > base else None), []
+    run = 0
+    while run < len(pending) and pending[run] == base + run:
+        run += 1
+    return (base + run if run else None), pending[run:]
 
 
 def absent_offsets(start: int, present: Iterable[int]) -> set[int]:
@@ -105,7 +103,7 @@ async def probe_partition(bootstrap: str, tp: TP, start: int, isolation_level: s
         consumer.assign([tp])
         consumer.seek(tp, start)
         batches = await consumer.getmany(tp, timeout_ms=2000)
-        return [record.offset for record in batches.get(tp, [])]  # type: ignore[call-overload]
+        return [record.offset for record in batches.get(tp, [])]
     finally:
         await consumer.stop()
 

@@ -22,7 +22,7 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from mode import Service
 
-from streams.faust_pin import is_patched, require_supported_faust, source_digest
+from streams.faust_pin import is_patched, require_unchanged
 
 # sha256 (first 8 hex digits) of the upstream source this relies on, faust-streaming 0.15.3.
 EXPECTED_SOURCE = {
@@ -85,13 +85,11 @@ def _eager_wait_first(original: Any) -> Any:
 
 
 def check_upstream() -> None:
-    require_supported_faust("faust_handoff")
-    for name, function in (
-        ("Service.wait_first", Service.wait_first),
-        ("Consumer._drain_messages", Consumer._drain_messages),
-    ):
-        if source_digest(function) != EXPECTED_SOURCE[name]:
-            raise RuntimeError(f"faust {name} changed upstream; re-check faust_handoff")
+    upstream = {
+        "Service.wait_first": Service.wait_first,
+        "Consumer._drain_messages": Consumer._drain_messages,
+    }
+    require_unchanged("streams/faust_handoff.py", upstream, EXPECTED_SOURCE)
 
 
 def install() -> None:

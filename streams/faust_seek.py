@@ -25,7 +25,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_pin import require_supported_faust, source_digest
+from streams.faust_pin import require_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,8 @@ def install() -> None:
     original = thread_cls.seek_to_committed
     if getattr(original, "__rewinds_uncommitted__", False):
         return
-    require_supported_faust("faust_seek")
-    if source_digest(original) != EXPECTED_SOURCE:
-        raise RuntimeError("faust AIOKafkaConsumerThread.seek_to_committed changed upstream")
+    name = "AIOKafkaConsumerThread.seek_to_committed"
+    require_unchanged("streams/faust_seek.py", {name: original}, {name: EXPECTED_SOURCE})
 
     async def seek_to_committed(self: Any) -> Mapping[TP, int]:
         committed = await original(self)
