@@ -24,6 +24,7 @@ from streams.deliveries import ALREADY_SENT, DUPLICATE_SUPPRESSED, Delivery, par
 from streams.records import PRIORITIES
 from streams.topics import Topics
 from tables import Tables, ledger
+from tables.prompt_changelog import PromptChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ def register(
             if not await lane.drain(settings.revoke_drain_seconds):
                 log.warning("%d sends still in flight at a rebalance", lane.in_flight)
         await app.producer.flush()
+        if isinstance(tables.ledger, PromptChangelogTable):
+            await tables.ledger.flush_changelog()
 
     cpu_ceiling = {
         "high": 0.0,

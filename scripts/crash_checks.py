@@ -83,6 +83,33 @@ def classify_duplicates(
     return classes
 
 
+def duplicate_timings(
+    records: Iterable[Mapping[str, Any]], kills: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Each duplicated pair's arrival times, in seconds relative to the nearest kill before
+    the first copy's next one: where the copies fall says which window they came from."""
+    arrivals: dict[Pair, list[float]] = {}
+    channels: dict[Pair, str] = {}
+    for record in records:
+        pair = (record["notification_id"], record["address"])
+        arrivals.setdefault(pair, []).append(float(record["received_at"]))
+        channels[pair] = str(record.get("sandbox", ""))
+    timings: list[dict[str, Any]] = []
+    for pair, times in arrivals.items():
+        if len(times) < 2:
+            continue
+        times.sort()
+        kill = min(kills, key=lambda k: abs(k - times[0])) if kills else times[0]
+        timings.append(
+            {
+                "pair": list(pair),
+                "channel": channels[pair],
+                "after_kill": [round(t - kill, 3) for t in times],
+            }
+        )
+    return sorted(timings, key=lambda t: float(t["after_kill"][0]))
+
+
 def expected_ids(
     requests: Iterable[Mapping[str, Any]], users: Mapping[str, User], inapp_url: str
 ) -> dict[Pair, str]:

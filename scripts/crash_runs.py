@@ -423,6 +423,7 @@ def check(
     counts = crash_checks.tally(work.expected, got)
     kills = [e["epoch"] for e in result.timeline if e["event"] == "kill"]
     result.duplicate_classes = dict(crash_checks.classify_duplicates(records, kills))
+    _write(run_dir / "duplicates.json", crash_checks.duplicate_timings(records, kills))
     result.received, result.lost = counts.received, counts.lost
     result.duplicates, result.unexpected = counts.duplicates, counts.unexpected
     result.duplicate_pct = round(counts.duplicate_pct, 3)

@@ -39,7 +39,9 @@ class WorkerProcess:
 
     def __init__(self, env: Mapping[str, str], log_path: Path, app_module: str = "app") -> None:
         self.app_module = app_module
-        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        # The repository first; a caller's own PYTHONPATH (a profiler, a debug hook) after it.
+        path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        self.env = {**os.environ, **env, "PYTHONPATH": path}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._log_start = 0

@@ -2,7 +2,8 @@
 
 Kafka delivers at least once; the ledger is consulted before a send and written after it, so
 a replayed delivery record does not reach the person twice. What it cannot stop is a crash
-between the provider's answer and the ledger's changelog write. A user's entries are split
+between the provider's answer and the ledger's changelog write, which is why that write has a
+producer of its own (tables/prompt_changelog.py). A user's entries are split
 into buckets (tables/expiring.py): a send rewrites about 1/16 of them.
 """
 
@@ -13,18 +14,25 @@ from faust.types import TableT
 
 from config.settings import Settings
 from tables.expiring import live_entry, put_entry
+from tables.prompt_changelog import PromptChangelogTable
 
 MAX_DELIVERIES_PER_USER = 5000
 
 
 def declare(app: faust.App, settings: Settings) -> TableT:
-    return app.Table(
-        "delivery_ledger",
+    # Its changelog writes go out on their own connection (tables/prompt_changelog.py): the
+    # sooner one is at the broker, the fewer sends a failover repeats.
+    table = PromptChangelogTable(
+        app,
+        name="delivery_ledger",
         default=dict,
+        beacon=app.tables.beacon,
         partitions=settings.partitions,
         key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="<user_id>#<bucket> -> {delivery_id: {exp, provider}}",
     )
+    app.tables.add(table)
+    return table
 
 
 def sent_by(table: TableT, user_id: str, delivery_id: str, now: float) -> str | None:
