@@ -16,9 +16,8 @@ from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
-from patches import commit_guard, skipped_records
+import patches
 from providers.registry import ProviderRegistry, configured_providers
-from streams import faust_handoff, faust_seek, fetch_backoff
 from streams.faust_config import faust_settings
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import Topics, declare_topics
@@ -36,18 +35,7 @@ class Pipeline:
 
 
 def faust_app(settings: Settings) -> faust.App:
-    commit_guard.install()
-    skipped_records.install()
-    faust_seek.install()
-    fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
-    if settings.eager_handoff:
-        faust_handoff.install()
-    if settings.broker_flavor == "tansu":
-        from streams import tansu_fetch
-        from tables import tansu_recovery
-
-        tansu_recovery.install()
-        tansu_fetch.install(wait_ms=settings.tansu_fetch_wait_ms)
+    patches.install(settings)
     return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
 
 

@@ -17,7 +17,8 @@ import aiohttp
 import faust
 
 from config.settings import get_settings
-from streams import faust_handoff, tansu_fetch
+from patches import eager_handoff
+from patches.tansu import fetch_wait
 from streams.faust_config import faust_settings
 
 IN_TOPIC = os.environ.get("BENCH_MINIMAL_IN", "bench-minimal-in")
@@ -26,9 +27,9 @@ OUT_TOPIC = os.environ.get("BENCH_MINIMAL_OUT", "bench-minimal-out")
 settings = get_settings()
 if settings.broker_flavor == "tansu":
     # A broker work-around, not a speed-up: without it every idle fetch waits 1.5 s.
-    tansu_fetch.install(wait_ms=settings.tansu_fetch_wait_ms)
+    fetch_wait.install(wait_ms=settings.tansu_fetch_wait_ms)
 if os.environ.get("BENCH_MINIMAL_EAGER_HANDOFF") == "1":
-    faust_handoff.install()
+    eager_handoff.install()
 # No tables: nothing to store.
 app = faust.App(settings.app_id, **{**faust_settings(settings), "store": "memory://"})
 

@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--minimal-eager-handoff",
         action="store_true",
-        help="the minimal agent with the app's hand-off patch (streams/faust_handoff.py)",
+        help="the minimal agent with the app's hand-off patch (patches/eager_handoff.py)",
     )
     parser.add_argument(
         "--minimal-post",

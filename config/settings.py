@@ -32,14 +32,14 @@ class Settings(BaseSettings):
     # 20 ms: the largest single throughput setting measured (BROKER.md), well inside the
     # latency budget; every delivery fans into several topics, so batching matters.
     producer_linger_ms: float = 20.0
-    # Hand fetched records to the streams inline when they have room (streams/faust_handoff.py).
+    # Hand fetched records to the streams inline when they have room (patches/eager_handoff.py).
     eager_handoff: bool = True
     # One INFO line per offset commit (logger ``notify.commits``): where the group stands.
     log_commits: bool = False
     # How long one partition's unread records may hold back fetches for every other partition
-    # on the same broker (streams/fetch_backoff.py; aiokafka's fixed default is 100 ms).
+    # on the same broker (patches/fetch_backoff.py; aiokafka's fixed default is 100 ms).
     consumer_prefetch_backoff_ms: float = Field(default=5.0, gt=0)
-    # Embedded broker only (see streams/tansu_fetch.py): how long an empty fetch may wait.
+    # Embedded broker only (see patches/tansu/fetch_wait.py): how long an empty fetch may wait.
     tansu_fetch_wait_ms: int = Field(default=50, ge=1)
     fetch_bytes_per_partition: int = Field(default=16 * 1024, ge=4 * 1024)
     stream_buffer_size: int = Field(default=65536, ge=1024)

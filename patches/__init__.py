@@ -1,1 +1,44 @@
-"""Changes to Faust and aiokafka internals, each pinned to the upstream code it replaces."""
+"""Every change this project makes to faust-streaming and aiokafka internals, in one place.
+
+Each module replaces or wraps named upstream functions, pins the sha256 of their source
+(``patches/pin.py``: a mismatch refuses to start and says what to re-read) and states in
+``WORKS_AROUND`` the upstream bug or missing option it exists for, so that it can be reported
+and later deleted. ``install(settings)`` is the one entry point (``app.build_app`` calls it);
+importing a module installs nothing. The embedded-broker patches are in ``patches/tansu`` and
+are installed only with ``NOTIFY_BROKER_FLAVOR=tansu``.
+"""
+
+from __future__ import annotations
+
+from config.settings import Settings
+from patches import (
+    commit_guard,
+    eager_handoff,
+    fetch_backoff,
+    private_api,
+    seek_uncommitted,
+    skipped_records,
+    tansu,
+)
+
+# Correctness first, in the order they build on each other: the commit guard's seek wrapper
+# must be in place before the seek lock wraps the same method.
+CORRECTNESS = (commit_guard, skipped_records, seek_uncommitted)
+
+
+def install(settings: Settings) -> None:
+    """Installs every patch the settings ask for. Idempotent."""
+    private_api.check()
+    for patch in CORRECTNESS:
+        patch.install()
+    fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
+    if settings.eager_handoff:
+        eager_handoff.install()
+    if settings.broker_flavor == "tansu":
+        tansu.install(settings)
+
+
+def works_around() -> dict[str, str]:
+    """Module -> the upstream bug or missing option it works around (README, Patches)."""
+    modules = (*CORRECTNESS, fetch_backoff, eager_handoff, *tansu.PATCHES)
+    return {module.__name__: module.WORKS_AROUND for module in modules}

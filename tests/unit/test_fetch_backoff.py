@@ -5,11 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import aiokafka
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from streams import fetch_backoff, tansu_fetch
-from streams.faust_pin import is_patched
+from patches import fetch_backoff
+from patches.tansu import fetch_wait
+from patches.pin import UpstreamChanged, is_patched
 
 
 class _FakeConsumer:
@@ -48,12 +50,12 @@ def test_both_consumer_patches_install_once_in_either_order(
     upstream = thread_cls._create_worker_consumer
     while getattr(upstream, "__wrapped__", None) is not None:  # the app may have patched it
         upstream = upstream.__wrapped__
-    for order in ((fetch_backoff, tansu_fetch), (tansu_fetch, fetch_backoff)):
+    for order in ((fetch_backoff, fetch_wait), (fetch_wait, fetch_backoff)):
         monkeypatch.setattr(thread_cls, "_create_worker_consumer", upstream)
         for _ in range(2):
             for module in order:
-                if module is tansu_fetch:
-                    tansu_fetch.install(wait_ms=50)
+                if module is fetch_wait:
+                    fetch_wait.install(wait_ms=50)
                 else:
                     fetch_backoff.install(5.0)
         patched = thread_cls._create_worker_consumer
@@ -65,6 +67,12 @@ def test_both_consumer_patches_install_once_in_either_order(
 
 
 def test_another_aiokafka_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch_backoff.aiokafka, "__version__", "0.15.0")
-    with pytest.raises(RuntimeError, match="targets aiokafka"):
+    monkeypatch.setattr(aiokafka, "__version__", "0.15.0")
+    with pytest.raises(UpstreamChanged, match="written for aiokafka 0.14.0, found 0.15.0"):
+        fetch_backoff.install(5.0)
+
+
+def test_a_changed_fetcher_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(fetch_backoff.EXPECTED_SOURCE, "Fetcher._proc_fetch_request", "00000000")
+    with pytest.raises(UpstreamChanged, match="Fetcher._proc_fetch_request changed upstream"):
         fetch_backoff.install(5.0)

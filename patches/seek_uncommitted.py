@@ -25,12 +25,14 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_pin import require_unchanged
+from patches.pin import require_unchanged
 
 log = logging.getLogger(__name__)
 
+WORKS_AROUND = "aiokafka: seek_to_committed() leaves never-committed partitions where they are"
+
 # sha256 (first 8 hex digits) of the upstream method this wraps, in faust-streaming 0.15.3.
-EXPECTED_SOURCE = "775ab0ad"
+EXPECTED_SOURCE = {"AIOKafkaConsumerThread.seek_to_committed": "775ab0ad"}
 
 
 def never_committed(committed: Mapping[TP, int | None]) -> list[TP]:
@@ -45,7 +47,7 @@ def install() -> None:
     if getattr(original, "__rewinds_uncommitted__", False):
         return
     name = "AIOKafkaConsumerThread.seek_to_committed"
-    require_unchanged("streams/faust_seek.py", {name: original}, {name: EXPECTED_SOURCE})
+    require_unchanged("patches/seek_uncommitted.py", {name: original}, EXPECTED_SOURCE)
 
     async def seek_to_committed(self: Any) -> Mapping[TP, int]:
         committed = await original(self)

@@ -4,18 +4,30 @@ Faust fixes ``fetch_max_wait_ms`` at 1,500 ms. Kafka answers a waiting fetch as 
 arrives, so there the value only matters on an idle topic; Tansu holds a fetch that found
 nothing for the whole wait even when records arrive meanwhile, so every hop of the pipeline
 (request -> lane -> provider) could add up to 1.5 s on the embedded broker. Installed only
-with ``NOTIFY_BROKER_FLAVOR=tansu``; pinned to the faust version whose internals it touches.
+with ``NOTIFY_BROKER_FLAVOR=tansu``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams.faust_pin import require_supported_faust, tune_worker_consumers
+from aiokafka import AIOKafkaConsumer
+
+from patches.pin import require_unchanged, tune_worker_consumers
+
+WORKS_AROUND = "faust: fetch_max_wait_ms is fixed at 1,500 ms; Tansu holds an empty fetch that long"
+
+# Where the consumer hands the wait to the Fetcher it builds.
+EXPECTED_SOURCE = {"AIOKafkaConsumer.start": "2f1ba704"}
 
 
 def install(wait_ms: int) -> None:
-    require_supported_faust("tansu_fetch")
+    """Idempotent; raises UpstreamChanged on upstream code this was not written against."""
+    require_unchanged(
+        "patches/tansu/fetch_wait.py",
+        {"AIOKafkaConsumer.start": AIOKafkaConsumer.start},
+        EXPECTED_SOURCE,
+    )
 
     def short_wait(consumer: Any) -> None:
         if not hasattr(consumer, "_fetch_max_wait_ms"):

@@ -8,7 +8,7 @@ records waiting: a lane whose stream buffer is full, or one the agent has not re
 So a high-priority request often waited a whole backoff per hop. Measured by ``bench.run
 priority`` on the idle pipeline (p50 / p95 / p99 ms): request to sandbox 163 / 220 / 228 with
 the default, 54 / 76 / 110 with 5 ms (README, Performance). Kafka and the embedded broker
-alike; pinned to the aiokafka version it touches.
+alike.
 """
 
 from __future__ import annotations
@@ -16,11 +16,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiokafka
+from aiokafka.consumer.fetcher import Fetcher
 
-from streams.faust_pin import require_supported_faust, tune_worker_consumers
+from patches.pin import require_unchanged, tune_worker_consumers
 
-SUPPORTED_AIOKAFKA = "0.14.0"
+WORKS_AROUND = "aiokafka: Fetcher's prefetch_backoff (100 ms) is not a consumer option"
+
+# The upstream code this relies on: where the backoff is set, and where a fetch waits on it.
+EXPECTED_SOURCE = {
+    "Fetcher.__init__": "bf21ecb7",
+    "Fetcher._proc_fetch_request": "59bf948f",
+}
 
 
 def tune_on_start(consumer: Any, backoff_seconds: float) -> None:
@@ -37,13 +43,17 @@ def tune_on_start(consumer: Any, backoff_seconds: float) -> None:
     consumer.start = start_then_tune
 
 
+def check_upstream() -> None:
+    upstream = {
+        "Fetcher.__init__": Fetcher.__init__,
+        "Fetcher._proc_fetch_request": Fetcher._proc_fetch_request,
+    }
+    require_unchanged("patches/fetch_backoff.py", upstream, EXPECTED_SOURCE)
+
+
 def install(backoff_ms: float) -> None:
-    """Idempotent; raises on a faust or aiokafka version this was not written against."""
-    require_supported_faust("fetch_backoff")
-    if aiokafka.__version__ != SUPPORTED_AIOKAFKA:
-        raise RuntimeError(
-            f"fetch_backoff targets aiokafka {SUPPORTED_AIOKAFKA}, found {aiokafka.__version__}"
-        )
+    """Idempotent; raises UpstreamChanged on upstream code this was not written against."""
+    check_upstream()
     tune_worker_consumers(
         "__fetch_backoff__", lambda consumer: tune_on_start(consumer, backoff_ms / 1000.0)
     )

@@ -7,10 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from patches.pin import UpstreamChanged
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams import faust_seek
+from patches import seek_uncommitted
 
 NEW, DONE, AT_ZERO = TP("lane", 0), TP("lane", 1), TP("lane", 2)
 
@@ -47,11 +49,11 @@ class FakeConsumerThread:
 
 def test_upstream_leaves_partitions_without_a_commit_where_they_are() -> None:
     # The reason for the patch, pinned: aiokafka seeks only offsets above 0.
-    assert faust_seek.never_committed({NEW: None, DONE: 7, AT_ZERO: 0}) == [NEW, AT_ZERO]
+    assert seek_uncommitted.never_committed({NEW: None, DONE: 7, AT_ZERO: 0}) == [NEW, AT_ZERO]
 
 
 async def test_partitions_without_a_commit_are_rewound_to_the_beginning() -> None:
-    faust_seek.install()
+    seek_uncommitted.install()
     thread = FakeConsumerThread(FakeAiokafkaConsumer({NEW: None, DONE: 7, AT_ZERO: 0}))
     seek = faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed
     assert await seek(thread) == {NEW: None, DONE: 7, AT_ZERO: 0}  # type: ignore[arg-type]
@@ -59,16 +61,18 @@ async def test_partitions_without_a_commit_are_rewound_to_the_beginning() -> Non
 
 
 async def test_latest_reset_is_left_to_upstream() -> None:
-    faust_seek.install()
+    seek_uncommitted.install()
     thread = FakeConsumerThread(FakeAiokafkaConsumer({NEW: None}), reset="latest")
     await faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed(thread)  # type: ignore[arg-type]
     assert thread.rewound == []
 
 
 def test_install_refuses_a_changed_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faust_seek, "EXPECTED_SOURCE", "00000000")
+    monkeypatch.setitem(
+        seek_uncommitted.EXPECTED_SOURCE, "AIOKafkaConsumerThread.seek_to_committed", "00000000"
+    )
     original = getattr(faust_aiokafka.AIOKafkaConsumerThread.seek_to_committed, "__wrapped__", None)
     if original is not None:  # already installed by another test: check the upstream itself
         monkeypatch.setattr(faust_aiokafka.AIOKafkaConsumerThread, "seek_to_committed", original)
-    with pytest.raises(RuntimeError, match="changed upstream"):
-        faust_seek.install()
+    with pytest.raises(UpstreamChanged, match="changed upstream"):
+        seek_uncommitted.install()

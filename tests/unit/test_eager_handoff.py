@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
-from streams import faust_handoff
-from streams.faust_handoff import check_upstream, finish, run_eagerly
+from patches.pin import UpstreamChanged
+
+from patches import eager_handoff
+from patches.eager_handoff import check_upstream, finish, run_eagerly
 
 
 async def test_a_handoff_that_never_waits_finishes_inline() -> None:
@@ -78,8 +80,8 @@ def test_upstream_is_the_version_the_patch_was_written_for() -> None:
 
 
 def test_a_changed_upstream_function_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(faust_handoff.EXPECTED_SOURCE, "Consumer._drain_messages", "00000000")
-    with pytest.raises(RuntimeError, match="changed upstream"):
+    monkeypatch.setitem(eager_handoff.EXPECTED_SOURCE, "Consumer._drain_messages", "00000000")
+    with pytest.raises(UpstreamChanged, match="changed upstream"):
         check_upstream()
 
 
@@ -105,7 +107,7 @@ class _FakeConsumer:
 
 async def test_the_conductor_handoff_runs_inline_and_others_keep_the_race() -> None:
     consumer = _FakeConsumer()
-    wait_first = faust_handoff._eager_wait_first(_FakeConsumer.upstream_wait_first)
+    wait_first = eager_handoff._eager_wait_first(_FakeConsumer.upstream_wait_first)
 
     await wait_first(consumer, consumer.callback("inline"), consumer.suspend_flow.wait())
     assert consumer.handed == ["inline"] and consumer.raced == []

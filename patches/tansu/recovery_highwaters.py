@@ -24,7 +24,11 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_pin import require_supported_faust
+from patches.pin import require_unchanged
+
+WORKS_AROUND = "Tansu 0.6: ListOffsets(LATEST) answers the newest batch's base offset + 1"
+
+EXPECTED_SOURCE = {"AIOKafkaConsumerThread._highwaters": "a7f4f97d"}
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +74,14 @@ def _bootstrap(app: faust.App) -> str:
 
 
 def install() -> None:
-    """Replace the aiokafka driver's high-watermark lookup (faust-streaming 0.15.3 only)."""
-    require_supported_faust("tansu_recovery")
+    """Wraps the aiokafka driver's high-watermark lookup. Idempotent; raises UpstreamChanged
+    on upstream code this was not written against."""
     thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
     original = thread_cls._highwaters
     if getattr(original, "__tansu_fix__", False):
         return
+    name = "AIOKafkaConsumerThread._highwaters"
+    require_unchanged("patches/tansu/recovery_highwaters.py", {name: original}, EXPECTED_SOURCE)
 
     async def _highwaters(self: Any, partitions: Iterable[TP]) -> Mapping[TP, int]:
         reported = await original(self, partitions)
@@ -88,4 +94,5 @@ def install() -> None:
         return fixed
 
     _highwaters.__tansu_fix__ = True  # type: ignore[attr-defined]
+    _highwaters.__wrapped__ = original  # type: ignore[attr-defined]
     thread_cls._highwaters = _highwaters

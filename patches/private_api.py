@@ -1,0 +1,63 @@
+"""Private attributes of other libraries that the app's own modules use, checked at start-up.
+
+No patch: nothing here is replaced. But each line of the app named below leans on something
+its library does not promise to keep, so it is pinned like a patch and fails at start-up, with
+what to re-read, when an upgrade changes it.
+"""
+
+from __future__ import annotations
+
+import aioapns
+import firebase_admin
+import mode
+from aioapns import connection as apns_connection
+from firebase_admin import messaging
+from mode import supervisors
+
+from patches.pin import require_unchanged
+
+WORKS_AROUND = "firebase-admin, aioapns and mode lack the public hooks named below"
+
+LIBRARIES = {
+    "firebase-admin": ("7.7.0", firebase_admin),
+    "aioapns": ("4.0", aioapns),
+    "mode-streaming": ("0.7.1", mode),
+}
+
+# Who relies on what, and why there is no public way:
+# - providers/fcm.py: messaging._MessagingService.encode_message turns a Message into the v1
+#   JSON, which the provider POSTs over aiohttp (firebase-admin sends only through its own
+#   blocking HTTP client).
+# - providers/apns.py: pool.protocol_class chooses the host and port the pool dials
+#   (aioapns 4.0 has no host/port argument; the sandbox and regional endpoints need one).
+# - agents/supervision.py: RestartingSupervisor reads the supervisor's _please_wakeup,
+#   _services and _index (mode's OneForOneSupervisor loses a wake-up that comes between two
+#   waits and offers no hook to retry it).
+UPSTREAM = {
+    "_MessagingService.encode_message": messaging._MessagingService.encode_message,
+    "APNsBaseConnectionPool.__init__": apns_connection.APNsBaseConnectionPool.__init__,
+    "APNsKeyConnectionPool._create_connection": (
+        apns_connection.APNsKeyConnectionPool._create_connection
+    ),
+    "SupervisorStrategy.__init__": supervisors.SupervisorStrategy.__init__,
+    "SupervisorStrategy.wakeup": supervisors.SupervisorStrategy.wakeup,
+    "SupervisorStrategy._supervisor": supervisors.SupervisorStrategy._supervisor.fun,
+    "SupervisorStrategy.restart_service": supervisors.SupervisorStrategy.restart_service,
+    "SupervisorStrategy.insert": supervisors.SupervisorStrategy.insert,
+}
+
+EXPECTED_SOURCE = {
+    "_MessagingService.encode_message": "1d4240b9",
+    "APNsBaseConnectionPool.__init__": "44373f02",
+    "APNsKeyConnectionPool._create_connection": "5766d57d",
+    "SupervisorStrategy.__init__": "3f9eea0f",
+    "SupervisorStrategy.wakeup": "4c772552",
+    "SupervisorStrategy._supervisor": "5fd90a32",
+    "SupervisorStrategy.restart_service": "0300dfce",
+    "SupervisorStrategy.insert": "b3ea0253",
+}
+
+
+def check() -> None:
+    """Raises UpstreamChanged when a library or one of the functions above changed."""
+    require_unchanged("patches/private_api.py", UPSTREAM, EXPECTED_SOURCE, LIBRARIES)
