@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import faust
 
+import patches
 from agents import control, deliver, feedback, intake, retry, status
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
-import patches
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
 from streams.quiet_monitor import QuietMonitor

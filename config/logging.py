@@ -9,7 +9,11 @@ from typing import Any
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 _PHONE = re.compile(r"\+\d{6,14}(\d{2})\b")
-_TOKEN = re.compile(r"\b[0-9a-fA-F]{8,}([0-9a-fA-F]{4})\b|\b[A-Za-z0-9_:-]{60,}\b")
+# A hex token (APNs: 64 characters) has letters among its digits; a long number (a duration,
+# an offset, a timestamp with its fraction) has none and is left alone.
+_TOKEN = re.compile(
+    r"\b(?=[0-9]*[a-fA-F])[0-9a-fA-F]{12,}([0-9a-fA-F]{4})\b|\b[A-Za-z0-9_:-]{60,}\b"
+)
 
 
 def mask(text: str) -> str:

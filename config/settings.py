@@ -18,112 +18,213 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", frozen=True, extra="ignore")
 
     # --- Kafka -----------------------------------------------------------------------------
-    app_id: str = "notify"
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # "kafka" for a real cluster; "tansu" switches on the embedded-broker work-arounds only.
-    broker_flavor: str = Field(default="kafka", pattern="^(kafka|tansu)$")
-    partitions: int = Field(default=8, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-    session_timeout_seconds: float = 10.0
-    heartbeat_interval_seconds: float = 1.0
-    # At a rebalance, how long sends already in flight may take to finish before the partitions
-    # go (agents/deliver.py); a send still running after it may be sent again by the next owner.
-    revoke_drain_seconds: float = Field(default=5.0, ge=0)
-    # 20 ms: the largest single throughput setting measured (BROKER.md), well inside the
-    # latency budget; every delivery fans into several topics, so batching matters.
-    producer_linger_ms: float = 20.0
-    # Hand fetched records to the streams inline when they have room (patches/eager_handoff.py).
-    eager_handoff: bool = True
-    # One INFO line per offset commit (logger ``notify.commits``): where the group stands.
-    log_commits: bool = False
-    # How long one partition's unread records may hold back fetches for every other partition
-    # on the same broker (patches/fetch_backoff.py; aiokafka's fixed default is 100 ms).
-    consumer_prefetch_backoff_ms: float = Field(default=5.0, gt=0)
-    # Embedded broker only (see patches/tansu/fetch_wait.py): how long an empty fetch may wait.
-    tansu_fetch_wait_ms: int = Field(default=50, ge=1)
-    fetch_bytes_per_partition: int = Field(default=16 * 1024, ge=4 * 1024)
-    stream_buffer_size: int = Field(default=65536, ge=1024)
-    # Records one deliver lane holds in memory (its stream queue); at 80 % its partitions pause.
-    # Must exceed 20 % of this by one fetch of every lane partition (16 KB each), or the shared
-    # hand-off blocks on the full queue and holds up every other lane.
-    lane_buffer_size: int = Field(default=8192, ge=1024)
-    data_dir: Path = Path(".notify-data")
-    store: str = "rocksdb://"  # tables; "memory://" only for functional tests
-    web_port: int = 6066
-    web_enabled: bool = True
+    app_id: str = Field(default="notify", description="consumer group and changelog prefix")
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="comma-separated `host:port` list"
+    )
+    broker_flavor: str = Field(
+        default="kafka",
+        pattern="^(kafka|tansu)$",
+        description="`tansu` installs the embedded-broker patches (README, The embedded "
+        "broker), nothing else",
+    )
+    partitions: int = Field(
+        default=8,
+        ge=1,
+        description="partitions of every topic and table (must match on all topics)",
+    )
+    replication_factor: int = Field(
+        default=1, ge=1, description="replication of the topics created"
+    )
+    session_timeout_seconds: float = Field(
+        default=10.0, description="consumer group session timeout (the embedded broker runs with 2)"
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=1.0, description="consumer group heartbeat (the embedded broker runs with 0.5)"
+    )
+    revoke_drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="at a rebalance, how long sends in flight may take to finish before their "
+        "partitions go (one still running after it may be sent again by the next owner)",
+    )
+    producer_linger_ms: float = Field(
+        default=20.0,
+        description="producer batching wait: the largest single throughput setting measured "
+        "(BROKER.md); the delivery ledger's changelog has its own producer without one",
+    )
+    eager_handoff: bool = Field(
+        default=True,
+        description="hand fetched records to the streams inline when they have room "
+        "(`patches/eager_handoff.py`)",
+    )
+    log_commits: bool = Field(
+        default=False, description="one INFO line per offset commit (logger `notify.commits`)"
+    )
+    consumer_prefetch_backoff_ms: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long one partition's unread records may hold back fetching the others "
+        "(`patches/fetch_backoff.py`; aiokafka's fixed default is 100)",
+    )
+    tansu_fetch_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        description="embedded broker only: how long an empty fetch may wait "
+        "(`patches/tansu/fetch_wait.py`)",
+    )
+    fetch_bytes_per_partition: int = Field(
+        default=16 * 1024,
+        ge=4 * 1024,
+        description="largest fetch per partition: one fetch over every lane must fit a stream "
+        "buffer, or the shared hand-off stalls and a low backlog holds up the high lane",
+    )
+    stream_buffer_size: int = Field(default=65536, ge=1024, description="records per stream queue")
+    lane_buffer_size: int = Field(
+        default=8192,
+        ge=1024,
+        description="records one deliver lane holds in memory; at 80 % Faust stops fetching "
+        "that lane's partitions only (must exceed 20 % of it by one fetch of every lane "
+        "partition)",
+    )
+    data_dir: Path = Field(default=Path(".notify-data"), description="RocksDB tables")
+    store: str = Field(default="rocksdb://", description="table store; `memory://` only for tests")
+    web_port: int = Field(default=6066, description="the worker's web views (HTTP)")
+    web_enabled: bool = Field(default=True, description="serve the web views")
 
     # --- Resolution ------------------------------------------------------------------------
-    dedup_ttl_seconds: int = Field(default=24 * 3600, ge=1)
-    rate_limit_per_user: int = Field(default=10, ge=1)
-    rate_window_seconds: int = Field(default=3600, ge=1)
+    dedup_ttl_seconds: int = Field(
+        default=24 * 3600, ge=1, description="idempotency window and delivery-ledger window"
+    )
+    rate_limit_per_user: int = Field(
+        default=10, ge=1, description="notifications per user per window"
+    )
+    rate_window_seconds: int = Field(default=3600, ge=1, description="the per-user sliding window")
 
     # --- APNs (token-based auth) -----------------------------------------------------------
-    apns_host: str = "api.sandbox.push.apple.com"
-    apns_port: int = 443
-    apns_ca_file: Path | None = None
-    apns_key_file: Path | None = None
-    apns_key_id: str = ""
-    apns_team_id: str = ""
-    apns_topic: str = "com.example.notify"
+    apns_host: str = Field(default="api.sandbox.push.apple.com", description="APNs host")
+    apns_port: int = Field(default=443, description="APNs port")
+    apns_ca_file: Path | None = Field(default=None, description="CA bundle for APNs (a sandbox's)")
+    apns_key_file: Path | None = Field(default=None, description="token-auth key (.p8)")
+    apns_key_id: str = Field(default="", description="key id of the .p8 key")
+    apns_team_id: str = Field(default="", description="Apple team id")
+    apns_topic: str = Field(default="com.example.notify", description="the app's bundle id")
 
     # --- FCM (HTTP v1 through firebase-admin) ----------------------------------------------
-    fcm_credentials_file: Path | None = None
-    fcm_project_id: str = ""
-    # Base URL of the FCM v1 API; only changed to point at a local sandbox.
-    fcm_endpoint: str = "https://fcm.googleapis.com"
+    fcm_credentials_file: Path | None = Field(default=None, description="service account JSON")
+    fcm_project_id: str = Field(default="", description="Firebase project id")
+    fcm_endpoint: str = Field(
+        default="https://fcm.googleapis.com",
+        description="base URL of the FCM v1 API; only changed to point at a sandbox",
+    )
 
     # --- Email (SMTP) ----------------------------------------------------------------------
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_username: str = ""
-    smtp_password: SecretStr = SecretStr("")
-    smtp_start_tls: bool = False
-    # Connections kept open per worker; concurrent sends beyond this wait for a free one.
-    smtp_pool_size: int = Field(default=4, ge=1)
-    # A second relay (same credentials and TLS setting; "" = none). After
-    # smtp_failover_threshold consecutive connection failures, timeouts or 4xx replies from the
-    # primary, mail goes to the backup for smtp_failover_seconds; then one mail probes the
-    # primary and its success moves mail back. 5xx replies are about the recipient: not counted.
-    smtp_backup_host: str = ""
-    smtp_backup_port: int = 25
-    smtp_failover_threshold: int = Field(default=5, ge=1)
-    smtp_failover_seconds: float = Field(default=60.0, gt=0)
-    email_from: str = "notifications@example.com"
-    # One-click unsubscribe endpoint (RFC 8058); empty means a mailto: to email_from only.
-    email_unsubscribe_url: str = ""
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay host")
+    smtp_port: int = Field(default=25, description="SMTP relay port")
+    smtp_username: str = Field(default="", description="SMTP login (empty: none)")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP password")
+    smtp_start_tls: bool = Field(default=False, description="STARTTLS on the relay connection")
+    smtp_pool_size: int = Field(
+        default=4,
+        ge=1,
+        description="relay connections kept open per worker; more sends wait for one",
+    )
+    smtp_backup_host: str = Field(
+        default="",
+        description="backup relay (same credentials and TLS; empty: none): after "
+        "`NOTIFY_SMTP_FAILOVER_THRESHOLD` consecutive connection failures, timeouts or 4xx "
+        "replies on the primary, mail goes here for `NOTIFY_SMTP_FAILOVER_SECONDS`, then one "
+        "mail probes the primary (5xx replies are about the recipient: not counted)",
+    )
+    smtp_backup_port: int = Field(default=25, description="backup relay port")
+    smtp_failover_threshold: int = Field(
+        default=5, ge=1, description="consecutive primary failures before mail moves to the backup"
+    )
+    smtp_failover_seconds: float = Field(
+        default=60.0, gt=0, description="how long mail stays on the backup before a probe"
+    )
+    email_from: str = Field(default="notifications@example.com", description="From: address")
+    email_unsubscribe_url: str = Field(
+        default="",
+        description="one-click unsubscribe endpoint (RFC 8058); empty: a mailto: to "
+        "`NOTIFY_EMAIL_FROM` only",
+    )
 
     # --- SMS (Twilio-compatible REST) ------------------------------------------------------
-    sms_base_url: str = "https://api.twilio.com"
-    sms_account_sid: str = ""
-    sms_auth_token: SecretStr = SecretStr("")
-    sms_from_number: str = "+15550000000"
-    # Twilio calls this back with delivery status; the delivery id rides in its query string.
-    sms_status_callback_url: str = ""
+    sms_base_url: str = Field(default="https://api.twilio.com", description="SMS API base URL")
+    sms_account_sid: str = Field(default="", description="account SID")
+    sms_auth_token: SecretStr = Field(default=SecretStr(""), description="auth token")
+    sms_from_number: str = Field(default="+15550000000", description="sender number")
+    sms_status_callback_url: str = Field(
+        default="",
+        description="delivery-status callback the provider calls (the delivery id rides in "
+        "its query string)",
+    )
 
     # --- Webhooks / in-app -----------------------------------------------------------------
-    webhook_signing_secret: SecretStr = SecretStr("")
-    webhook_timeout_seconds: float = 5.0
-    # Where in-app notifications are posted (the inbox service); per-user webhook URLs come
-    # from the user's contacts.
-    inapp_url: str = ""
-
-    provider_timeout_seconds: float = 10.0
+    webhook_signing_secret: SecretStr = Field(
+        default=SecretStr(""), description="HMAC-SHA256 key for `X-Notify-Signature`"
+    )
+    webhook_timeout_seconds: float = Field(default=5.0, description="per webhook POST")
+    inapp_url: str = Field(
+        default="",
+        description="where in-app notifications are posted (the inbox service); per-user "
+        "webhook URLs come from the user's contacts",
+    )
+    provider_timeout_seconds: float = Field(default=10.0, description="per provider request")
 
     # --- Failure handling ------------------------------------------------------------------
-    # Waits before each retry, per channel (JSON list in the environment, e.g. "[1,5,30]").
-    # From the seeds: push 1 s -> 5 s -> 30 s; e-mail 5 min -> 15 min -> 30 min -> 1 h; SMS and
-    # webhooks back off exponentially from 1 s. After the last wait's attempt: dead letter.
-    retry_push: tuple[float, ...] = (1.0, 5.0, 30.0)
-    retry_email: tuple[float, ...] = (300.0, 900.0, 1800.0, 3600.0)
-    retry_sms: tuple[float, ...] = (5.0, 30.0, 300.0)
-    retry_webhook: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    retry_in_app: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    # Retries held in memory per tier while they wait; past this a tier stops reading (the
-    # records wait in Kafka instead), so an outage cannot exhaust a worker's memory.
-    retry_pending_cap: int = Field(default=50_000, ge=1)
-    # Bearer token the provider feedback webhook must present ("" accepts any caller).
-    feedback_token: SecretStr = SecretStr("")
-    inbox_size: int = Field(default=50, ge=1)
+    # The seeds' schedules: push 1 s -> 5 s -> 30 s; e-mail 5 min -> 15 min -> 30 min -> 1 h;
+    # SMS and webhooks back off exponentially. After the last wait's attempt: dead letter.
+    retry_push: tuple[float, ...] = Field(
+        default=(1.0, 5.0, 30.0), description="waits before each push retry (JSON list, seconds)"
+    )
+    retry_email: tuple[float, ...] = Field(
+        default=(300.0, 900.0, 1800.0, 3600.0), description="waits before each e-mail retry"
+    )
+    retry_sms: tuple[float, ...] = Field(
+        default=(5.0, 30.0, 300.0), description="waits before each SMS retry"
+    )
+    retry_webhook: tuple[float, ...] = Field(
+        default=(1.0, 2.0, 4.0, 8.0, 16.0), description="waits before each webhook retry"
+    )
+    retry_in_app: tuple[float, ...] = Field(
+        default=(1.0, 2.0, 4.0, 8.0, 16.0), description="waits before each in-app retry"
+    )
+    retry_pending_cap: int = Field(
+        default=50_000,
+        ge=1,
+        description="retries held in memory per tier; past it the tier stops reading (they "
+        "wait in Kafka), so an outage cannot exhaust a worker's memory",
+    )
+    feedback_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="bearer token the provider feedback webhook must present (empty: any)",
+    )
+    inbox_size: int = Field(default=50, ge=1, description="in-app notifications kept per user")
+
+    # --- Delivery lanes --------------------------------------------------------------------
+    deliver_concurrency_high: int = Field(
+        default=16, ge=1, description="in-flight sends, high lane"
+    )
+    deliver_concurrency_normal: int = Field(
+        default=8, ge=1, description="in-flight sends, normal lane"
+    )
+    deliver_concurrency_low: int = Field(default=4, ge=1, description="in-flight sends, low lane")
+    deliver_cpu_ceiling_normal: float = Field(
+        default=0.0,
+        ge=0,
+        description="the normal lane takes no new record while the worker uses more than this "
+        "share of a core (0: never), so a saturated worker keeps CPU for the high lane",
+    )
+    deliver_cpu_ceiling_low: float = Field(
+        default=0.75, ge=0, description="the same for the low lane, and for low-priority requests"
+    )
+    low_requests_wait: bool = Field(
+        default=True,
+        description="low-priority requests are resolved by their own agent, behind the low "
+        "ceiling (false: in line with every other request)",
+    )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
         return dict(
@@ -144,20 +245,33 @@ class Settings(BaseSettings):
             }
         )
 
-    # In-flight sends per priority lane: the high lane gets the most so it never waits.
-    deliver_concurrency_high: int = Field(default=16, ge=1)
-    deliver_concurrency_normal: int = Field(default=8, ge=1)
-    deliver_concurrency_low: int = Field(default=4, ge=1)
-    # A lane stops taking records while the worker process uses more than this share of a core
-    # (0: never), so a saturated worker keeps CPU for the high lane (agents/cpu_headroom.py).
-    deliver_cpu_ceiling_normal: float = Field(default=0.0, ge=0)
-    deliver_cpu_ceiling_low: float = Field(default=0.75, ge=0)
-    # Low-priority requests are resolved by their own agent, behind the same ceiling
-    # (agents/intake.py); False resolves them in line with every other request.
-    low_requests_wait: bool = True
+
+def configuration_table() -> str:
+    """The README's configuration table, generated from the fields above
+    (``python -m config.settings`` prints it; a unit test checks the README holds it)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    rows = ["| variable | default | |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            shown = "(secret)" if default.get_secret_value() else ""
+        elif isinstance(default, tuple):
+            shown = f"`{list(default)}`"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif default is None or default == "":
+            shown = ""
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{prefix}{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment the first time they are asked for."""
     return Settings()
+
+
+if __name__ == "__main__":
+    print(configuration_table(), end="")

@@ -40,5 +40,5 @@ def install(settings: Settings) -> None:
 
 def works_around() -> dict[str, str]:
     """Module -> the upstream bug or missing option it works around (README, Patches)."""
-    modules = (*CORRECTNESS, fetch_backoff, eager_handoff, *tansu.PATCHES)
+    modules = (*CORRECTNESS, fetch_backoff, eager_handoff, private_api, *tansu.PATCHES)
     return {module.__name__: module.WORKS_AROUND for module in modules}

@@ -10,34 +10,40 @@ assumptions.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiokafka
-import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from config.errors import NotifyError
 
-SUPPORTED = {"faust-streaming": ("0.15.3", faust), "aiokafka": ("0.14.0", aiokafka)}
+SUPPORTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
 
 class UpstreamChanged(NotifyError):
     """The installed faust-streaming or aiokafka is not the code a patch was written for."""
 
 
-Libraries = Mapping[str, tuple[str, Any]]  # distribution -> (version, its imported module)
+Libraries = Mapping[str, str]  # distribution -> the version the patch was written for
 
 
 def require_supported_versions(patch: str, libraries: Libraries = SUPPORTED) -> None:
-    for library, (version, module) in libraries.items():
-        if module.__version__ != version:
+    for library, version in libraries.items():
+        found = installed_version(library)
+        if found != version:
             raise UpstreamChanged(
-                f"{patch} was written for {library} {version}, found {module.__version__}: "
+                f"{patch} was written for {library} {version}, found {found}: "
                 f"read {patch}'s docstring, check whether the new version fixes what it works "
                 "around (then delete the patch) or re-check it and update patches/pin.py"
             )
+
+
+def installed_version(distribution: str) -> str:
+    # The distribution's metadata, not ``module.__version__``: mode-streaming reports 0.0.1
+    # there and aioapns has none.
+    return importlib.metadata.version(distribution)
 
 
 def source_digest(function: Any) -> str:

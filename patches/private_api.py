@@ -7,9 +7,6 @@ what to re-read, when an upgrade changes it.
 
 from __future__ import annotations
 
-import aioapns
-import firebase_admin
-import mode
 from aioapns import connection as apns_connection
 from firebase_admin import messaging
 from mode import supervisors
@@ -18,11 +15,7 @@ from patches.pin import require_unchanged
 
 WORKS_AROUND = "firebase-admin, aioapns and mode lack the public hooks named below"
 
-LIBRARIES = {
-    "firebase-admin": ("7.7.0", firebase_admin),
-    "aioapns": ("4.0", aioapns),
-    "mode-streaming": ("0.7.1", mode),
-}
+LIBRARIES = {"firebase-admin": "7.7.0", "aioapns": "4.0", "mode-streaming": "0.7.1"}
 
 # Who relies on what, and why there is no public way:
 # - providers/fcm.py: messaging._MessagingService.encode_message turns a Message into the v1

@@ -117,9 +117,7 @@ async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[TP, Message]
         lock.release()
 
 
-async def _getmany_with_a_copy(
-    self: Any, active_partitions: set[TP] | None, timeout: float
-) -> Any:
+async def _getmany_with_a_copy(self: Any, active_partitions: set[TP] | None, timeout: float) -> Any:
     """Replaces ``ThreadDelegateConsumer._getmany``: the consumer thread reads a copy of the
     active set, so a pause meanwhile can neither empty it (aiokafka would then return every
     partition's records) nor change what this fetch drains."""

@@ -73,6 +73,10 @@ class EmbeddedBroker:
         wait_for_port(self.port)
         return self.bootstrap
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
@@ -93,3 +97,35 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m scripts.embedded_broker [--port 9092]``: the broker alone, until Ctrl-C."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=9092, help="listen on 127.0.0.1:<port>")
+    parser.add_argument("--log", type=Path, default=None, help="broker log file (default: none)")
+    args = parser.parse_args()
+    broker = EmbeddedBroker(port=args.port, log_path=args.log)
+    bootstrap = broker.start()
+    print(f"embedded broker (memory only) at {bootstrap}; NOTIFY_KAFKA_BOOTSTRAP={bootstrap}")
+    print("workers need NOTIFY_BROKER_FLAVOR=tansu; Ctrl-C stops it (and loses every record)")
+    stopped = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopped and broker.running:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

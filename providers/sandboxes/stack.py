@@ -211,14 +211,35 @@ class SandboxStack:
         return web.Response(text=body, content_type="text/html")
 
 
+# What a worker on the embedded broker needs besides the sandboxes' addresses (README, The
+# embedded broker): printed with them, so that a copy-paste of the output is a working setup.
+EMBEDDED_BROKER_SETTINGS = {
+    "broker_flavor": "tansu",
+    "session_timeout_seconds": 2.0,
+    "heartbeat_interval_seconds": 0.5,
+}
+
+
 def main() -> None:
+    """``python -m providers.sandboxes.stack [--inspect-port 8099]``: every sandbox, until
+    Ctrl-C; prints the ``NOTIFY_*`` settings that point a worker at them."""
+    import argparse
     import tempfile
 
     from scripts.worker_process import settings_env
 
-    stack = SandboxStack(Path(tempfile.mkdtemp(prefix="sandboxes-")), inspect_port=8099).start()
-    for name, value in sorted(settings_env(stack.settings_overrides()).items()):
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument(
+        "--inspect-port", type=int, default=8099, help="inspection page port (0: any free one)"
+    )
+    args = parser.parse_args()
+    stack = SandboxStack(
+        Path(tempfile.mkdtemp(prefix="sandboxes-")), inspect_port=args.inspect_port
+    ).start()
+    values = {**EMBEDDED_BROKER_SETTINGS, **stack.settings_overrides()}
+    for name, value in sorted(settings_env(values).items()):
         print(f"export {name}='{value}'")
+    print(f"# webhook receiver: {stack.webhook.url('/hooks/<anything>')} (a user's webhook_url)")
     print(f"# received messages: http://127.0.0.1:{stack.inspect_port}/ (Ctrl-C to stop)")
     try:
         threading.Event().wait()

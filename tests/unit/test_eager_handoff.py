@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from patches.pin import UpstreamChanged
-
 from patches import eager_handoff
 from patches.eager_handoff import check_upstream, finish, run_eagerly
+from patches.pin import UpstreamChanged
 
 
 async def test_a_handoff_that_never_waits_finishes_inline() -> None:

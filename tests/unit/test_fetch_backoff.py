@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
-import aiokafka
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from patches import fetch_backoff
-from patches.tansu import fetch_wait
+from patches import fetch_backoff, pin
 from patches.pin import UpstreamChanged, is_patched
+from patches.tansu import fetch_wait
 
 
 class _FakeConsumer:
@@ -67,12 +67,19 @@ def test_both_consumer_patches_install_once_in_either_order(
 
 
 def test_another_aiokafka_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aiokafka, "__version__", "0.15.0")
-    with pytest.raises(UpstreamChanged, match="written for aiokafka 0.14.0, found 0.15.0"):
+    real = pin.installed_version
+    monkeypatch.setattr(
+        pin, "installed_version", lambda name: "0.15.0" if name == "aiokafka" else real(name)
+    )
+    with pytest.raises(
+        UpstreamChanged, match=re.escape("written for aiokafka 0.14.0, found 0.15.0")
+    ):
         fetch_backoff.install(5.0)
 
 
 def test_a_changed_fetcher_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(fetch_backoff.EXPECTED_SOURCE, "Fetcher._proc_fetch_request", "00000000")
-    with pytest.raises(UpstreamChanged, match="Fetcher._proc_fetch_request changed upstream"):
+    with pytest.raises(
+        UpstreamChanged, match=re.escape("Fetcher._proc_fetch_request changed upstream")
+    ):
         fetch_backoff.install(5.0)

@@ -7,12 +7,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-from patches.pin import UpstreamChanged
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from patches import seek_uncommitted
+from patches.pin import UpstreamChanged
 
 NEW, DONE, AT_ZERO = TP("lane", 0), TP("lane", 1), TP("lane", 2)
 
