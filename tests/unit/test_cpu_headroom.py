@@ -17,18 +17,39 @@ def test_busy_is_cpu_time_over_wall_time() -> None:
     assert headroom.busy == 0.0
 
 
-async def test_sampler_measures_this_process() -> None:
-    headroom = CpuHeadroom(interval=0.02)
+class SteppedClocks:
+    """A process-CPU clock and a wall clock that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.wall = 0.0
+
+    def advance(self, cpu_seconds: float, wall_seconds: float) -> None:
+        self.cpu += cpu_seconds
+        self.wall += wall_seconds
+
+
+async def sampled(headroom: CpuHeadroom, expected: float) -> bool:
+    """Whether the sampler's next passes (the loop runs it when it likes) record ``expected``."""
+    for _ in range(1000):
+        if abs(headroom.busy - expected) < 1e-9:
+            return True
+        await asyncio.sleep(0.001)
+    return False
+
+
+async def test_each_sample_is_the_cpu_used_over_the_wall_time_since_the_last() -> None:
+    clocks = SteppedClocks()
+    headroom = CpuHeadroom(
+        interval=0.001, cpu_clock=lambda: clocks.cpu, wall_clock=lambda: clocks.wall
+    )
     headroom.start()
-    await asyncio.sleep(0)  # the sampler takes its starting reading
     try:
-        deadline = asyncio.get_running_loop().time() + 0.1
-        while asyncio.get_running_loop().time() < deadline:
-            pass  # burn CPU without yielding: the next sample sees a saturated process
-        # The sampler's timer expired during the burn: one pass of the loop lets it record.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert headroom.busy > 0.5
+        await asyncio.sleep(0)  # the sampler takes its starting reading
+        clocks.advance(cpu_seconds=0.09, wall_seconds=0.1)
+        assert await sampled(headroom, 0.9)
+        clocks.advance(cpu_seconds=0.02, wall_seconds=0.1)
+        assert await sampled(headroom, 0.2)
     finally:
         headroom.stop()
 
