@@ -42,7 +42,8 @@ class CpuHeadroom:
             self._task = None
 
     def record(self, cpu_seconds: float, wall_seconds: float) -> None:
-        self.busy = cpu_seconds / wall_seconds if wall_seconds > 0 else 0.0
+        if wall_seconds > 0:  # a sample over no time says nothing: the last one stands
+            self.busy = cpu_seconds / wall_seconds
 
     async def _sample(self) -> None:
         cpu, wall = self._cpu_clock(), self._wall_clock()

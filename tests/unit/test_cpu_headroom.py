@@ -14,6 +14,8 @@ def test_busy_is_cpu_time_over_wall_time() -> None:
     headroom.record(cpu_seconds=0.045, wall_seconds=0.05)
     assert abs(headroom.busy - 0.9) < 1e-9
     headroom.record(cpu_seconds=0.0, wall_seconds=0.0)
+    assert abs(headroom.busy - 0.9) < 1e-9  # no time passed: the last reading stands
+    headroom.record(cpu_seconds=0.0, wall_seconds=0.05)
     assert headroom.busy == 0.0
 
 
