@@ -19,6 +19,7 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
+from streams.faust_types import Agent
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import Topics, declare_topics
 from tables import Tables, declare_tables
@@ -31,7 +32,7 @@ class Pipeline:
     topics: Topics
     tables: Tables
     providers: ProviderRegistry
-    agents: dict[str, faust.types.AgentT]
+    agents: dict[str, Agent]
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -52,7 +53,7 @@ def build_app(
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()
-    agents: dict[str, faust.types.AgentT] = {
+    agents: dict[str, Agent] = {
         **intake.register(app, settings, topics, tables, headroom),
         "control": control.register(app, settings, topics, tables),
         "status": status.register(app, settings, topics, tables),

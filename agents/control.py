@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
 
 from agents import produce, safe
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams import topics as topic_names
+from streams.faust_types import Agent, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import (
     InvalidRecord,
@@ -66,7 +66,7 @@ class ControlWriter:
             ),
         }
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: Event) -> None:
         message = event.message
         kind = control_kind(message.topic, message.headers)
         appliers = self._appliers
@@ -90,12 +90,10 @@ class ControlWriter:
         apply(record)
 
 
-def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables
-) -> faust.types.AgentT:
+def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:
     writer = ControlWriter(settings, topics, tables)
 
-    async def apply_control_records(stream: StreamT) -> None:
+    async def apply_control_records(stream: Stream) -> None:
         async for event in stream.events():
             await safe.handle_safely(
                 event, writer.handle, topics.control_dlq, "apply_control_records"

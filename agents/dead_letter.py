@@ -24,12 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import faust
 from faust.topics import Topic
-from faust.types import EventT
 
 from agents import produce
 from agents.counters import FAILURES
+from streams.faust_types import Channel, Event
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class DeadLetterFailed(Exception):
     """Not even a truncated dead letter could be written."""
 
 
-def source_of(event: EventT) -> str:
+def source_of(event: Event) -> str:
     message = event.message
     return f"{message.topic}:{message.partition}:{message.offset}"
 
@@ -68,7 +67,7 @@ def bounded_reason(reason: str) -> str:
     return f"{reason[:MAX_REASON_CHARS]}... ({len(reason)} characters)"
 
 
-def dead_letter_headers(event: EventT, reason: str) -> dict[str, bytes]:
+def dead_letter_headers(event: Event, reason: str) -> dict[str, bytes]:
     return {
         # "replace": an exception message may hold lone surrogates from a decode error.
         REASON_HEADER: bounded_reason(reason).encode(errors="replace"),
@@ -99,7 +98,7 @@ def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str,
     )
 
 
-def whole_copy_limit(topic: faust.ChannelT) -> int:
+def whole_copy_limit(topic: Channel) -> int:
     """The largest key + value + headers a whole copy may have on this app's producer."""
     return int(topic.app.conf.producer_max_request_size) - FRAMING_MARGIN_BYTES
 
@@ -114,12 +113,12 @@ class Letter:
     headers: dict[str, bytes]  # reason, source, time
 
     @classmethod
-    def of(cls, event: EventT, reason: str) -> Letter:
+    def of(cls, event: Event, reason: str) -> Letter:
         message = event.message
         return cls(source_of(event), message.key, message.value, dead_letter_headers(event, reason))
 
 
-async def dead_letter(topic: faust.ChannelT, event: EventT, reason: str) -> None:
+async def dead_letter(topic: Channel, event: Event, reason: str) -> None:
     """Keep the value byte for byte so a redrive republishes exactly what the producer sent;
     raises DeadLetterFailed only when not even a truncated letter could be written."""
     letter = Letter.of(event, reason)
@@ -151,7 +150,7 @@ async def dead_letter(topic: faust.ChannelT, event: EventT, reason: str) -> None
 _fallbacks: set[asyncio.Task[None]] = set()
 
 
-def watch(pending: asyncio.Future[Any] | None, topic: faust.ChannelT, letter: Letter) -> None:
+def watch(pending: asyncio.Future[Any] | None, topic: Channel, letter: Letter) -> None:
     """Counts the whole copy once the broker has it; writes the truncated letter if it fails
     (the broker's message.max.bytes may be below the producer's limit, or it timed out)."""
     if pending is None:  # an in-memory channel: already delivered
@@ -172,14 +171,14 @@ def watch(pending: asyncio.Future[Any] | None, topic: faust.ChannelT, letter: Le
     pending.add_done_callback(done)
 
 
-async def _fall_back(topic: faust.ChannelT, letter: Letter) -> None:
+async def _fall_back(topic: Channel, letter: Letter) -> None:
     try:
         await write_truncated(topic, letter)
     except Exception:
         log.critical("LOST %s: it could not be dead-lettered", letter.source, exc_info=True)
 
 
-async def write_truncated(topic: faust.ChannelT, letter: Letter) -> None:
+async def write_truncated(topic: Channel, letter: Letter) -> None:
     """Awaited and retried: this letter is small, so a failure is the broker or the network."""
     limit = whole_copy_limit(topic)
     prefix_bytes = max(0, min(PREFIX_BYTES, limit - KEY_BYTES - 4096))
@@ -205,6 +204,6 @@ async def write_truncated(topic: faust.ChannelT, letter: Letter) -> None:
     raise DeadLetterFailed(f"{letter.source}: no dead letter written: {error!r}") from error
 
 
-def topic_name(topic: faust.ChannelT) -> str:
+def topic_name(topic: Channel) -> str:
     # In-memory channels (functional tests) have no name and raise if asked for one.
     return topic.get_topic_name() if isinstance(topic, Topic) else "<channel>"

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 
 import faust
-from faust.types import EventT, StreamT
 
 from agents import safe
 from agents.cpu_headroom import CpuHeadroom
@@ -21,6 +20,7 @@ from config.settings import Settings
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import ALREADY_SENT, DUPLICATE_SUPPRESSED, Delivery, parse_delivery
+from streams.faust_types import Agent, Event, Stream
 from streams.records import PRIORITIES
 from streams.topics import Topics
 from tables import Tables, ledger
@@ -59,7 +59,7 @@ class Deliverer:
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
-    async def handle(self, event: EventT, generation: int) -> None:
+    async def handle(self, event: Event, generation: int) -> None:
         if is_stale(event, generation):
             return  # its partition was revoked meanwhile: the next owner reads it again
         # An InvalidRecord is dead-lettered with its reason by the lane's wrapper (agents/safe.py).
@@ -105,7 +105,7 @@ def register(
     tables: Tables,
     providers: ProviderRegistry,
     headroom: CpuHeadroom,
-) -> dict[str, faust.types.AgentT]:
+) -> dict[str, Agent]:
     deliverer = Deliverer(
         settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
     )
@@ -115,7 +115,7 @@ def register(
         "low": settings.deliver_concurrency_low,
     }
 
-    async def handle(event: EventT) -> None:
+    async def handle(event: Event) -> None:
         await deliverer.handle(event, app.consumer_generation_id)
 
     def lane_agent(limit: int, cpu_ceiling: float, name: str):  # type: ignore[no-untyped-def]
@@ -125,11 +125,11 @@ def register(
         async def give_way() -> None:
             await headroom.wait_below(cpu_ceiling)
 
-        async def deliver_lane(stream: StreamT) -> None:
+        async def deliver_lane(stream: Stream) -> None:
             # One actor per lane running ``limit`` sends at once, acked in offset order
             # (agents/acks.py explains why not Faust's ``concurrency=``).
             headroom.start()
-            lane: ConcurrentLane[EventT] = ConcurrentLane(
+            lane: ConcurrentLane[Event] = ConcurrentLane(
                 limit, give_way if cpu_ceiling > 0 else None
             )
             lanes.add(lane)
@@ -142,7 +142,7 @@ def register(
 
         return deliver_lane
 
-    lanes: set[ConcurrentLane[EventT]] = set()
+    lanes: set[ConcurrentLane[Event]] = set()
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
     async def finish_sends_in_flight(sender: object, revoked: object, **kwargs: object) -> None:
@@ -161,7 +161,7 @@ def register(
         "normal": settings.deliver_cpu_ceiling_normal,
         "low": settings.deliver_cpu_ceiling_low,
     }
-    agents: dict[str, faust.types.AgentT] = {}
+    agents: dict[str, Agent] = {}
     for priority in PRIORITIES:
         name = f"deliver_{priority}"
         agents[priority] = app.agent(

@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import faust
-
 from agents import produce
 from agents.route import lane
 from streams.deliveries import Delivery, DeliveryEvent
+from streams.faust_types import Channel
 
 
-async def publish(topic: faust.ChannelT, event: DeliveryEvent) -> None:
+async def publish(topic: Channel, event: DeliveryEvent) -> None:
     await produce.send(topic, event.notification_id.encode(), event.to_json())
 
 
 async def publish_deliveries(
-    lanes: Mapping[tuple[str, str], faust.ChannelT], deliveries: Iterable[Delivery]
+    lanes: Mapping[tuple[str, str], Channel], deliveries: Iterable[Delivery]
 ) -> None:
     """Each delivery onto its ``deliveries.<channel>.<priority>`` lane, keyed by user_id."""
     for delivery in deliveries:

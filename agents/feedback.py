@@ -89,7 +89,7 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> None:
             if not _authorised(request, token):
                 return self.error(401, "bad or missing bearer token")
             try:
-                payload = orjson.loads(await request.read())  # type: ignore[attr-defined]
+                payload = orjson.loads(await request.read())
             except orjson.JSONDecodeError as exc:
                 return self.error(400, f"malformed JSON: {exc}")
             if not isinstance(payload, list):

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, replace
 
 import faust
-from faust.types import EventT, StreamT
 
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
@@ -29,6 +28,7 @@ from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
+from streams.faust_types import Agent, Channel, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import LOW, NotificationRequest, parse_request
 from streams.topics import Topics
@@ -59,7 +59,7 @@ class Intake:
     def limits(self) -> Limits:
         return Limits(per_user=self.settings.rate_limit_per_user)
 
-    async def handle(self, event: EventT, *, defer_low: bool = False) -> None:
+    async def handle(self, event: Event, *, defer_low: bool = False) -> None:
         """Resolve one request record; with ``defer_low`` a low-priority one is passed on to
         ``notification-requests.low`` instead."""
         message = event.message
@@ -81,9 +81,7 @@ class Intake:
         source = f"{message.topic}:{message.partition}:{message.offset}"
         await self.resolve(request, source, time.time())
 
-    async def _pass_on(
-        self, channel: faust.ChannelT, request: NotificationRequest, event: EventT
-    ) -> None:
+    async def _pass_on(self, channel: Channel, request: NotificationRequest, event: Event) -> None:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
         ``created_at`` is timed from it)."""
         message = event.message
@@ -166,22 +164,22 @@ class Intake:
 
 def register(
     app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
-) -> dict[str, faust.types.AgentT]:
+) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin) and
     ``resolve_low_requests`` (the low-priority requests it passed on)."""
     intake = Intake(settings, topics, tables)
     defer_low = settings.low_requests_wait
 
-    async def handle(event: EventT) -> None:
+    async def handle(event: Event) -> None:
         await intake.handle(event, defer_low=defer_low)
 
-    async def resolve_requests(stream: StreamT) -> None:
+    async def resolve_requests(stream: Stream) -> None:
         async for event in stream.events():
             await safe.handle_safely(event, handle, topics.requests_dlq, "resolve_requests")
 
     ceiling = settings.deliver_cpu_ceiling_low
 
-    async def resolve_low_requests(stream: StreamT) -> None:
+    async def resolve_low_requests(stream: Stream) -> None:
         headroom.start()
         async for event in stream.events():
             if ceiling > 0:

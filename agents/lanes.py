@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Ackable(Protocol):
-    """The part of a Faust event this module needs (``faust.types.EventT`` satisfies it)."""
+    """The part of a Faust event this module needs (``Event`` satisfies it)."""
 
     @property
     def message(self) -> object: ...

@@ -29,11 +29,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import faust
 from faust.topics import Topic
 
 from agents.counters import FAILURES
 from patches import commit_guard
+from streams.faust_types import Channel
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ Headers = Mapping[str, bytes] | list[tuple[str, bytes]]
 
 
 async def send(
-    channel: faust.ChannelT,
+    channel: Channel,
     key: bytes | None,
     value: bytes | None,
     headers: Headers | None = None,
@@ -64,7 +64,7 @@ async def send(
 
 
 async def send_pending(
-    channel: faust.ChannelT,
+    channel: Channel,
     key: bytes | None,
     value: bytes | None,
     headers: Headers | None = None,
@@ -85,7 +85,7 @@ async def send_pending(
 
 
 async def send_and_wait(
-    channel: faust.ChannelT,
+    channel: Channel,
     key: bytes | None,
     value: bytes | None,
     headers: Headers | None = None,

@@ -16,7 +16,7 @@ import time
 
 import faust
 from faust.exceptions import ProducerSendError
-from faust.types import TP, EventT, StreamT
+from faust.types import TP
 
 from agents import produce, safe
 from agents.counters import FAILURES
@@ -26,14 +26,15 @@ from agents.scheduler import DueScheduler
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams.deliveries import Delivery, parse_delivery
+from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics, tier_label
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, faust.types.AgentT]:
-    agents: dict[str, faust.types.AgentT] = {}
-    schedulers: list[DueScheduler[tuple[EventT, Delivery]]] = []
+def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, Agent]:
+    agents: dict[str, Agent] = {}
+    schedulers: list[DueScheduler[tuple[Event, Delivery]]] = []
     for delay, channel in topics.retries.items():
         name = f"retry_{tier_label(delay)}"
         agents[name] = app.agent(channel, name=name, supervisor_strategy=RestartingSupervisor)(
@@ -58,14 +59,14 @@ def _tier_agent(  # type: ignore[no-untyped-def]
     app: faust.App,
     settings: Settings,
     topics: Topics,
-    schedulers: list[DueScheduler[tuple[EventT, Delivery]]],
+    schedulers: list[DueScheduler[tuple[Event, Delivery]]],
     name: str,
 ):
-    async def retry_tier(stream: StreamT) -> None:
-        scheduler: DueScheduler[tuple[EventT, Delivery]] = DueScheduler(settings.retry_pending_cap)
+    async def retry_tier(stream: Stream) -> None:
+        scheduler: DueScheduler[tuple[Event, Delivery]] = DueScheduler(settings.retry_pending_cap)
         schedulers.append(scheduler)
 
-        async def dispatch(item: tuple[EventT, Delivery]) -> None:
+        async def dispatch(item: tuple[Event, Delivery]) -> None:
             event, delivery = item
             if is_stale(event, app.consumer_generation_id):
                 return  # revoked meanwhile: read again by the partition's next owner
@@ -84,7 +85,7 @@ def _tier_agent(  # type: ignore[no-untyped-def]
                 return
             event.ack()
 
-        async def hold(event: EventT) -> None:
+        async def hold(event: Event) -> None:
             delivery = parse_delivery(event.message.value)
             await scheduler.put(delivery.not_before, (event, delivery))
 

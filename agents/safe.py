@@ -20,21 +20,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import faust
-from faust.types import EventT
-
 from agents import dead_letter
 from agents.counters import FAILURES
+from streams.faust_types import Channel, Event
 from streams.records import InvalidRecord
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[EventT], Awaitable[None]]
+Handler = Callable[[Event], Awaitable[None]]
 
 
-async def handle_safely(
-    event: EventT, handler: Handler, dead_letters: faust.ChannelT, stage: str
-) -> bool:
+async def handle_safely(event: Event, handler: Handler, dead_letters: Channel, stage: str) -> bool:
     """True if ``handler`` finished with the event; False if it was dead-lettered instead
     (or, failing that, logged). Never raises an ``Exception``."""
     try:
@@ -51,9 +47,7 @@ async def handle_safely(
     return False
 
 
-async def dead_letter_or_log(
-    dead_letters: faust.ChannelT, event: EventT, reason: str, stage: str
-) -> None:
+async def dead_letter_or_log(dead_letters: Channel, event: Event, reason: str, stage: str) -> None:
     """Dead-letter ``event``; if even that fails, log it as lost. Never raises an Exception."""
     try:
         await dead_letter.dead_letter(dead_letters, event, reason)
@@ -69,10 +63,10 @@ async def dead_letter_or_log(
         )
 
 
-def guarded(handler: Handler, dead_letters: faust.ChannelT, stage: str) -> Handler:
+def guarded(handler: Handler, dead_letters: Channel, stage: str) -> Handler:
     """``handler`` wrapped by ``handle_safely``, for callers that take a handler (a lane)."""
 
-    async def handle(event: EventT) -> None:
+    async def handle(event: Event) -> None:
         await handle_safely(event, handler, dead_letters, stage)
 
     return handle

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import faust
-from faust.types import EventT, StreamT
 
 from agents import safe
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
 from streams.deliveries import parse_event
+from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
 from tables import Tables, status
 
 
-def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables
-) -> faust.types.AgentT:
-    async def fold(event: EventT) -> None:
+def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:
+    async def fold(event: Event) -> None:
         status.record(tables.status, parse_event(event.message.value))
 
-    async def track_status(stream: StreamT) -> None:
+    async def track_status(stream: Stream) -> None:
         async for event in stream.events():
             # delivery-events is internal, but anyone can write to it: a bad record is kept on
             # its own DLQ for whoever wrote it, and the fold moves on.

@@ -242,7 +242,7 @@ class FcmProvider:
             for outcome in sent:
                 if isinstance(outcome, BaseException) and not isinstance(outcome, ProviderError):
                     raise outcome
-                outcomes.append(outcome)  # type: ignore[arg-type]
+                outcomes.append(outcome)
         return outcomes
 
     async def _post(self, body: bytes, token: str) -> tuple[int, bytes, Mapping[str, str]]:

@@ -130,7 +130,7 @@ class SmtpSandbox(FaultInjectable[SmtpFault]):
         """Parse one accepted mail into a record per recipient (``arrived``: RCPT TO times)."""
         raw = envelope.original_content or envelope.content or b""
         raw = raw if isinstance(raw, bytes) else raw.encode()
-        mail: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[assignment]
+        mail: EmailMessage = BytesParser(policy=policy.default).parsebytes(raw)
         text = mail.get_body(preferencelist=("plain",))
         markup = mail.get_body(preferencelist=("html",))
         title = str(mail.get("Subject", ""))

@@ -125,7 +125,8 @@ class SandboxStack:
         plan = self.sandboxes[sandbox].plan
 
         async def update() -> dict[str, Any]:
-            return plan.update(**change)
+            updated: dict[str, Any] = plan.update(**change)
+            return updated
 
         return self._call(update())
 
