@@ -20,6 +20,7 @@ from config.settings import get_settings
 from patches import eager_handoff
 from patches.tansu import fetch_wait
 from streams.faust_config import faust_settings
+from streams.faust_types import Stream
 
 IN_TOPIC = os.environ.get("BENCH_MINIMAL_IN", "bench-minimal-in")
 OUT_TOPIC = os.environ.get("BENCH_MINIMAL_OUT", "bench-minimal-out")
@@ -43,7 +44,7 @@ POST_URL = os.environ.get("BENCH_MINIMAL_POST_URL", "")
 
 
 @app.agent(source)
-async def pass_through(stream: faust.StreamT) -> None:
+async def pass_through(stream: Stream) -> None:
     # The naive shape on purpose: one awaited send per event, as most Faust code is written.
     async with aiohttp.ClientSession() as session:
         async for value in stream:

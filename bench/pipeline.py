@@ -17,7 +17,6 @@ import orjson
 from bench.common import (
     BENCH_RATE_LIMIT,
     Broker,
-    WorkerProcess,
     embedded_worker_settings,
     log,
     produce_json,
@@ -32,6 +31,7 @@ from bench.workload import expected_deliveries
 from config.settings import Settings
 from providers.sandboxes.stack import SandboxStack
 from scripts.create_topics import create_topics
+from scripts.worker_process import WorkerProcess
 from scripts.workload import User, read_topic, setup_users, wait_for_users
 from streams import topics
 
