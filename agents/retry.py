@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import faust
 from faust.exceptions import ProducerSendError
@@ -81,7 +80,7 @@ def _tier_agent(  # type: ignore[no-untyped-def]
                 )
             except Exception:
                 log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)
-                scheduler.put_back(time.time() + REROUTE_BACKOFF_SECONDS, item)
+                scheduler.put_back(scheduler.now() + REROUTE_BACKOFF_SECONDS, item)
                 return
             event.ack()
 

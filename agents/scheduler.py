@@ -23,6 +23,10 @@ class DueScheduler(Generic[T]):
         self._space = asyncio.Event()
         self._space.set()
 
+    def now(self) -> float:
+        """The scheduler's clock (injected: tests step it)."""
+        return self._clock()
+
     def __len__(self) -> int:
         return len(self._heap)
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 
 import aiosmtplib
 
@@ -177,12 +178,19 @@ async def _transact(client: aiosmtplib.SMTP, mail: RenderedEmail, sender: str, t
     await client.sendmail(sender, [to], mail.data, mail_options=options)
 
 
-class _Circuit:
+class RelayCircuit:
     """Closed: mail goes to the primary relay. Open: to the backup until the cool-down ends.
-    Half-open: one probe mail tries the primary while the others keep using the backup."""
+    Half-open: one probe mail tries the primary while the others keep using the backup.
+    ``clock`` (monotonic seconds) is injected so that tests step the cool-down."""
 
-    def __init__(self, threshold: int, cooldown_seconds: float) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.threshold, self.cooldown = threshold, cooldown_seconds
+        self._clock = clock
         self.failures = 0  # consecutive relay failures of the primary
         self.open_until: float | None = None  # monotonic time; None while closed
         self.probing = False
@@ -191,7 +199,7 @@ class _Circuit:
         """``(send through the primary?, is this send the half-open probe?)``."""
         if self.open_until is None:
             return True, False
-        probe = not self.probing and time.monotonic() >= self.open_until
+        probe = not self.probing and self._clock() >= self.open_until
         self.probing = self.probing or probe
         return probe, probe
 
@@ -209,7 +217,7 @@ class _Circuit:
         self.failures += 1
         if probe or self.failures >= self.threshold:
             log.warning("smtp: %d failures on the primary relay; using the backup", self.failures)
-            self.open_until = time.monotonic() + self.cooldown
+            self.open_until = self._clock() + self.cooldown
 
 
 class SmtpProvider:
@@ -223,12 +231,12 @@ class SmtpProvider:
         self._renderer = EmailRenderer(settings)
         self._primary = _Relay(NAME, settings.smtp_host, settings.smtp_port, settings)
         self._relays = [self._primary]
-        self._circuit: _Circuit | None = None
+        self._circuit: RelayCircuit | None = None
         if settings.smtp_backup_host:
             backup = settings.smtp_backup_host, settings.smtp_backup_port
             self._relays.append(_Relay(BACKUP_NAME, *backup, settings))
             threshold, cooldown = settings.smtp_failover_threshold, settings.smtp_failover_seconds
-            self._circuit = _Circuit(threshold, cooldown)
+            self._circuit = RelayCircuit(threshold, cooldown)
 
     async def start(self) -> None:
         for relay in self._relays:
