@@ -83,21 +83,44 @@ def is_patched(function: Any, marker: str) -> bool:
     return False
 
 
+def wrap_method(
+    owner: Any,
+    attribute: str,
+    marker: str,
+    patch: str,
+    digest: str,
+    wrap: Callable[[Any], Callable[..., Any]],
+) -> None:
+    """Replaces ``owner.attribute`` by ``wrap(original)`` once per ``marker`` (whatever else
+    wraps the same method), after checking that the original still has ``digest``."""
+    original = getattr(owner, attribute)
+    if is_patched(original, marker):
+        return
+    name = f"{owner.__name__}.{attribute}"
+    require_unchanged(patch, {name: original}, {name: digest})
+    wrapper = wrap(original)
+    setattr(wrapper, marker, True)
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(owner, attribute, wrapper)
+
+
 def tune_worker_consumers(marker: str, tune: Callable[[Any], None]) -> None:
     """Runs ``tune(consumer)`` on every aiokafka consumer Faust's consumer thread creates,
     before it starts. Idempotent per ``marker``, whatever else wraps the same method."""
-    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread_cls._create_worker_consumer
-    if is_patched(original, marker):
-        return
-    name = "AIOKafkaConsumerThread._create_worker_consumer"
-    require_unchanged(f"the {marker} consumer tuning", {name: original}, {name: "c2701bfc"})
 
-    def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
-        consumer = original(self, *args, **kwargs)
-        tune(consumer)
-        return consumer
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _create_worker_consumer(self: Any, *args: Any, **kwargs: Any) -> Any:
+            consumer = original(self, *args, **kwargs)
+            tune(consumer)
+            return consumer
 
-    setattr(_create_worker_consumer, marker, True)
-    _create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
-    thread_cls._create_worker_consumer = _create_worker_consumer
+        return _create_worker_consumer
+
+    wrap_method(
+        faust_aiokafka.AIOKafkaConsumerThread,
+        "_create_worker_consumer",
+        marker,
+        f"the {marker} consumer tuning",
+        "c2701bfc",
+        wrap,
+    )

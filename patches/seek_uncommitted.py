@@ -19,13 +19,13 @@ version whose behaviour it corrects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from patches.pin import require_unchanged
+from patches.pin import wrap_method
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +41,26 @@ def never_committed(committed: Mapping[TP, int | None]) -> list[TP]:
 
 
 def install() -> None:
-    """Idempotent; raises if faust is not the version this was written against."""
-    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread_cls.seek_to_committed
-    if getattr(original, "__rewinds_uncommitted__", False):
-        return
+    """Idempotent; raises UpstreamChanged on upstream code this was not written against."""
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def seek_to_committed(self: Any) -> Mapping[TP, int]:
+            committed: Mapping[TP, int] = await original(self)
+            if self.app.conf.consumer_auto_offset_reset == "earliest":
+                rewind = never_committed(committed)
+                if rewind:
+                    log.info("rewinding %d partitions without a committed offset", len(rewind))
+                    await self.seek_to_beginning(*rewind)
+            return committed
+
+        return seek_to_committed
+
     name = "AIOKafkaConsumerThread.seek_to_committed"
-    require_unchanged("patches/seek_uncommitted.py", {name: original}, EXPECTED_SOURCE)
-
-    async def seek_to_committed(self: Any) -> Mapping[TP, int]:
-        committed = await original(self)
-        if self.app.conf.consumer_auto_offset_reset == "earliest":
-            rewind = never_committed(committed)
-            if rewind:
-                log.info("rewinding %d partitions without a committed offset", len(rewind))
-                await self.seek_to_beginning(*rewind)
-        return committed  # type: ignore[no-any-return]
-
-    seek_to_committed.__rewinds_uncommitted__ = True  # type: ignore[attr-defined]
-    seek_to_committed.__wrapped__ = original  # type: ignore[attr-defined]
-    thread_cls.seek_to_committed = seek_to_committed
+    wrap_method(
+        faust_aiokafka.AIOKafkaConsumerThread,
+        "seek_to_committed",
+        "__rewinds_uncommitted__",
+        "patches/seek_uncommitted.py",
+        EXPECTED_SOURCE[name],
+        wrap,
+    )

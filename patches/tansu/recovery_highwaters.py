@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from patches.pin import require_unchanged
+from patches.pin import wrap_method
 
 WORKS_AROUND = "Tansu 0.6: ListOffsets(LATEST) answers the newest batch's base offset + 1"
 
@@ -76,23 +76,25 @@ def _bootstrap(app: faust.App) -> str:
 def install() -> None:
     """Wraps the aiokafka driver's high-watermark lookup. Idempotent; raises UpstreamChanged
     on upstream code this was not written against."""
-    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
-    original = thread_cls._highwaters
-    if getattr(original, "__tansu_fix__", False):
-        return
-    name = "AIOKafkaConsumerThread._highwaters"
-    require_unchanged("patches/tansu/recovery_highwaters.py", {name: original}, EXPECTED_SOURCE)
 
-    async def _highwaters(self: Any, partitions: Iterable[TP]) -> Mapping[TP, int]:
-        reported = await original(self, partitions)
-        if self.consumer.in_transaction:
-            return reported  # type: ignore[no-any-return]
-        fixed = await fetch_highwaters(_bootstrap(self.app), reported)
-        changed = {tp: (reported[tp], fixed[tp]) for tp in fixed if fixed[tp] != reported[tp]}
-        if changed:
-            log.info("tansu: corrected ListOffsets high watermarks %s", changed)
-        return fixed
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        async def _highwaters(self: Any, partitions: Iterable[TP]) -> Mapping[TP, int]:
+            reported: Mapping[TP, int] = await original(self, partitions)
+            if self.consumer.in_transaction:
+                return reported
+            fixed = await fetch_highwaters(_bootstrap(self.app), reported)
+            changed = {tp: (reported[tp], fixed[tp]) for tp in fixed if fixed[tp] != reported[tp]}
+            if changed:
+                log.info("tansu: corrected ListOffsets high watermarks %s", changed)
+            return fixed
 
-    _highwaters.__tansu_fix__ = True  # type: ignore[attr-defined]
-    _highwaters.__wrapped__ = original  # type: ignore[attr-defined]
-    thread_cls._highwaters = _highwaters
+        return _highwaters
+
+    wrap_method(
+        faust_aiokafka.AIOKafkaConsumerThread,
+        "_highwaters",
+        "__tansu_fix__",
+        "patches/tansu/recovery_highwaters.py",
+        EXPECTED_SOURCE["AIOKafkaConsumerThread._highwaters"],
+        wrap,
+    )
