@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,6 +62,20 @@ def expected_deliveries(
             for address in user.addresses(channel, inapp_url):
                 expected[(request["notification_id"], sandbox_address(address))] += 1
     return expected
+
+
+def webhook_requests(users: Sequence[User], prefix: str, count: int) -> list[dict[str, Any]]:
+    """``count`` webhook-only requests spread over ``users`` in turn."""
+    return [
+        {
+            "notification_id": f"{prefix}-{i:04d}",
+            "user_id": users[i % len(users)].user_id,
+            "channels": ["webhook"],
+            "title": "t",
+            "body": f"b {i}",
+        }
+        for i in range(count)
+    ]
 
 
 def received_pairs(records: Iterable[dict[str, Any]]) -> Counter[tuple[str, str]]:

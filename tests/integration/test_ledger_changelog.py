@@ -20,6 +20,7 @@ from tests.integration.pipeline_harness import (
     delivery_events,
     expected_deliveries,
     received_pairs,
+    webhook_requests,
 )
 
 pytestmark = pytest.mark.integration
@@ -34,16 +35,7 @@ def test_a_lane_replayed_to_a_worker_with_no_local_state_sends_nothing_twice(
     tmp_path: Path,
 ) -> None:
     users = make_users(50, sandboxes.webhook.url("/"), opt_out_rate=0, first=5000)
-    requests = [
-        {
-            "notification_id": f"ledger-{i:04d}",
-            "user_id": users[i % len(users)].user_id,
-            "channels": ["webhook"],
-            "title": "t",
-            "body": f"b {i}",
-        }
-        for i in range(300)
-    ]
+    requests = webhook_requests(users, "ledger", 300)
     first = workers(rate_limit_per_user=1000, data_dir=tmp_path / "first-data")
     asyncio.run(setup_users(broker, users))
     asyncio.run(users_loaded(first.web_url, users))

@@ -22,6 +22,7 @@ from tests.integration.pipeline_harness import (
     delivery_events,
     expected_deliveries,
     received_pairs,
+    webhook_requests,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,16 +44,7 @@ def test_retries_held_at_a_rebalance_are_read_again_by_the_next_owner(
     tmp_path: Path,
 ) -> None:
     users = make_users(40, sandboxes.webhook.url("/"), opt_out_rate=0, first=3000)
-    requests = [
-        {
-            "notification_id": f"held-{i:04d}",
-            "user_id": users[i % len(users)].user_id,
-            "channels": ["webhook"],
-            "title": "t",
-            "body": f"b {i}",
-        }
-        for i in range(200)
-    ]
+    requests = webhook_requests(users, "held", 200)
     # Long enough waits that the retries are held in memory when the second worker joins.
     schedule = {"retry_webhook": [3.0, 3.0, 20.0, 20.0], "rate_limit_per_user": 1000}
     first = workers(**schedule)
