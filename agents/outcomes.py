@@ -85,7 +85,8 @@ class OutcomeRouter:
     async def _retry(
         self, delivery: Delivery, provider: str, plan: FailurePlan, now: float
     ) -> None:
-        assert plan.tier is not None
+        if plan.tier is None:  # plan_failure gives every RETRY plan a tier
+            raise ValueError(f"a retry plan without a tier: {plan}")
         again = delivery.after_failure(plan.reason, now, not_before=now + plan.wait)
         await produce.send(
             self.topics.retries[plan.tier], delivery.user_id.encode(), again.to_json()

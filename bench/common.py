@@ -42,8 +42,7 @@ def fresh_broker(workdir: Path, name: str) -> Iterator[Broker]:
     broker = EmbeddedBroker(log_path=workdir / f"broker-{name}.log")
     bootstrap = broker.start()
     try:
-        assert broker._process is not None  # started above; the pid is for CPU accounting
-        yield Broker(bootstrap, broker._process.pid)
+        yield Broker(bootstrap, broker.pid)  # the pid is for CPU accounting
     finally:
         broker.stop()
 

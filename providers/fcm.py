@@ -214,7 +214,11 @@ class FcmProvider:
         if self._session is None:
             raise ConfigurationError(NAME, "not_started")
         try:
-            encoded = messaging._MessagingService.encode_message(self.build_message(message))
+            # The v1 JSON, sent without firebase-admin's blocking HTTP client (pinned:
+            # patches/private_api.py).
+            encoded = messaging._MessagingService.encode_message(  # noqa: SLF001
+                self.build_message(message)
+            )
         except ValueError as exc:  # firebase-admin's own field validation
             raise PermanentError(NAME, "invalid_message", str(exc)) from exc
         body = json.dumps({"message": encoded}, separators=(",", ":")).encode()
@@ -246,7 +250,8 @@ class FcmProvider:
         return outcomes
 
     async def _post(self, body: bytes, token: str) -> tuple[int, bytes, Mapping[str, str]]:
-        assert self._session is not None
+        if self._session is None:  # send() checked it; the stop may have come since
+            raise ConfigurationError(NAME, "not_started")
         try:
             async with self._session.post(
                 self._url, data=body, headers={"Authorization": f"Bearer {token}"}

@@ -26,6 +26,7 @@ import json
 import random
 import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -54,7 +55,7 @@ from tests.integration.pipeline_harness import (
 )
 
 SCENARIOS = ("failover", "restart")
-DEFAULT_OUT = Path("/tmp/crash-runs")
+DEFAULT_OUT = Path(tempfile.gettempdir()) / "crash-runs"
 # Far above the ~20 requests each user gets in a 10,000 burst: nothing is rate limited, so
 # every request that passes the preferences is an expected delivery.
 RATE_LIMIT = 1000

@@ -74,6 +74,12 @@ class EmbeddedBroker:
         return self.bootstrap
 
     @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the embedded broker is not running")
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -87,7 +87,8 @@ class PromptChangelogTable(faust.Table[Any, Any]):
                 self._idle.set()
 
     async def _hand_over(self, write: Pending) -> None:
-        assert self._producer is not None  # started in on_start, before any stream runs
+        if self._producer is None:  # started in on_start, before any stream runs
+            raise RuntimeError(f"{self.name}: a changelog write before the table started")
         topic, key, value, partition = write
         try:
             sent = await self._producer.send(topic, key, value, partition, None, None)

@@ -62,7 +62,7 @@ class ApnsSandbox(FaultInjectable[ApnsFault]):
         self.material: ApnsMaterial | None = None
         self._public_key: ec.EllipticCurvePublicKey | None = None
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.Transport] = set()
+        self.transports: set[asyncio.Transport] = set()
 
     async def start(self) -> None:
         self.material, signing_key = generate_apns_material(self.directory)
@@ -82,7 +82,7 @@ class ApnsSandbox(FaultInjectable[ApnsFault]):
         self._server.close()
         self.plan.release()
         # Server.close() leaves accepted connections open; a client must see them drop.
-        for transport in list(self._transports):
+        for transport in list(self.transports):
             transport.close()
         await self._server.wait_closed()
         self._server = None
@@ -212,7 +212,7 @@ class _H2ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._sandbox._transports.add(transport)
+        self._sandbox.transports.add(transport)
         # Apple advertises how many concurrent streams a connection may carry; aioapns obeys it.
         self._conn.local_settings.max_concurrent_streams = 1000
         self._conn.initiate_connection()
@@ -220,7 +220,7 @@ class _H2ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
-            self._sandbox._transports.discard(self._transport)
+            self._sandbox.transports.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
         assert self._transport is not None

@@ -69,6 +69,10 @@ class SmtpSandbox(FaultInjectable[SmtpFault]):
         await self._server.wait_closed()
         self._server = None
 
+    def next_id(self) -> int:
+        """The next queue id the sandbox answers a DATA with."""
+        return next(self._ids)
+
     def drop_connections(self) -> None:
         """Close every client connection abruptly, as a restarting mail server would."""
         for protocol in list(self._protocols):
@@ -212,4 +216,4 @@ class _Handler:
             return f"554 5.6.0 sandbox could not parse the message: {exc}"
         finally:
             self.arrived = {}
-        return f"250 2.0.0 OK queued as sandbox-{next(self.sandbox._ids)}"
+        return f"250 2.0.0 OK queued as sandbox-{self.sandbox.next_id()}"
