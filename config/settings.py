@@ -5,11 +5,17 @@ Secrets are ``SecretStr`` so that ``repr()`` and log lines never show them.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerFlavor(StrEnum):
+    KAFKA = "kafka"  # a real cluster
+    TANSU = "tansu"  # the embedded broker: switches on its work-arounds only (patches/tansu)
 
 
 class Settings(BaseSettings):
@@ -22,9 +28,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="comma-separated `host:port` list"
     )
-    broker_flavor: str = Field(
-        default="kafka",
-        pattern="^(kafka|tansu)$",
+    broker_flavor: BrokerFlavor = Field(
+        default=BrokerFlavor.KAFKA,
         description="`tansu` installs the embedded-broker patches (README, The embedded "
         "broker), nothing else",
     )
