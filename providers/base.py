@@ -9,7 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+
+from config.errors import NotifyError
+
+
+class ProviderName(StrEnum):
+    """Each provider client's name: the registry's keys, ``SendResult.provider``, the ledger's
+    and the events' ``provider``."""
+
+    APNS = "apns"
+    FCM = "fcm"
+    SMTP = "smtp"
+    SMTP_BACKUP = "smtp-backup"  # the SMTP provider's backup relay took the mail
+    SMS = "sms"
+    WEBHOOK = "webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +56,7 @@ class SendResult:
     segments: int | None = None  # SMS: billed message segments
 
 
-class ProviderError(Exception):
+class ProviderError(NotifyError):
     """Base of every classified provider failure."""
 
     def __init__(self, provider: str, code: str, detail: str = "") -> None:
@@ -77,11 +92,17 @@ class InvalidRecipientError(PermanentError):
     """The address is dead (unregistered token, invalid number): remove it, never retry."""
 
 
+def not_started(provider: str) -> ConfigurationError:
+    """What every provider raises for a send before its ``start()`` (or after ``stop()``)."""
+    return ConfigurationError(provider, "not_started", "send() before start()")
+
+
 @runtime_checkable
 class Provider(Protocol):
     """An async client for one vendor. Opened and closed by a faust Service, never global."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # its ProviderName
 
     async def start(self) -> None: ...
 

@@ -31,13 +31,15 @@ from providers.base import (
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     ThrottledError,
     TransientError,
+    not_started,
 )
-from providers.webhook import parse_retry_after
+from providers.http_retry import parse_retry_after
 
-NAME = "fcm"
+NAME = ProviderName.FCM
 BATCH_LIMIT = 500  # what firebase-admin's send_each takes per call
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 # google.rpc canonical codes by HTTP status, for an error body without one (a proxy's page).
@@ -212,7 +214,7 @@ class FcmProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         """One delivery: encode (firebase-admin), POST, classify the answer."""
         if self._session is None:
-            raise ConfigurationError(NAME, "not_started")
+            raise not_started(NAME)
         try:
             # The v1 JSON, sent without firebase-admin's blocking HTTP client (pinned:
             # patches/private_api.py).
