@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import faust
 
@@ -48,6 +49,10 @@ def delivery_topic(channel: str, priority: str) -> str:
     return f"deliveries.{channel}.{priority}"
 
 
+# Every topic's keys and values are raw bytes: records are (de)serialised by streams/.
+RawChannel: TypeAlias = faust.ChannelT[bytes]
+
+
 @dataclass(frozen=True)
 class Topics:
     """The app's topic objects. Values are raw bytes: records are (de)serialised by streams/.
@@ -55,21 +60,21 @@ class Topics:
     Typed as channels (what agents read and stages send to), so functional tests can put
     in-memory channels in their place."""
 
-    requests: faust.ChannelT  # consumed: the public topic and its re-keyed twin
-    requests_by_user: faust.ChannelT
-    requests_low: faust.ChannelT  # consumed by its own agent, behind the CPU ceiling
-    requests_dlq: faust.ChannelT
-    control: faust.ChannelT
-    control_by_user: faust.ChannelT
-    control_dlq: faust.ChannelT
-    deliveries: dict[tuple[str, str], faust.ChannelT]  # produced: (channel, priority) -> topic
-    delivery_lanes: dict[str, faust.ChannelT]  # consumed: priority -> every channel's topic
-    deliveries_dlq: faust.ChannelT
-    delivery_events: faust.ChannelT
-    delivery_events_dlq: faust.ChannelT
-    retries: dict[float, faust.ChannelT]  # delay -> tier topic
-    suppressions: faust.ChannelT  # produced: the control topic, for bounces and complaints
-    devices: faust.ChannelT  # produced: the control topic, to unregister dead tokens
+    requests: RawChannel  # consumed: the public topic and its re-keyed twin
+    requests_by_user: RawChannel
+    requests_low: RawChannel  # consumed by its own agent, behind the CPU ceiling
+    requests_dlq: RawChannel
+    control: RawChannel
+    control_by_user: RawChannel
+    control_dlq: RawChannel
+    deliveries: dict[tuple[str, str], RawChannel]  # produced: (channel, priority) -> topic
+    delivery_lanes: dict[str, RawChannel]  # consumed: priority -> every channel's topic
+    deliveries_dlq: RawChannel
+    delivery_events: RawChannel
+    delivery_events_dlq: RawChannel
+    retries: dict[float, RawChannel]  # delay -> tier topic
+    suppressions: RawChannel  # produced: the control topic, for bounces and complaints
+    devices: RawChannel  # produced: the control topic, to unregister dead tokens
 
 
 def _topic(
