@@ -18,6 +18,7 @@ from aioapns.common import NotificationResult
 from aioapns.connection import APNsProductionClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from msgspec import UNSET
 
 from config.settings import Settings, get_settings
 from providers.base import (
@@ -32,6 +33,7 @@ from providers.base import (
     TransientError,
     not_started,
 )
+from streams.vocabulary import Priority
 
 NAME = ProviderName.APNS
 
@@ -151,7 +153,7 @@ class ApnsProvider:
             # the same id would orphan that attempt's future. The payload carries delivery_id.
             notification_id=str(uuid.uuid4()),
             time_to_live=message.ttl_seconds,  # aioapns turns it into apns-expiration = now + ttl
-            priority=10 if message.priority == "high" else 5,
+            priority=10 if message.priority == Priority.HIGH else 5,
             collapse_key=message.collapse_key,
             push_type=PushType.ALERT,
             apns_topic=self._settings.apns_topic,
@@ -205,12 +207,12 @@ def aps_dictionary(message: OutboundMessage) -> dict[str, Any]:
     push = message.push
     aps: dict[str, Any] = {
         "alert": {"title": message.title, "body": message.body},
-        "sound": push.get("sound", "default"),
+        "sound": "default" if push.sound is UNSET else push.sound,
     }
-    if "badge" in push:
-        aps["badge"] = push["badge"]
-    if push.get("mutable_content") or "image" in push:
+    if push.badge is not UNSET:
+        aps["badge"] = push.badge
+    if push.mutable_content or push.image is not UNSET:
         aps["mutable-content"] = 1
-    if push.get("content_available"):
+    if push.content_available:
         aps["content-available"] = 1
     return aps

@@ -2,17 +2,23 @@
 
 Providers never import faust. Vendor errors are translated here, at the boundary, into the
 small vocabulary below so that the pipeline decides retry / dead letter / feedback without
-knowing which vendor it talked to.
+knowing which vendor it talked to. The words a message is made of (channels, priorities,
+platforms, push options) are the wire records' own, from two leaf modules of ``streams`` that
+import nothing of the project: the only part of it providers depend on besides ``config``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+import msgspec
 
 from config.errors import NotifyError
+from streams.presentation import NO_PUSH_OPTIONS, PushOptions
+from streams.vocabulary import ChannelField, PlatformField, Priority, PriorityField
 
 
 class ProviderName(StrEnum):
@@ -27,26 +33,27 @@ class ProviderName(StrEnum):
     WEBHOOK = "webhook"
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One delivery to one address (device token, e-mail address, phone number or URL)."""
+class OutboundMessage(msgspec.Struct, frozen=True):
+    """One delivery to one address (device token, e-mail address, phone number or URL).
+
+    Built from a ``streams.deliveries.Delivery`` field by field by name (agents/deliver.py):
+    every field here must be one of the delivery's, under the same name and type."""
 
     delivery_id: str
     notification_id: str
     user_id: str
-    channel: str  # push | email | sms | webhook | in_app
+    channel: ChannelField
     address: str
     title: str
     body: str
-    priority: str = "normal"  # high | normal | low
-    platform: str | None = None  # ios | android, push only
-    data: Mapping[str, str] = field(default_factory=dict)
+    priority: PriorityField = Priority.NORMAL
+    platform: PlatformField | None = None  # push only
+    data: Mapping[str, str] = msgspec.field(default_factory=dict)
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     category: str = ""
-    # Push presentation: sound, badge, image, mutable_content, content_available (see
-    # streams.records.PushOptions); empty for other channels.
-    push: Mapping[str, Any] = field(default_factory=dict)
+    # How a push is presented (sound, badge, image, ...); carried on every channel.
+    push: PushOptions = NO_PUSH_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)

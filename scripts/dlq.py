@@ -20,9 +20,10 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -135,7 +136,7 @@ def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes | None]
         )
     if letter.topic == topics.DELIVERIES_DLQ:
         delivery = parse_delivery(letter.value)
-        fresh = replace(delivery, attempt=0, not_before=0.0)
+        fresh = msgspec.structs.replace(delivery, attempt=0, not_before=0.0)
         return (
             topics.delivery_topic(delivery.channel, delivery.priority),
             letter.key,
