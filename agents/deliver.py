@@ -18,12 +18,12 @@ from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
+from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
-from streams.vocabulary import DuplicateReason, EventStatus, Priority
 from tables import Tables, ledger
 from tables.prompt_changelog import PromptChangelogTable
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 
+from config.vocabulary import Channel, ContactField
 from streams.deliveries import Delivery, delivery_id_for
 from streams.records import NotificationRequest
-from streams.vocabulary import Channel, ContactField
 
 # Which contact field addresses each non-push channel.
 CONTACT_FIELD: Mapping[str, ContactField] = {

@@ -19,11 +19,11 @@ import orjson
 from faust.web import Request, Response, View
 
 from config.settings import Settings
+from config.vocabulary import Channel, EventStatus
 from providers.base import ProviderName
 from streams.deliveries import DeliveryEvent
 from streams.records import Suppression, SuppressionFields, to_json
 from streams.topics import Topics
-from streams.vocabulary import Channel, EventStatus
 
 log = logging.getLogger(__name__)
 

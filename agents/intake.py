@@ -26,13 +26,13 @@ from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
+from config.vocabulary import EventStatus, Priority
 from streams import topics as topic_names
 from streams.deliveries import DeliveryEvent
 from streams.faust_types import Agent, Channel, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest, parse_request
 from streams.topics import Topics
-from streams.vocabulary import EventStatus, Priority
 from tables import (
     Tables,
     contacts,

@@ -11,11 +11,11 @@ from agents import dead_letter, events, produce
 from agents.failure_plan import FailureAction, FailurePlan, plan_failure
 from agents.fanout import expand, request_of
 from config.settings import Settings
+from config.vocabulary import Channel, DeviceAction, EventStatus
 from providers.base import ProviderError, SendResult
 from streams.deliveries import Delivery, DeliveryEvent
 from streams.records import DeviceFields, SuppressionFields, to_json
 from streams.topics import Topics
-from streams.vocabulary import Channel, DeviceAction, EventStatus
 from tables import Tables, contacts, devices, fallbacks, inbox, ledger, suppressions
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from config.vocabulary import Channel, RejectReason
 from streams.records import NotificationRequest, Preferences
-from streams.vocabulary import Channel, RejectReason
 
 # Rejection reasons, as they appear in ``delivery-events``, under their older names.
 DUPLICATE = RejectReason.DUPLICATE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from config.vocabulary import Channel, Platform
 from providers.base import ProviderName
 from streams.deliveries import Delivery
-from streams.vocabulary import Channel, Platform
 
 PUSH_PROVIDER_BY_PLATFORM: Mapping[str, ProviderName] = {
     Platform.IOS: ProviderName.APNS,

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.vocabulary import Channel
+
 
 class BrokerFlavor(StrEnum):
     KAFKA = "kafka"  # a real cluster
@@ -232,23 +234,18 @@ class Settings(BaseSettings):
     )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
-        return dict(
-            push=self.retry_push,
-            email=self.retry_email,
-            sms=self.retry_sms,
-            webhook=self.retry_webhook,
-            in_app=self.retry_in_app,
-        )[channel]
+        schedules: dict[str, tuple[float, ...]] = {
+            Channel.PUSH: self.retry_push,
+            Channel.EMAIL: self.retry_email,
+            Channel.SMS: self.retry_sms,
+            Channel.WEBHOOK: self.retry_webhook,
+            Channel.IN_APP: self.retry_in_app,
+        }
+        return schedules[channel]
 
     def retry_delays(self) -> list[float]:
         """Every distinct wait in any schedule: one retry tier topic each."""
-        return sorted(
-            {
-                d
-                for c in ("push", "email", "sms", "webhook", "in_app")
-                for d in self.retry_schedule(c)
-            }
-        )
+        return sorted({d for c in Channel for d in self.retry_schedule(c)})
 
 
 def configuration_table() -> str:

@@ -21,6 +21,7 @@ from aioapns.exceptions import ConnectionError as ApnsConnectionError
 from msgspec import UNSET
 
 from config.settings import Settings, get_settings
+from config.vocabulary import Priority
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
@@ -33,7 +34,6 @@ from providers.base import (
     TransientError,
     not_started,
 )
-from streams.vocabulary import Priority
 
 NAME = ProviderName.APNS
 

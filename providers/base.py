@@ -3,8 +3,7 @@
 Providers never import faust. Vendor errors are translated here, at the boundary, into the
 small vocabulary below so that the pipeline decides retry / dead letter / feedback without
 knowing which vendor it talked to. The words a message is made of (channels, priorities,
-platforms, push options) are the wire records' own, from two leaf modules of ``streams`` that
-import nothing of the project: the only part of it providers depend on besides ``config``.
+platforms, push options) are the wire records' own (config/vocabulary.py).
 """
 
 from __future__ import annotations
@@ -17,8 +16,14 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from config.errors import NotifyError
-from streams.presentation import NO_PUSH_OPTIONS, PushOptions
-from streams.vocabulary import ChannelField, PlatformField, Priority, PriorityField
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
+    ChannelField,
+    PlatformField,
+    Priority,
+    PriorityField,
+    PushOptions,
+)
 
 
 class ProviderName(StrEnum):

@@ -26,6 +26,7 @@ from google.auth.transport import requests as google_requests
 from msgspec import UNSET, UnsetType
 
 from config.settings import Settings, get_settings
+from config.vocabulary import Priority
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
@@ -39,7 +40,6 @@ from providers.base import (
     not_started,
 )
 from providers.http_retry import parse_retry_after
-from streams.vocabulary import Priority
 
 NAME = ProviderName.FCM
 T = TypeVar("T")

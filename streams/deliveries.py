@@ -14,10 +14,8 @@ from typing import Annotated, TypedDict
 import msgspec
 from msgspec import Meta
 
-from streams.presentation import NO_PUSH_OPTIONS, PushOptions
-from streams.records import DEFAULT_CATEGORY, PLATFORMS, InvalidRecord
-from streams.vocabulary import SUCCESSES as SUCCESSES
-from streams.vocabulary import (
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
     Channel,
     ChannelField,
     DuplicateReason,
@@ -25,8 +23,11 @@ from streams.vocabulary import (
     EventStatusField,
     PlatformField,
     PriorityField,
+    PushOptions,
     RejectReason,
 )
+from config.vocabulary import SUCCESSES as SUCCESSES
+from streams.records import DEFAULT_CATEGORY, PLATFORMS, InvalidRecord
 from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder
 
 # The statuses and reasons under the names older modules and scripts import.

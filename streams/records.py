@@ -17,8 +17,8 @@ import msgspec
 import orjson
 from msgspec import UNSET, Meta, UnsetType
 
-from streams.presentation import NO_PUSH_OPTIONS, PushOptions
-from streams.vocabulary import (
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
     Channel,
     ChannelField,
     ContactField,
@@ -27,6 +27,7 @@ from streams.vocabulary import (
     PlatformField,
     Priority,
     PriorityField,
+    PushOptions,
     SuppressionAction,
 )
 

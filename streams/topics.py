@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
 
 import faust
 
 from config.settings import Settings
+from streams.faust_types import Channel
 from streams.records import CHANNELS, PRIORITIES
 
 REQUESTS = "notification-requests"  # public input, JSON
@@ -49,10 +49,6 @@ def delivery_topic(channel: str, priority: str) -> str:
     return f"deliveries.{channel}.{priority}"
 
 
-# Every topic's keys and values are raw bytes: records are (de)serialised by streams/.
-RawChannel: TypeAlias = faust.ChannelT[bytes]
-
-
 @dataclass(frozen=True)
 class Topics:
     """The app's topic objects. Values are raw bytes: records are (de)serialised by streams/.
@@ -60,21 +56,21 @@ class Topics:
     Typed as channels (what agents read and stages send to), so functional tests can put
     in-memory channels in their place."""
 
-    requests: RawChannel  # consumed: the public topic and its re-keyed twin
-    requests_by_user: RawChannel
-    requests_low: RawChannel  # consumed by its own agent, behind the CPU ceiling
-    requests_dlq: RawChannel
-    control: RawChannel
-    control_by_user: RawChannel
-    control_dlq: RawChannel
-    deliveries: dict[tuple[str, str], RawChannel]  # produced: (channel, priority) -> topic
-    delivery_lanes: dict[str, RawChannel]  # consumed: priority -> every channel's topic
-    deliveries_dlq: RawChannel
-    delivery_events: RawChannel
-    delivery_events_dlq: RawChannel
-    retries: dict[float, RawChannel]  # delay -> tier topic
-    suppressions: RawChannel  # produced: the control topic, for bounces and complaints
-    devices: RawChannel  # produced: the control topic, to unregister dead tokens
+    requests: Channel  # consumed: the public topic and its re-keyed twin
+    requests_by_user: Channel
+    requests_low: Channel  # consumed by its own agent, behind the CPU ceiling
+    requests_dlq: Channel
+    control: Channel
+    control_by_user: Channel
+    control_dlq: Channel
+    deliveries: dict[tuple[str, str], Channel]  # produced: (channel, priority) -> topic
+    delivery_lanes: dict[str, Channel]  # consumed: priority -> every channel's topic
+    deliveries_dlq: Channel
+    delivery_events: Channel
+    delivery_events_dlq: Channel
+    retries: dict[float, Channel]  # delay -> tier topic
+    suppressions: Channel  # produced: the control topic, for bounces and complaints
+    devices: Channel  # produced: the control topic, to unregister dead tokens
 
 
 def _topic(

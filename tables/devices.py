@@ -8,8 +8,8 @@ import faust
 from faust.types import TableT
 
 from config.settings import Settings
+from config.vocabulary import DeviceAction
 from streams.records import DeviceRegistration
-from streams.vocabulary import DeviceAction
 
 # Tokens beyond this are the oldest registrations of long-gone devices.
 MAX_DEVICES_PER_USER = 20

@@ -8,15 +8,15 @@ import faust
 from faust.types import TableT
 
 from config.settings import Settings
-from streams.deliveries import DeliveryEvent
-from streams.vocabulary import FINAL as FINAL
-from streams.vocabulary import (
+from config.vocabulary import FINAL as FINAL
+from config.vocabulary import (
     SUCCESSES,
     DuplicateReason,
     EventStatus,
     NotificationStatus,
     RejectReason,
 )
+from streams.deliveries import DeliveryEvent
 
 
 class DeliveryState(TypedDict, total=False):

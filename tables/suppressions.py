@@ -8,8 +8,8 @@ import faust
 from faust.types import TableT
 
 from config.settings import Settings
+from config.vocabulary import SuppressionAction
 from streams.records import Suppression
-from streams.vocabulary import SuppressionAction
 
 
 class SuppressionEntry(TypedDict):

@@ -4,7 +4,7 @@ be presented like the original request."""
 from __future__ import annotations
 
 from agents.fanout import expand, request_of
-from streams.presentation import PushOptions
+from config.vocabulary import PushOptions
 from streams.records import NotificationRequest
 
 REQUEST = NotificationRequest(

@@ -7,7 +7,7 @@ import re
 import orjson
 import pytest
 
-from streams.presentation import PushOptions
+from config.vocabulary import PushOptions
 from streams.records import (
     InvalidRecord,
     parse_contact,

@@ -18,6 +18,19 @@ from agents.deliver import outbound
 from agents.failure_plan import FailureAction
 from config.errors import NotifyError
 from config.settings import BrokerFlavor, Settings
+from config.vocabulary import (
+    Channel,
+    ContactField,
+    DeviceAction,
+    DuplicateReason,
+    EventStatus,
+    NotificationStatus,
+    Platform,
+    Priority,
+    PushOptions,
+    RejectReason,
+    SuppressionAction,
+)
 from patches.pin import UpstreamChanged
 from providers.base import (
     ConfigurationError,
@@ -28,7 +41,6 @@ from providers.base import (
 )
 from streams import records
 from streams.deliveries import Delivery, DeliveryEvent, parse_delivery, parse_event
-from streams.presentation import PushOptions
 from streams.records import (
     InvalidRecord,
     parse_contact,
@@ -36,18 +48,6 @@ from streams.records import (
     parse_preferences,
     parse_request,
     parse_suppression,
-)
-from streams.vocabulary import (
-    Channel,
-    ContactField,
-    DeviceAction,
-    DuplicateReason,
-    EventStatus,
-    NotificationStatus,
-    Platform,
-    Priority,
-    RejectReason,
-    SuppressionAction,
 )
 from tables import status
 from tables.dedup import DedupEntry

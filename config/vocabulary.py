@@ -1,17 +1,24 @@
-"""The words records and tables are made of, each defined once.
+"""The words records, tables, providers and settings are made of, each defined once.
 
 Every one is a ``StrEnum``: a member *is* its string (``Priority.HIGH == "high"``, the same
 hash, ``f"{member}"`` and JSON give ``high``), so the wire format and the tables' stored values
 are the strings they always were, a string read back from a topic or a changelog compares equal
 to its member, and msgspec decodes a wire field straight into the member (refusing any other
-value, naming the field). A leaf module: it imports nothing of the project, so providers may
-use the same words (``providers.base``) without depending on the rest of ``streams``.
+value, naming the field). With them, the push options a request names (``PushOptions``).
+
+Here in ``config`` rather than in ``streams`` (where DESIGN.md puts vocabulary enums) because
+the provider contract speaks the same words (a message's channel, priority, platform and push
+options) and providers may depend on ``config`` only (tests/unit/test_layering.py). A leaf
+module: it imports nothing of the project.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
 
 class Channel(StrEnum):
@@ -135,3 +142,22 @@ else:
     PriorityField = Priority
     PlatformField = Platform
     EventStatusField = EventStatus
+
+
+# 64 bits, like every integer orjson writes (streams.wire.JsonInt, above this module).
+_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class PushOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every option is optional and absent ones stay absent on the wire: an unset field is
+    ``UNSET`` (falsy) and is not encoded, so a delivery carries exactly the options its request
+    named. ``null`` is refused, as is an option this does not know."""
+
+    sound: str | UnsetType = UNSET
+    badge: _Int | UnsetType = UNSET  # 0 clears the badge, so "set" is not "truthy"
+    image: str | UnsetType = UNSET  # a URL; APNs needs mutable-content for an extension to fetch it
+    mutable_content: bool | UnsetType = UNSET
+    content_available: bool | UnsetType = UNSET  # wakes the app (background push)
+
+
+NO_PUSH_OPTIONS = PushOptions()
