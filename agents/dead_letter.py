@@ -20,15 +20,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from faust.topics import Topic
 
 from agents import produce
 from agents.counters import FAILURES
+from config.errors import NotifyError
 from streams.faust_types import Channel, Event
+from streams.wire import InvalidRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,52 @@ TRUNCATED_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 0.5
 
 
-class DeadLetterFailed(Exception):
+class DeadLetterFailed(NotifyError):
     """Not even a truncated dead letter could be written."""
+
+
+class LetterHeaders(msgspec.Struct, frozen=True):
+    """What a dead letter says about itself, in its ``x-dlq-*`` headers (its value and its key
+    are the record's own, or their prefixes)."""
+
+    reason: str = ""
+    source: str = ""  # topic:partition:offset
+    at: float | None = None  # epoch seconds it was dead-lettered
+    truncated_from: int | None = None  # a truncated letter: the original value's size in bytes
+
+    def encode(self) -> dict[str, bytes]:
+        headers = {
+            # "replace": an exception message may hold lone surrogates from a decode error.
+            REASON_HEADER: bounded_reason(self.reason).encode(errors="replace"),
+            SOURCE_HEADER: self.source.encode(errors="replace"),
+        }
+        if self.at is not None:
+            headers[AT_HEADER] = f"{self.at:.3f}".encode()
+        if self.truncated_from is not None:
+            headers[TRUNCATED_HEADER] = str(self.truncated_from).encode()
+        return headers
+
+    @classmethod
+    def decode(cls, headers: Mapping[str, bytes]) -> LetterHeaders:
+        """A letter's headers, each checked (a time must be a number, a size an integer);
+        InvalidRecord names the one that is not."""
+        values = {
+            field: headers[name].decode(errors="replace")
+            for field, name in _HEADER_OF.items()
+            if name in headers
+        }
+        try:
+            return msgspec.convert(values, cls, strict=False)  # "1050011" -> 1050011
+        except msgspec.ValidationError as exc:
+            raise InvalidRecord(f"dead letter headers: {exc}") from None
+
+
+_HEADER_OF = {
+    "reason": REASON_HEADER,
+    "source": SOURCE_HEADER,
+    "at": AT_HEADER,
+    "truncated_from": TRUNCATED_HEADER,
+}
 
 
 def source_of(event: Event) -> str:
@@ -68,12 +115,7 @@ def bounded_reason(reason: str) -> str:
 
 
 def dead_letter_headers(event: Event, reason: str) -> dict[str, bytes]:
-    return {
-        # "replace": an exception message may hold lone surrogates from a decode error.
-        REASON_HEADER: bounded_reason(reason).encode(errors="replace"),
-        SOURCE_HEADER: source_of(event).encode(errors="replace"),
-        AT_HEADER: f"{time.time():.3f}".encode(),
-    }
+    return LetterHeaders(reason, source_of(event), time.time()).encode()
 
 
 def original_headers(headers: Any) -> list[tuple[str, bytes]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 
@@ -17,11 +18,11 @@ from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
+from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
-from streams.deliveries import ALREADY_SENT, DUPLICATE_SUPPRESSED, Delivery, parse_delivery
+from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
-from streams.records import PRIORITIES
 from streams.topics import Topics
 from tables import Tables, ledger
 from tables.prompt_changelog import PromptChangelogTable
@@ -29,23 +30,17 @@ from tables.prompt_changelog import PromptChangelogTable
 log = logging.getLogger(__name__)
 
 
+# The provider message is the delivery's message fields, taken by name in the message's own
+# field order: a field added to OutboundMessage is carried from the Delivery field of that
+# name, and one the Delivery lacks stops the import here instead of sending without it.
+_MESSAGE_FIELDS = OutboundMessage.__struct_fields__
+if missing := set(_MESSAGE_FIELDS).difference(Delivery.__struct_fields__):
+    raise TypeError(f"OutboundMessage fields no Delivery carries: {sorted(missing)}")
+_message_values = operator.attrgetter(*_MESSAGE_FIELDS)
+
+
 def outbound(delivery: Delivery) -> OutboundMessage:
-    return OutboundMessage(
-        delivery_id=delivery.delivery_id,
-        notification_id=delivery.notification_id,
-        user_id=delivery.user_id,
-        channel=delivery.channel,
-        address=delivery.address,
-        title=delivery.title,
-        body=delivery.body,
-        priority=delivery.priority,
-        platform=delivery.platform,
-        data=delivery.data,
-        collapse_key=delivery.collapse_key,
-        ttl_seconds=delivery.ttl_seconds,
-        category=delivery.category,
-        push=delivery.push,
-    )
+    return OutboundMessage(*_message_values(delivery))
 
 
 @dataclass
@@ -76,12 +71,17 @@ class Deliverer:
             # Carries the provider: after a crash this may be the only report of the send that
             # reaches the status (the ledger write made it to the broker, the event did not).
             await self.outcomes.publish(
-                delivery, DUPLICATE_SUPPRESSED, provider=provider, reason=ALREADY_SENT
+                delivery,
+                EventStatus.DUPLICATE_SUPPRESSED,
+                provider=provider,
+                reason=DuplicateReason.ALREADY_SENT,
             )
             return
         if first is not None:
             # The first copy failed: its outcome (a retry record or a dead letter) is out.
-            await self.outcomes.publish(delivery, DUPLICATE_SUPPRESSED, reason="read twice")
+            await self.outcomes.publish(
+                delivery, EventStatus.DUPLICATE_SUPPRESSED, reason=DuplicateReason.READ_TWICE
+            )
             return
         provider_name = provider_for(delivery)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -110,9 +110,9 @@ def register(
         settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
     )
     concurrency = {
-        "high": settings.deliver_concurrency_high,
-        "normal": settings.deliver_concurrency_normal,
-        "low": settings.deliver_concurrency_low,
+        Priority.HIGH: settings.deliver_concurrency_high,
+        Priority.NORMAL: settings.deliver_concurrency_normal,
+        Priority.LOW: settings.deliver_concurrency_low,
     }
 
     async def handle(event: Event) -> None:
@@ -157,12 +157,12 @@ def register(
             await tables.ledger.flush_changelog()
 
     cpu_ceiling = {
-        "high": 0.0,
-        "normal": settings.deliver_cpu_ceiling_normal,
-        "low": settings.deliver_cpu_ceiling_low,
+        Priority.HIGH: 0.0,
+        Priority.NORMAL: settings.deliver_cpu_ceiling_normal,
+        Priority.LOW: settings.deliver_cpu_ceiling_low,
     }
     agents: dict[str, Agent] = {}
-    for priority in PRIORITIES:
+    for priority in Priority:
         name = f"deliver_{priority}"
         agents[priority] = app.agent(
             topics.delivery_lanes[priority], name=name, supervisor_strategy=RestartingSupervisor

@@ -8,17 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from providers.base import InvalidRecipientError, ProviderError, ThrottledError, TransientError
 
-RETRY = "retry"
-DEAD_LETTER = "dead_letter"
-INVALID_RECIPIENT = "invalid_recipient"
+
+class FailureAction(StrEnum):
+    """What becomes of a failed send; a ``failed`` event's reason starts with it."""
+
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    INVALID_RECIPIENT = "invalid_recipient"
+
+
+RETRY = FailureAction.RETRY
+DEAD_LETTER = FailureAction.DEAD_LETTER
+INVALID_RECIPIENT = FailureAction.INVALID_RECIPIENT
 
 
 @dataclass(frozen=True, slots=True)
 class FailurePlan:
-    action: str
+    action: FailureAction
     reason: str
     tier: float | None = None  # the retry tier (its nominal wait), for RETRY
     wait: float = 0.0  # seconds until the next attempt: the tier's, or longer if throttled

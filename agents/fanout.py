@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 
+from config.vocabulary import Channel, ContactField
 from streams.deliveries import Delivery, delivery_id_for
 from streams.records import NotificationRequest
 
 # Which contact field addresses each non-push channel.
-CONTACT_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
+CONTACT_FIELD: Mapping[str, ContactField] = {
+    Channel.EMAIL: ContactField.EMAIL,
+    Channel.SMS: ContactField.PHONE,
+    Channel.WEBHOOK: ContactField.WEBHOOK_URL,
+}
 
 
 def addresses(
@@ -18,9 +23,9 @@ def addresses(
     inapp_url: str,
 ) -> Iterator[tuple[str, str | None]]:
     """(address, platform) pairs for one channel; nothing when the user has no address."""
-    if channel == "push":
+    if channel == Channel.PUSH:
         yield from device_tokens.items()
-    elif channel == "in_app":
+    elif channel == Channel.IN_APP:
         if inapp_url:
             yield inapp_url, None
     elif address := contacts.get(CONTACT_FIELD[channel]):
@@ -58,7 +63,7 @@ def expand(
             is_fallback=is_fallback,
             # On every channel, not only push: a fallback to push is rebuilt from a delivery of
             # another channel (request_of) and must keep the request's presentation.
-            push=dict(request.push),
+            push=request.push,
         )
         for channel in channels
         for address, platform in addresses(channel, device_tokens, contacts, inapp_url)
@@ -82,5 +87,5 @@ def request_of(delivery: Delivery) -> NotificationRequest:
         ttl_seconds=delivery.ttl_seconds,
         created_at=delivery.requested_at,
         fallback_channel=delivery.fallback_channel,
-        push=dict(delivery.push),
+        push=delivery.push,
     )

@@ -19,27 +19,22 @@ import orjson
 from faust.web import Request, Response, View
 
 from config.settings import Settings
-from streams.deliveries import (
-    BOUNCED,
-    CLICKED,
-    COMPLAINED,
-    DELIVERED,
-    FAILED,
-    OPENED,
-    DeliveryEvent,
-)
-from streams.records import Suppression
+from config.vocabulary import Channel, EventStatus
+from providers.base import ProviderName
+from streams.deliveries import DeliveryEvent
+from streams.records import Suppression, SuppressionFields, to_json
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
+# SendGrid's event names (its vocabulary, not ours) -> our statuses.
 STATUS_BY_EVENT = {
-    "delivered": DELIVERED,
-    "open": OPENED,
-    "click": CLICKED,
-    "bounce": BOUNCED,
-    "dropped": FAILED,
-    "spamreport": COMPLAINED,
+    "delivered": EventStatus.DELIVERED,
+    "open": EventStatus.OPENED,
+    "click": EventStatus.CLICKED,
+    "bounce": EventStatus.BOUNCED,
+    "dropped": EventStatus.FAILED,
+    "spamreport": EventStatus.COMPLAINED,
 }
 
 
@@ -60,15 +55,15 @@ def map_event(
         status=status,
         at=at,
         delivery_id=event.get("delivery_id"),
-        channel="email",
-        provider="smtp",
+        channel=Channel.EMAIL,
+        provider=ProviderName.SMTP,
         provider_message_id=event.get("sg_message_id"),
         reason=str(reason) if reason else None,
     )
     # A "blocked" bounce is the receiving server refusing for now: not about the address.
-    hard_bounce = status == BOUNCED and event.get("type", "bounce") == "bounce"
+    hard_bounce = status is EventStatus.BOUNCED and event.get("type", "bounce") == "bounce"
     address = event.get("email")
-    if (hard_bounce or status == COMPLAINED) and isinstance(address, str):
+    if (hard_bounce or status is EventStatus.COMPLAINED) and isinstance(address, str):
         return delivery_event, Suppression(user_id, address, f"{event['event']}: {reason or ''}")
     return delivery_event, None
 
@@ -106,15 +101,13 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> None:
                     key=delivery_event.notification_id.encode(), value=delivery_event.to_json()
                 )
                 if suppression is not None:
+                    record = SuppressionFields(
+                        user_id=suppression.user_id,
+                        address=suppression.address,
+                        reason=suppression.reason,
+                    )
                     await topics.suppressions.send(
-                        key=suppression.user_id.encode(),
-                        value=orjson.dumps(
-                            {
-                                "user_id": suppression.user_id,
-                                "address": suppression.address,
-                                "reason": suppression.reason,
-                            }
-                        ),
+                        key=suppression.user_id.encode(), value=to_json(record)
                     )
             # 2xx even for events we ignore: SendGrid retries the whole batch on any error.
             return self.json({"recorded": recorded, "ignored": len(payload) - recorded})

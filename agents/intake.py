@@ -26,11 +26,12 @@ from agents.fanout import expand
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
+from config.vocabulary import EventStatus, Priority
 from streams import topics as topic_names
-from streams.deliveries import ACCEPTED, REJECTED, DeliveryEvent
+from streams.deliveries import DeliveryEvent
 from streams.faust_types import Agent, Channel, Event, Stream
 from streams.partitioning import is_on_home_partition
-from streams.records import LOW, NotificationRequest, parse_request
+from streams.records import NotificationRequest, parse_request
 from streams.topics import Topics
 from tables import (
     Tables,
@@ -65,7 +66,7 @@ class Intake:
         message = event.message
         # An InvalidRecord goes to the requests DLQ with its reason (agents/safe.py).
         request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
-        if defer_low and request.priority == LOW:
+        if defer_low and request.priority == Priority.LOW:
             # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
             await self._pass_on(self.topics.requests_low, request, event)
             return
@@ -101,7 +102,7 @@ class Intake:
         if decision.accepted:
             decision = await self._fan_out(request, decision)
         if not decision.accepted:
-            await self._publish(request, REJECTED, now, reason=decision.reason)
+            await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
             return
         if not decision.replay:
             # A replay re-emits deliveries the ledger will drop; it must not reopen anything.
@@ -137,13 +138,13 @@ class Intake:
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
         await events.publish_deliveries(self.topics.deliveries, deliveries)
-        await self._publish(request, ACCEPTED, time.time(), deliveries=len(deliveries))
+        await self._publish(request, EventStatus.ACCEPTED, time.time(), deliveries=len(deliveries))
         return replace(decision, fanned_out=len(deliveries))
 
     async def _publish(
         self,
         request: NotificationRequest,
-        status: str,
+        status: EventStatus,
         now: float,
         reason: str | None = None,
         deliveries: int = 0,

@@ -7,14 +7,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-import orjson
-
 from agents import dead_letter, events, produce
-from agents.failure_plan import DEAD_LETTER, INVALID_RECIPIENT, RETRY, FailurePlan, plan_failure
+from agents.failure_plan import FailureAction, FailurePlan, plan_failure
 from agents.fanout import expand, request_of
 from config.settings import Settings
+from config.vocabulary import Channel, DeviceAction, EventStatus
 from providers.base import ProviderError, SendResult
-from streams.deliveries import FAILED, FELL_BACK, RETRYING, SENT, Delivery, DeliveryEvent
+from streams.deliveries import Delivery, DeliveryEvent
+from streams.records import DeviceFields, SuppressionFields, to_json
 from streams.topics import Topics
 from tables import Tables, contacts, devices, fallbacks, inbox, ledger, suppressions
 
@@ -37,22 +37,22 @@ class OutcomeRouter:
             now,
             self.settings.dedup_ttl_seconds,
         )
-        if delivery.channel == "in_app":
+        if delivery.channel == Channel.IN_APP:
             inbox.add(
                 self.tables.inbox,
                 delivery.user_id,
-                {
-                    "notification_id": delivery.notification_id,
-                    "title": delivery.title,
-                    "body": delivery.body,
-                    "data": dict(delivery.data),
-                    "at": now,
-                },
+                inbox.InboxMessage(
+                    notification_id=delivery.notification_id,
+                    title=delivery.title,
+                    body=delivery.body,
+                    data=dict(delivery.data),
+                    at=now,
+                ),
                 self.settings.inbox_size,
             )
         await self.publish(
             delivery,
-            SENT,
+            EventStatus.SENT,
             provider=result.provider,
             message_id=result.provider_message_id,
             segments=result.segments,
@@ -64,12 +64,12 @@ class OutcomeRouter:
     async def failed(self, delivery: Delivery, provider: str, error: ProviderError) -> None:
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
         now = time.time()
-        if plan.action == RETRY:
+        if plan.action is FailureAction.RETRY:
             await self._retry(delivery, provider, plan, now)
             return
-        if plan.action == INVALID_RECIPIENT:
+        if plan.action is FailureAction.INVALID_RECIPIENT:
             await self._forget_address(delivery, plan.reason)
-        elif plan.action == DEAD_LETTER:
+        elif plan.action is FailureAction.DEAD_LETTER:
             final = delivery.after_failure(plan.reason, now, not_before=0.0)
             await produce.send(
                 self.topics.deliveries_dlq,
@@ -78,7 +78,7 @@ class OutcomeRouter:
                 {dead_letter.REASON_HEADER: plan.reason.encode()},
             )
         await self.publish(
-            delivery, FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"
+            delivery, EventStatus.FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"
         )
         await self._maybe_fall_back(delivery)
 
@@ -93,7 +93,7 @@ class OutcomeRouter:
         )
         await self.publish(
             delivery,
-            RETRYING,
+            EventStatus.RETRYING,
             provider=provider,
             reason=f"attempt {again.attempt} failed, next in {plan.wait:g}s: {plan.reason}",
         )
@@ -102,32 +102,21 @@ class OutcomeRouter:
         """Dead token: unregister it. Dead e-mail/number/URL: suppress it. Both go through the
         control topics, so the change is applied on the user's partition like any other."""
         key = delivery.user_id.encode()
-        if delivery.channel == "push":
-            await produce.send(
-                self.topics.devices,
-                key,
-                orjson.dumps(
-                    {
-                        "user_id": delivery.user_id,
-                        "token": delivery.address,
-                        "platform": delivery.platform,
-                        "action": "unregister",
-                        "reason": reason,
-                    }
-                ),
+        if delivery.channel == Channel.PUSH:
+            record = DeviceFields(
+                user_id=delivery.user_id,
+                token=delivery.address,
+                # Never None on a push that reached a provider; "" is refused like null was.
+                platform=delivery.platform or "",
+                action=DeviceAction.UNREGISTER,
+                reason=reason,
             )
+            await produce.send(self.topics.devices, key, to_json(record))
         else:
-            await produce.send(
-                self.topics.suppressions,
-                key,
-                orjson.dumps(
-                    {
-                        "user_id": delivery.user_id,
-                        "address": delivery.address,
-                        "reason": reason,
-                    }
-                ),
+            suppression = SuppressionFields(
+                user_id=delivery.user_id, address=delivery.address, reason=reason
             )
+            await produce.send(self.topics.suppressions, key, to_json(suppression))
 
     async def _maybe_fall_back(self, delivery: Delivery) -> None:
         channel = fallbacks.record_outcome(
@@ -153,7 +142,7 @@ class OutcomeRouter:
             DeliveryEvent(
                 notification_id=delivery.notification_id,
                 user_id=delivery.user_id,
-                status=FELL_BACK,
+                status=EventStatus.FELL_BACK,
                 at=time.time(),
                 channel=channel,
                 reason=reason,
@@ -165,7 +154,7 @@ class OutcomeRouter:
     async def publish(
         self,
         delivery: Delivery,
-        status: str,
+        status: EventStatus,
         provider: str | None = None,
         reason: str | None = None,
         message_id: str | None = None,

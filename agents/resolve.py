@@ -5,21 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streams.deliveries import DUPLICATE_REQUEST
-from streams.records import CHANNELS, NotificationRequest, Preferences
+from config.vocabulary import Channel, RejectReason
+from streams.records import NotificationRequest, Preferences
 
-# Rejection reasons, as they appear in ``delivery-events``.
-DUPLICATE = DUPLICATE_REQUEST
-CATEGORY_MUTED = "category_muted"
-NO_CHANNEL_ALLOWED = "no_channel_allowed"
-RATE_LIMITED = "rate_limited"
-NO_ADDRESS = "no_reachable_address"
+# Rejection reasons, as they appear in ``delivery-events``, under their older names.
+DUPLICATE = RejectReason.DUPLICATE
+CATEGORY_MUTED = RejectReason.CATEGORY_MUTED
+NO_CHANNEL_ALLOWED = RejectReason.NO_CHANNEL_ALLOWED
+RATE_LIMITED = RejectReason.RATE_LIMITED
+NO_ADDRESS = RejectReason.NO_ADDRESS
+_EVERY_CHANNEL = tuple(Channel)
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     channels: tuple[str, ...] = ()
-    reason: str | None = None  # set when rejected
+    reason: RejectReason | None = None  # set when rejected
     replay: bool = False  # the very record that claimed the key, read again after a restart
     fanned_out: int = 0  # deliveries produced, once fan-out has run
 
@@ -66,7 +67,7 @@ def decide(request: NotificationRequest, state: UserState, source: str, limits: 
 def allowed_channels(
     request: NotificationRequest, preferences: Preferences | None
 ) -> tuple[str, ...]:
-    wanted = request.channels or CHANNELS
+    wanted = request.channels or _EVERY_CHANNEL
     if preferences is None:
         return tuple(wanted)
     return tuple(c for c in wanted if preferences.allows_channel(c))

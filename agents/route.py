@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from config.vocabulary import Channel, Platform
+from providers.base import ProviderName
 from streams.deliveries import Delivery
 
-PUSH_PROVIDER_BY_PLATFORM = {"ios": "apns", "android": "fcm"}
-PROVIDER_BY_CHANNEL = {"email": "smtp", "sms": "sms", "webhook": "webhook", "in_app": "webhook"}
+PUSH_PROVIDER_BY_PLATFORM: Mapping[str, ProviderName] = {
+    Platform.IOS: ProviderName.APNS,
+    Platform.ANDROID: ProviderName.FCM,
+}
+PROVIDER_BY_CHANNEL: Mapping[str, ProviderName] = {
+    Channel.EMAIL: ProviderName.SMTP,
+    Channel.SMS: ProviderName.SMS,
+    Channel.WEBHOOK: ProviderName.WEBHOOK,
+    Channel.IN_APP: ProviderName.WEBHOOK,
+}
 
 
 def lane(delivery: Delivery) -> tuple[str, str]:
@@ -13,7 +25,7 @@ def lane(delivery: Delivery) -> tuple[str, str]:
     return delivery.channel, delivery.priority
 
 
-def provider_for(delivery: Delivery) -> str:
-    if delivery.channel == "push":
+def provider_for(delivery: Delivery) -> ProviderName:
+    if delivery.channel == Channel.PUSH:
         return PUSH_PROVIDER_BY_PLATFORM[delivery.platform or ""]
     return PROVIDER_BY_CHANNEL[delivery.channel]

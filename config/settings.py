@@ -5,11 +5,19 @@ Secrets are ``SecretStr`` so that ``repr()`` and log lines never show them.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.vocabulary import Channel
+
+
+class BrokerFlavor(StrEnum):
+    KAFKA = "kafka"  # a real cluster
+    TANSU = "tansu"  # the embedded broker: switches on its work-arounds only (patches/tansu)
 
 
 class Settings(BaseSettings):
@@ -22,9 +30,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092", description="comma-separated `host:port` list"
     )
-    broker_flavor: str = Field(
-        default="kafka",
-        pattern="^(kafka|tansu)$",
+    broker_flavor: BrokerFlavor = Field(
+        default=BrokerFlavor.KAFKA,
         description="`tansu` installs the embedded-broker patches (README, The embedded "
         "broker), nothing else",
     )
@@ -227,23 +234,18 @@ class Settings(BaseSettings):
     )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
-        return dict(
-            push=self.retry_push,
-            email=self.retry_email,
-            sms=self.retry_sms,
-            webhook=self.retry_webhook,
-            in_app=self.retry_in_app,
-        )[channel]
+        schedules: dict[str, tuple[float, ...]] = {
+            Channel.PUSH: self.retry_push,
+            Channel.EMAIL: self.retry_email,
+            Channel.SMS: self.retry_sms,
+            Channel.WEBHOOK: self.retry_webhook,
+            Channel.IN_APP: self.retry_in_app,
+        }
+        return schedules[channel]
 
     def retry_delays(self) -> list[float]:
         """Every distinct wait in any schedule: one retry tier topic each."""
-        return sorted(
-            {
-                d
-                for c in ("push", "email", "sms", "webhook", "in_app")
-                for d in self.retry_schedule(c)
-            }
-        )
+        return sorted({d for c in Channel for d in self.retry_schedule(c)})
 
 
 def configuration_table() -> str:

@@ -18,18 +18,24 @@ from aioapns.common import NotificationResult
 from aioapns.connection import APNsProductionClientProtocol
 from aioapns.exceptions import ConnectionClosed, MaxAttemptsExceeded
 from aioapns.exceptions import ConnectionError as ApnsConnectionError
+from msgspec import UNSET
 
 from config.settings import Settings, get_settings
+from config.vocabulary import Priority
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     ThrottledError,
     TransientError,
+    not_started,
 )
+
+NAME = ProviderName.APNS
 
 # Apple reasons that mean our side is misconfigured (key, team, topic), not the device.
 _CONFIG_REASONS = frozenset(
@@ -55,21 +61,21 @@ def classify(status: str, reason: str | None) -> ProviderError:
     """Translate an APNs ``(:status, reason)`` pair into the base error vocabulary."""
     code = f"{status} {reason or ''}".strip()
     if reason in _DEAD_TOKEN_REASONS:
-        return InvalidRecipientError("apns", code)
+        return InvalidRecipientError(NAME, code)
     if reason in _CONFIG_REASONS:
-        return ConfigurationError("apns", code)
+        return ConfigurationError(NAME, code)
     if status == "429":
         # Apple sends no Retry-After: it throttles pushes to one device token.
-        return ThrottledError("apns", code)
+        return ThrottledError(NAME, code)
     if status.startswith("5"):
-        return TransientError("apns", code)
-    return PermanentError("apns", code)
+        return TransientError(NAME, code)
+    return PermanentError(NAME, code)
 
 
 class ApnsProvider:
     """``Provider`` for APNs. ``ApnsProvider(settings)``; ``await start()`` inside the loop."""
 
-    name = "apns"
+    name = NAME
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings or get_settings()
@@ -81,14 +87,14 @@ class ApnsProvider:
         s = self._settings
         if s.apns_key_file is None or not s.apns_key_id or not s.apns_team_id:
             raise ConfigurationError(
-                "apns",
+                NAME,
                 "missing_credentials",
                 "apns_key_file, apns_key_id and apns_team_id are required",
             )
         try:
             key = s.apns_key_file.read_text()
         except OSError as exc:
-            raise ConfigurationError("apns", "unreadable_key", str(exc)) from exc
+            raise ConfigurationError(NAME, "unreadable_key", str(exc)) from exc
         # aioapns uses whatever SSLContext it is given; ours trusts apns_ca_file (the sandbox
         # CA) when set, else the system store, and offers ALPN "h2" as Apple expects.
         tls = ssl.create_default_context(cafile=str(s.apns_ca_file) if s.apns_ca_file else None)
@@ -147,7 +153,7 @@ class ApnsProvider:
             # the same id would orphan that attempt's future. The payload carries delivery_id.
             notification_id=str(uuid.uuid4()),
             time_to_live=message.ttl_seconds,  # aioapns turns it into apns-expiration = now + ttl
-            priority=10 if message.priority == "high" else 5,
+            priority=10 if message.priority == Priority.HIGH else 5,
             collapse_key=message.collapse_key,
             push_type=PushType.ALERT,
             apns_topic=self._settings.apns_topic,
@@ -155,7 +161,7 @@ class ApnsProvider:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         if self._client is None:
-            raise ConfigurationError("apns", "not_started")
+            raise not_started(NAME)
         request = self.build_request(message)
         # Shielded: cancelling aioapns mid-request leaves a cancelled future in its table, and
         # the late reply then raises InvalidStateError inside data_received, which tears down
@@ -171,11 +177,11 @@ class ApnsProvider:
         except TimeoutError as exc:
             self._adopt(task)
             timeout = self._settings.provider_timeout_seconds
-            raise TransientError("apns", "timeout", f"no answer in {timeout}s") from exc
+            raise TransientError(NAME, "timeout", f"no answer in {timeout}s") from exc
         except (MaxAttemptsExceeded, ConnectionClosed, ApnsConnectionError, OSError) as exc:
-            raise TransientError("apns", "connection", repr(exc)) from exc
+            raise TransientError(NAME, "connection", repr(exc)) from exc
         if result.is_successful:
-            return SendResult(provider="apns", provider_message_id=result.notification_id)
+            return SendResult(provider=NAME, provider_message_id=result.notification_id)
         raise classify(result.status, result.description)
 
 
@@ -201,12 +207,12 @@ def aps_dictionary(message: OutboundMessage) -> dict[str, Any]:
     push = message.push
     aps: dict[str, Any] = {
         "alert": {"title": message.title, "body": message.body},
-        "sound": push.get("sound", "default"),
+        "sound": "default" if push.sound is UNSET else push.sound,
     }
-    if "badge" in push:
-        aps["badge"] = push["badge"]
-    if push.get("mutable_content") or "image" in push:
+    if push.badge is not UNSET:
+        aps["badge"] = push.badge
+    if push.mutable_content or push.image is not UNSET:
         aps["mutable-content"] = 1
-    if push.get("content_available"):
+    if push.content_available:
         aps["content-available"] = 1
     return aps

@@ -2,36 +2,63 @@
 
 Providers never import faust. Vendor errors are translated here, at the boundary, into the
 small vocabulary below so that the pipeline decides retry / dead letter / feedback without
-knowing which vendor it talked to.
+knowing which vendor it talked to. The words a message is made of (channels, priorities,
+platforms, push options) are the wire records' own (config/vocabulary.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from config.errors import NotifyError
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
+    ChannelField,
+    PlatformField,
+    Priority,
+    PriorityField,
+    PushOptions,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One delivery to one address (device token, e-mail address, phone number or URL)."""
+class ProviderName(StrEnum):
+    """Each provider client's name: the registry's keys, ``SendResult.provider``, the ledger's
+    and the events' ``provider``."""
+
+    APNS = "apns"
+    FCM = "fcm"
+    SMTP = "smtp"
+    SMTP_BACKUP = "smtp-backup"  # the SMTP provider's backup relay took the mail
+    SMS = "sms"
+    WEBHOOK = "webhook"
+
+
+class OutboundMessage(msgspec.Struct, frozen=True):
+    """One delivery to one address (device token, e-mail address, phone number or URL).
+
+    Built from a ``streams.deliveries.Delivery`` field by field by name (agents/deliver.py):
+    every field here must be one of the delivery's, under the same name and type."""
 
     delivery_id: str
     notification_id: str
     user_id: str
-    channel: str  # push | email | sms | webhook | in_app
+    channel: ChannelField
     address: str
     title: str
     body: str
-    priority: str = "normal"  # high | normal | low
-    platform: str | None = None  # ios | android, push only
-    data: Mapping[str, str] = field(default_factory=dict)
+    priority: PriorityField = Priority.NORMAL
+    platform: PlatformField | None = None  # push only
+    data: Mapping[str, str] = msgspec.field(default_factory=dict)
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     category: str = ""
-    # Push presentation: sound, badge, image, mutable_content, content_available (see
-    # streams.records.PushOptions); empty for other channels.
-    push: Mapping[str, Any] = field(default_factory=dict)
+    # How a push is presented (sound, badge, image, ...); carried on every channel.
+    push: PushOptions = NO_PUSH_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +68,7 @@ class SendResult:
     segments: int | None = None  # SMS: billed message segments
 
 
-class ProviderError(Exception):
+class ProviderError(NotifyError):
     """Base of every classified provider failure."""
 
     def __init__(self, provider: str, code: str, detail: str = "") -> None:
@@ -77,11 +104,17 @@ class InvalidRecipientError(PermanentError):
     """The address is dead (unregistered token, invalid number): remove it, never retry."""
 
 
+def not_started(provider: str) -> ConfigurationError:
+    """What every provider raises for a send before its ``start()`` (or after ``stop()``)."""
+    return ConfigurationError(provider, "not_started", "send() before start()")
+
+
 @runtime_checkable
 class Provider(Protocol):
     """An async client for one vendor. Opened and closed by a faust Service, never global."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # its ProviderName
 
     async def start(self) -> None: ...
 

@@ -22,9 +22,9 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from urllib.parse import quote, urlencode
 
 from config.settings import Settings
-from providers.base import InvalidRecipientError, OutboundMessage, PermanentError
+from providers.base import InvalidRecipientError, OutboundMessage, PermanentError, ProviderName
 
-NAME = "smtp"
+NAME = ProviderName.SMTP
 CRLF = "\r\n"
 # RFC 5322's limit is 998; staying well under it leaves room for relays that add a prefix.
 _MAX_RAW_HEADER = 900

@@ -16,28 +16,33 @@ import json
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import firebase_admin
 from firebase_admin import credentials, messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.transport import requests as google_requests
+from msgspec import UNSET, UnsetType
 
 from config.settings import Settings, get_settings
+from config.vocabulary import Priority
 from providers.base import (
     ConfigurationError,
     InvalidRecipientError,
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     ThrottledError,
     TransientError,
+    not_started,
 )
-from providers.webhook import parse_retry_after
+from providers.http_retry import parse_retry_after
 
-NAME = "fcm"
+NAME = ProviderName.FCM
+T = TypeVar("T")
 BATCH_LIMIT = 500  # what firebase-admin's send_each takes per call
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 # google.rpc canonical codes by HTTP status, for an error body without one (a proxy's page).
@@ -84,6 +89,11 @@ def _message_name(raw: bytes) -> str | None:
     """``projects/<p>/messages/<id>`` from a success body; None if FCM said something else."""
     name = _json_object(raw).get("name")
     return name if isinstance(name, str) else None
+
+
+def _or_none(value: T | UnsetType) -> T | None:
+    """A push option for firebase-admin, which takes None for "not set"."""
+    return None if value is UNSET else value
 
 
 def classify(status: int, raw_body: bytes, retry_after: str | None = None) -> ProviderError:
@@ -169,7 +179,8 @@ class FcmProvider:
 
     def build_message(self, message: OutboundMessage) -> messaging.Message:
         """The FCM v1 message for one delivery (public so that it can be inspected in tests)."""
-        high = message.priority == "high"
+        high = message.priority == Priority.HIGH
+        push = message.push
         data = {str(k): str(v) for k, v in message.data.items()}
         data["notification_id"] = message.notification_id
         data["delivery_id"] = message.delivery_id
@@ -186,24 +197,24 @@ class FcmProvider:
             return messaging.Message(
                 token=message.address,
                 notification=messaging.Notification(
-                    title=message.title, body=message.body, image=message.push.get("image")
+                    title=message.title, body=message.body, image=_or_none(push.image)
                 ),
                 data=data,
                 android=messaging.AndroidConfig(
                     priority="high" if high else "normal",
                     ttl=message.ttl_seconds,
                     collapse_key=message.collapse_key,
-                    notification=messaging.AndroidNotification(sound=message.push.get("sound")),
+                    notification=messaging.AndroidNotification(sound=_or_none(push.sound)),
                 ),
                 # FCM relays to APNs for iOS tokens: same priority, collapse id, expiry and aps.
                 apns=messaging.APNSConfig(
                     headers=apns_headers,
                     payload=messaging.APNSPayload(
                         aps=messaging.Aps(
-                            badge=message.push.get("badge"),
-                            sound=message.push.get("sound", "default"),
-                            mutable_content=bool(message.push.get("mutable_content")) or None,
-                            content_available=bool(message.push.get("content_available")) or None,
+                            badge=_or_none(push.badge),
+                            sound="default" if push.sound is UNSET else push.sound,
+                            mutable_content=bool(push.mutable_content) or None,
+                            content_available=bool(push.content_available) or None,
                         )
                     ),
                 ),
@@ -212,7 +223,7 @@ class FcmProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         """One delivery: encode (firebase-admin), POST, classify the answer."""
         if self._session is None:
-            raise ConfigurationError(NAME, "not_started")
+            raise not_started(NAME)
         try:
             # The v1 JSON, sent without firebase-admin's blocking HTTP client (pinned:
             # patches/private_api.py).

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from mode import Service
 
 from config.settings import Settings
-from providers.base import ConfigurationError, OutboundMessage, Provider, SendResult
+from providers.base import ConfigurationError, OutboundMessage, Provider, ProviderName, SendResult
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +23,15 @@ def configured_providers(settings: Settings) -> dict[str, Provider]:
     from providers.webhook import WebhookProvider
 
     providers: dict[str, Provider] = {
-        "smtp": SmtpProvider(settings),
-        "webhook": WebhookProvider(settings),
+        ProviderName.SMTP: SmtpProvider(settings),
+        ProviderName.WEBHOOK: WebhookProvider(settings),
     }
     if settings.apns_key_file is not None:
-        providers["apns"] = ApnsProvider(settings)
+        providers[ProviderName.APNS] = ApnsProvider(settings)
     if settings.fcm_credentials_file is not None:
-        providers["fcm"] = FcmProvider(settings)
+        providers[ProviderName.FCM] = FcmProvider(settings)
     if settings.sms_account_sid:
-        providers["sms"] = SmsProvider(settings)
+        providers[ProviderName.SMS] = SmsProvider(settings)
     return providers
 
 

@@ -22,15 +22,17 @@ from providers.base import (
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     ThrottledError,
     TransientError,
+    not_started,
 )
-from providers.webhook import parse_retry_after
+from providers.http_retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 
-NAME = "sms"
+NAME = ProviderName.SMS
 API_VERSION = "2010-04-01"
 
 # GSM 03.38 default alphabet (without the escape character itself) ...
@@ -139,7 +141,7 @@ class SmsProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         s = self._settings
         if self._session is None:
-            raise RuntimeError("SmsProvider.send() before start()")
+            raise not_started(NAME)
         if not s.sms_account_sid:
             raise ConfigurationError(NAME, "no_account_sid", "NOTIFY_SMS_ACCOUNT_SID is empty")
         url = (

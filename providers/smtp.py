@@ -30,15 +30,17 @@ from providers.base import (
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     TransientError,
+    not_started,
 )
 from providers.email_message import EmailRenderer, RenderedEmail
 
 log = logging.getLogger(__name__)
 
-NAME = "smtp"
-BACKUP_NAME = "smtp-backup"  # SendResult.provider when the backup relay took the mail
+NAME = ProviderName.SMTP
+BACKUP_NAME = ProviderName.SMTP_BACKUP  # SendResult.provider when the backup relay took it
 
 # Reply codes that are about the recipient's mailbox (RFC 5321 §4.2.3) ...
 _MAILBOX_CODES = frozenset({550, 551, 553})
@@ -123,7 +125,7 @@ class _Relay:
     async def send(self, mail: RenderedEmail, sender: str, to: str) -> None:
         """Hand ``mail`` to this relay; raises the provider error for what went wrong."""
         if self._idle is None:
-            raise RuntimeError("SmtpProvider.send() before start()")
+            raise not_started(NAME)
         idle = self._idle
         client = await idle.get()  # one connection per concurrent send
         self._busy.add(id(client))

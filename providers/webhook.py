@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
@@ -24,14 +23,17 @@ from providers.base import (
     OutboundMessage,
     PermanentError,
     ProviderError,
+    ProviderName,
     SendResult,
     ThrottledError,
     TransientError,
+    not_started,
 )
+from providers.http_retry import parse_retry_after
 
 log = logging.getLogger(__name__)
 
-NAME = "webhook"
+NAME = ProviderName.WEBHOOK
 SIGNATURE_HEADER = "X-Notify-Signature"
 TIMESTAMP_HEADER = "X-Notify-Timestamp"
 # Lets receivers deduplicate our at-least-once retries.
@@ -72,24 +74,6 @@ def verify(
             return False
     # Constant-time comparison: a byte-by-byte compare would leak the signature by timing.
     return hmac.compare_digest(sign(secret, ts, body), signature)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def build_payload(message: OutboundMessage, sent_at: datetime | None = None) -> bytes:
@@ -157,7 +141,7 @@ class WebhookProvider:
     async def send(self, message: OutboundMessage) -> SendResult:
         url = _check_url(message.address)
         if self._session is None:
-            raise RuntimeError("WebhookProvider.send() before start()")
+            raise not_started(NAME)
         body = build_payload(message)
         timestamp = str(int(time.time()))
         headers = {

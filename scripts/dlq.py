@@ -20,13 +20,14 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
+from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER, LetterHeaders
 from config.settings import get_settings
 from streams import topics
 from streams.deliveries import parse_delivery
@@ -48,6 +49,11 @@ class DeadLetter:
     @property
     def ref(self) -> str:
         return f"{self.partition}:{self.offset}"
+
+    @property
+    def info(self) -> LetterHeaders:
+        """Its ``x-dlq-*`` headers, checked (InvalidRecord if one is not what it should be)."""
+        return LetterHeaders.decode(self.headers)
 
     @property
     def reason(self) -> str:
@@ -128,14 +134,13 @@ def select(
 
 def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes | None]:
     """Pure: (topic, key, value) to re-publish a dead letter to."""
-    if TRUNCATED_HEADER in letter.headers:
+    truncated_from = letter.info.truncated_from
+    if truncated_from is not None or TRUNCATED_HEADER in letter.headers:
         # Only a prefix was kept (the record was too large to copy): nothing to re-publish.
-        raise InvalidRecord(
-            f"{letter.ref}: truncated from {letter.headers[TRUNCATED_HEADER].decode()} bytes"
-        )
+        raise InvalidRecord(f"{letter.ref}: truncated from {truncated_from} bytes")
     if letter.topic == topics.DELIVERIES_DLQ:
         delivery = parse_delivery(letter.value)
-        fresh = replace(delivery, attempt=0, not_before=0.0)
+        fresh = msgspec.structs.replace(delivery, attempt=0, not_before=0.0)
         return (
             topics.delivery_topic(delivery.channel, delivery.priority),
             letter.key,
@@ -153,9 +158,13 @@ def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes | None]
 
 
 def summary(letter: DeadLetter) -> dict[str, Any]:
-    row: dict[str, Any] = {"record": letter.ref, "reason": letter.reason, "source": letter.source}
-    if TRUNCATED_HEADER in letter.headers:
-        row["truncated_from_bytes"] = int(letter.headers[TRUNCATED_HEADER])
+    try:
+        info = letter.info
+    except InvalidRecord as exc:
+        return {"record": letter.ref, "unreadable": str(exc)}
+    row: dict[str, Any] = {"record": letter.ref, "reason": info.reason, "source": info.source}
+    if info.truncated_from is not None:
+        row["truncated_from_bytes"] = info.truncated_from
     if letter.topic == topics.DELIVERIES_DLQ:
         try:
             d = parse_delivery(letter.value)

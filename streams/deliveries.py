@@ -1,72 +1,91 @@
-"""Internal records: one delivery to one address, and the events that report on it."""
+"""Internal records: one delivery to one address, and the events that report on it.
+
+Internal topics carry our own records, but also whatever else is written to them: every field
+is type-checked by the decoder before the record exists, and a field these records do not
+have is refused, so a string where a number belongs is a dead letter here instead of a
+TypeError in a provider, a retry heap or a fold.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Annotated, TypedDict
 
-import orjson
+import msgspec
+from msgspec import Meta
 
-from streams.records import (
-    CHANNELS,
-    PLATFORMS,
-    PRIORITIES,
-    InvalidRecord,
-    decode_json_object,
-    parse_push_options,
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
+    Channel,
+    ChannelField,
+    DuplicateReason,
+    EventStatus,
+    EventStatusField,
+    PlatformField,
+    PriorityField,
+    PushOptions,
+    RejectReason,
 )
-from streams.wire import FieldChecks, quoted
+from config.vocabulary import SUCCESSES as SUCCESSES
+from streams.records import DEFAULT_CATEGORY, PLATFORMS, InvalidRecord
+from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder
 
-# Delivery-event statuses. ``rejected`` carries the reason the resolve stage refused a request.
-ACCEPTED = "accepted"
-REJECTED = "rejected"
-SENT = "sent"
-RETRYING = "retrying"  # a classified transient failure, with the wait before the next attempt
-FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
-DUPLICATE_SUPPRESSED = "duplicate_suppressed"
-# The ``duplicate_suppressed`` reason when the delivery ledger already holds the send.
-ALREADY_SENT = "already sent"
-FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
-# The ``rejected`` reason for a request whose idempotency key (or notification id) was already
-# claimed: resolve stage and status fold both need it.
-DUPLICATE_REQUEST = "duplicate"
-# Reported later by providers (feedback webhooks).
-DELIVERED = "delivered"
-OPENED = "opened"
-CLICKED = "clicked"
-BOUNCED = "bounced"
-COMPLAINED = "complained"
-SUCCESSES = (SENT, DELIVERED, OPENED, CLICKED)
+# The statuses and reasons under the names older modules and scripts import.
+ACCEPTED = EventStatus.ACCEPTED
+REJECTED = EventStatus.REJECTED
+SENT = EventStatus.SENT
+RETRYING = EventStatus.RETRYING
+FAILED = EventStatus.FAILED
+DUPLICATE_SUPPRESSED = EventStatus.DUPLICATE_SUPPRESSED
+FELL_BACK = EventStatus.FELL_BACK
+DELIVERED = EventStatus.DELIVERED
+OPENED = EventStatus.OPENED
+CLICKED = EventStatus.CLICKED
+BOUNCED = EventStatus.BOUNCED
+COMPLAINED = EventStatus.COMPLAINED
+ALREADY_SENT = DuplicateReason.ALREADY_SENT
+DUPLICATE_REQUEST = RejectReason.DUPLICATE
+
 MAX_ERROR_CHARS = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class DeliveryError(TypedDict):
+    """One failed attempt in a delivery's history (a TypedDict: msgspec checks it on decode,
+    and the history reads as the plain objects it is on the wire)."""
+
+    attempt: JsonInt
+    error: str
+    at: float
+
+
+class Delivery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One delivery to one address. Its message fields (ids, address, texts, push options...)
+    are what the provider gets: agents/deliver.py builds the ``OutboundMessage`` from them by
+    name, so a field added to the message is carried here under the same name."""
+
     delivery_id: str
     notification_id: str
     user_id: str
-    channel: str
+    channel: ChannelField
     address: str
     title: str
     body: str
-    priority: str
-    category: str = "general"
-    platform: str | None = None
-    data: Mapping[str, str] = field(default_factory=dict)
+    priority: PriorityField
+    category: str = DEFAULT_CATEGORY
+    platform: PlatformField | None = None
+    data: dict[str, str] = msgspec.field(default_factory=dict)
     collapse_key: str | None = None
-    ttl_seconds: int | None = None
+    ttl_seconds: JsonInt | None = None
     requested_at: float = 0.0
-    attempt: int = 0  # attempts already made
-    not_before: float = 0.0  # a retry waits in its tier until then
-    errors: list[dict[str, Any]] = field(default_factory=list)  # one per failed attempt
-    fallback_channel: str | None = None
+    attempt: NonNegativeInt = 0  # attempts already made
+    not_before: Annotated[float, Meta(ge=0)] = 0.0  # a retry waits in its tier until then
+    errors: list[DeliveryError] = msgspec.field(default_factory=list)  # one per failed attempt
+    fallback_channel: ChannelField | None = None
     is_fallback: bool = False  # a fallback delivery never falls back again
-    push: dict[str, Any] = field(default_factory=dict)  # push presentation options
+    push: PushOptions = NO_PUSH_OPTIONS  # push presentation, on every channel (agents/fanout.py)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return _ENCODER.encode(self)
 
     def after_failure(self, error: str, at: float, not_before: float) -> Delivery:
         """The same delivery, one attempt later, carrying its error history. Each error is cut
@@ -74,27 +93,35 @@ class Delivery:
         lane accepts (streams.wire.MAX_RECORD_BYTES)."""
         if len(error) > MAX_ERROR_CHARS:
             error = f"{error[:MAX_ERROR_CHARS]}..."
-        history = [*self.errors, {"attempt": self.attempt + 1, "error": error, "at": at}]
-        return replace(self, attempt=self.attempt + 1, not_before=not_before, errors=history)
+        history = [*self.errors, DeliveryError(attempt=self.attempt + 1, error=error, at=at)]
+        return msgspec.structs.replace(
+            self, attempt=self.attempt + 1, not_before=not_before, errors=history
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryEvent:
+class DeliveryEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     notification_id: str
     user_id: str
-    status: str
+    status: EventStatusField
     at: float
     delivery_id: str | None = None
-    channel: str | None = None
+    channel: ChannelField | None = None
     provider: str | None = None
     provider_message_id: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # a RejectReason, a DuplicateReason, or an error's description
     requested_at: float = 0.0
-    deliveries: int = 0  # on ``accepted``: how many deliveries the fan-out produced
-    segments: int | None = None  # on an SMS ``sent``: billed segments
+    deliveries: JsonInt = 0  # on ``accepted``: how many deliveries the fan-out produced
+    segments: JsonInt | None = None  # on an SMS ``sent``: billed segments
 
     def to_json(self) -> bytes:
-        return orjson.dumps({k: v for k, v in asdict(self).items() if v is not None})
+        """Fields that are None are left out, as they always were (the decoder defaults them)."""
+        values = msgspec.structs.astuple(self)
+        return _ENCODER.encode(
+            {k: v for k, v in zip(self.__struct_fields__, values, strict=True) if v is not None}
+        )
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 def delivery_id_for(notification_id: str, channel: str, address: str) -> str:
@@ -103,30 +130,17 @@ def delivery_id_for(notification_id: str, channel: str, address: str) -> str:
     return f"{notification_id}:{channel}:{digest}"
 
 
-# Internal topics carry our own records, but also whatever else is written to them: every field
-# is type-checked against the dataclass before the record is built, so a string where a number
-# belongs is a dead letter here instead of a TypeError in a provider, a retry heap or a fold.
-_DELIVERY = FieldChecks(Delivery)
-_EVENT = FieldChecks(DeliveryEvent)
+_DELIVERY = RecordDecoder(Delivery)
+_EVENT = RecordDecoder(DeliveryEvent)
 
 
-def parse_delivery(raw: bytes | str | None) -> Delivery:
-    obj = decode_json_object(raw)
-    _DELIVERY.check(obj)
-    delivery = Delivery(**obj)
-    if delivery.channel not in CHANNELS:
-        raise InvalidRecord(f"unknown channel {quoted(delivery.channel)}")
-    if delivery.priority not in PRIORITIES:
-        raise InvalidRecord(f"unknown priority {quoted(delivery.priority)}")
-    if delivery.channel == "push" and delivery.platform not in PLATFORMS:
-        raise InvalidRecord(f"push delivery needs a platform in {PLATFORMS}")
-    if delivery.attempt < 0 or delivery.not_before < 0:
-        raise InvalidRecord("'attempt' and 'not_before' must not be negative")
-    parse_push_options({"push": delivery.push})  # the provider builds its payload from these
+def parse_delivery(raw: Raw) -> Delivery:
+    delivery = _DELIVERY.decode(raw)
+    if delivery.channel is Channel.PUSH and delivery.platform is None:
+        raise InvalidRecord(f"push delivery needs a platform in {', '.join(PLATFORMS)}")
     return delivery
 
 
-def parse_event(raw: bytes | str | None) -> DeliveryEvent:
-    obj = decode_json_object(raw)
-    _EVENT.check(obj)
-    return DeliveryEvent(**obj)
+def parse_event(raw: Raw) -> DeliveryEvent:
+    event = _EVENT.decode(raw)
+    return event

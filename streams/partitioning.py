@@ -12,7 +12,8 @@ from aiokafka.partitioner import murmur2
 
 
 def partition_for(key: str, partitions: int) -> int:
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(key.encode())  # aiokafka is untyped
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def is_on_home_partition(key: str, partition: int, partitions: int) -> bool:

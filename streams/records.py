@@ -1,31 +1,54 @@
-"""Versioned, validated records that cross topics.
+"""Versioned, validated records that cross topics: the public request and the control records.
 
-Wire format is JSON (orjson). Parsing is hand-written rather than model-based because it runs
-once per request on the hot path and must turn every defect into one readable reason for the
-dead-letter topic.
+Each arrives as JSON; its wire struct (``RequestFields`` ...) is the schema producers write,
+decoded by msgspec with every type and length checked (streams/wire.py), and unknown fields
+ignored, as they always were. What msgspec cannot say (a non-blank id, the schema version,
+placeholders, an e-mail address) is checked after it, in plain code, before the record the
+agents use is built.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated
 
+import msgspec
 import orjson
+from msgspec import UNSET, Meta, UnsetType
+
+from config.vocabulary import (
+    NO_PUSH_OPTIONS,
+    Channel,
+    ChannelField,
+    ContactField,
+    DeviceAction,
+    Platform,
+    PlatformField,
+    Priority,
+    PriorityField,
+    PushOptions,
+    SuppressionAction,
+)
 
 # Re-exported: every parser and agent imports these from here.
 from streams.wire import InvalidRecord as InvalidRecord
+from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder
 from streams.wire import decode_json_object as decode_json_object
-from streams.wire import quoted
 
 SCHEMA_VERSION = 1
-CHANNELS: tuple[str, ...] = ("push", "email", "sms", "webhook", "in_app")
-HIGH, NORMAL, LOW = "high", "normal", "low"
-PRIORITIES: tuple[str, ...] = (HIGH, NORMAL, LOW)
-PLATFORMS: tuple[str, ...] = ("ios", "android")
+# The vocabulary as tuples of its plain strings, under the names scripts, tests and the bench
+# import (plain, so that they stay usable as orjson dict keys, which must be exact strs).
+CHANNELS: tuple[str, ...] = tuple(c.value for c in Channel)
+HIGH, NORMAL, LOW = Priority.HIGH.value, Priority.NORMAL.value, Priority.LOW.value
+PRIORITIES: tuple[str, ...] = tuple(p.value for p in Priority)
+PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
+CONTACT_FIELDS: tuple[str, ...] = tuple(f.value for f in ContactField)
+DEFAULT_CATEGORY = "general"
 MAX_TEXT = 4000
 MAX_ID = 200
+MAX_TOKEN = 512
+MAX_ADDRESS = 2048
 # A whole request: title and body (4,000 characters each, up to 4 bytes apiece in UTF-8), ids,
 # and a data map whose values are rendered into them. APNs and FCM carry 4 KB payloads, so
 # nothing larger could ever be delivered; refused before it is parsed.
@@ -34,107 +57,142 @@ MAX_REQUEST_BYTES = 64 * 1024
 # copies of a 64 KB value): rendered text beyond this is refused instead of built.
 MAX_RENDERED = 4 * MAX_TEXT
 
+Id = Annotated[str, Meta(max_length=MAX_ID)]
+Text = Annotated[str, Meta(max_length=MAX_TEXT)]
+Token = Annotated[str, Meta(max_length=MAX_TOKEN)]
+Address = Annotated[str, Meta(max_length=MAX_ADDRESS)]
+# What 'data' may hold: providers (FCM data, APNs custom keys) carry only strings, so scalars
+# are converted to their JSON text and anything nested is refused.
+Scalar = str | JsonInt | float | bool | None
 
-@dataclass(frozen=True, slots=True)
-class NotificationRequest:
+
+# --------------------------------------------------------------------------- wire schemas
+
+
+class RequestFields(msgspec.Struct, frozen=True):
+    """A public request as producers write it (README, "Sending a notification")."""
+
+    notification_id: Id
+    user_id: Id
+    title: Text
+    body: Text
+    schema_version: JsonInt = SCHEMA_VERSION
+    category: Id | None = None
+    priority: Priority = Priority.NORMAL
+    channels: list[Channel] | None = None
+    idempotency_key: Id | None = None
+    data: dict[str, Scalar] | None = None
+    collapse_key: Id | None = None
+    ttl_seconds: NonNegativeInt | None = None
+    created_at: float | UnsetType = UNSET  # absent: the record's timestamp (null is refused)
+    fallback_channel: Channel | None = None
+    push: PushOptions | None = None
+
+
+class PreferencesFields(msgspec.Struct, frozen=True):
+    user_id: Id
+    channels: dict[Channel, bool] | None = None
+    muted_categories: list[str] | None = None
+
+
+class DeviceFields(msgspec.Struct, frozen=True):
+    user_id: Id
+    token: Token
+    platform: PlatformField
+    action: DeviceAction = DeviceAction.REGISTER
+    # Why a token was unregistered (the provider's answer, agents/outcomes.py): for whoever
+    # reads the topic, not applied.
+    reason: str | None = None
+
+
+class ContactFields(msgspec.Struct, frozen=True):
+    """A field left out leaves the address alone; ``null`` removes it."""
+
+    user_id: Id
+    email: Address | UnsetType | None = UNSET
+    phone: Address | UnsetType | None = UNSET
+    webhook_url: Address | UnsetType | None = UNSET
+
+
+class SuppressionFields(msgspec.Struct, frozen=True, omit_defaults=True):
+    user_id: Id
+    address: Address
+    reason: Id | None = None
+    action: SuppressionAction = SuppressionAction.SUPPRESS
+
+
+# --------------------------------------------------------------------------- records
+
+
+class NotificationRequest(msgspec.Struct, frozen=True):
+    """A validated request, its title and body rendered."""
+
     notification_id: str
     user_id: str
     title: str
     body: str
-    category: str = "general"
-    priority: str = "normal"
-    channels: tuple[str, ...] = ()  # empty: every channel the user allows
+    category: str = DEFAULT_CATEGORY
+    priority: PriorityField = Priority.NORMAL
+    channels: tuple[ChannelField, ...] = ()  # empty: every channel the user allows
     idempotency_key: str = ""  # empty: the notification_id
-    data: Mapping[str, str] = field(default_factory=dict)
+    data: dict[str, str] = msgspec.field(default_factory=dict)
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     created_at: float = 0.0  # epoch seconds; 0 means "use the record's timestamp"
-    fallback_channel: str | None = None  # tried once if every delivery finally fails
-    push: Mapping[str, Any] = field(default_factory=dict)  # see parse_push_options
+    fallback_channel: ChannelField | None = None  # tried once if every delivery finally fails
+    push: PushOptions = NO_PUSH_OPTIONS
 
     @property
     def dedup_key(self) -> str:
         return self.idempotency_key or self.notification_id
 
 
-@dataclass(frozen=True, slots=True)
-class Preferences:
+class Preferences(msgspec.Struct, frozen=True):
     user_id: str
-    channels: Mapping[str, bool] = field(default_factory=dict)  # missing channel: allowed
+    channels: Mapping[str, bool] = msgspec.field(default_factory=dict)  # missing: allowed
     muted_categories: tuple[str, ...] = ()
 
     def allows_channel(self, channel: str) -> bool:
         return self.channels.get(channel, True)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRegistration:
+class DeviceRegistration(msgspec.Struct, frozen=True):
     user_id: str
     token: str
-    platform: str
-    action: str = "register"  # register | unregister
+    platform: str  # a Platform
+    action: DeviceAction = DeviceAction.REGISTER
 
 
-@dataclass(frozen=True, slots=True)
-class Suppression:
+class Suppression(msgspec.Struct, frozen=True):
     """An address that must not be used again (hard bounce, spam complaint, dead endpoint)."""
 
     user_id: str
     address: str
     reason: str
-    action: str = "suppress"  # suppress | lift
+    action: SuppressionAction = SuppressionAction.SUPPRESS
 
 
-@dataclass(frozen=True, slots=True)
-class ContactUpdate:
+class ContactUpdate(msgspec.Struct, frozen=True):
     """A user's addresses; a field set to None removes it, a missing field leaves it alone."""
 
     user_id: str
-    changes: Mapping[str, str | None]
-
-
-CONTACT_FIELDS: tuple[str, ...] = ("email", "phone", "webhook_url")
+    changes: Mapping[str, str | None]  # ContactField -> address
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _required_str(obj: Mapping[str, Any], key: str, limit: int = MAX_ID) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.strip():
+def _non_blank(value: str, key: str) -> str:
+    if not value.strip():
         raise InvalidRecord(f"'{key}' is required and must be a non-empty string")
-    if len(value) > limit:
-        raise InvalidRecord(f"'{key}' is longer than {limit} characters")
     return value
 
 
-def _optional_str(obj: Mapping[str, Any], key: str, limit: int = MAX_ID) -> str | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise InvalidRecord(f"'{key}' must be a string of at most {limit} characters")
-    return value
-
-
-def _choice(obj: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
-    value = obj.get(key, default)
-    if value not in allowed:
-        raise InvalidRecord(f"'{key}' must be one of {', '.join(allowed)}; got {quoted(value)}")
-    return str(value)
-
-
-def _string_map(obj: Mapping[str, Any], key: str) -> dict[str, str]:
-    value = obj.get(key) or {}
-    if not isinstance(value, dict):
-        raise InvalidRecord(f"'{key}' must be an object")
-    # Providers (FCM data, APNs custom keys) only carry strings: convert scalars, refuse nests.
-    out: dict[str, str] = {}
-    for k, v in value.items():
-        if isinstance(v, (dict, list)):
-            raise InvalidRecord(f"'{key}.{k[:80]}' must be a scalar")
-        out[str(k)] = v if isinstance(v, str) else orjson.dumps(v).decode()
-    return out
+def _strings(data: Mapping[str, Scalar] | None) -> dict[str, str]:
+    """Scalars as their JSON text (42 -> "42", true -> "true"), as providers carry strings."""
+    if not data:
+        return {}
+    return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in data.items()}
 
 
 _FORMATTER = string.Formatter()
@@ -177,117 +235,91 @@ def render(text: str, data: Mapping[str, str], limit: int = MAX_RENDERED) -> str
 # --------------------------------------------------------------------------- parsers
 
 
-PUSH_OPTIONS: dict[str, type | tuple[type, ...]] = {
-    "sound": str,
-    "badge": int,
-    "image": str,
-    "mutable_content": bool,
-    "content_available": bool,
-}
+def _first_required(record: str, missing: list[str]) -> str:
+    return f"'{missing[0]}' is required and must be a non-empty string"
 
 
-def parse_push_options(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """``push``: how a push is presented (APNs aps fields, FCM notification image/sound)."""
-    value = obj.get("push") or {}
-    if not isinstance(value, dict):
-        raise InvalidRecord("'push' must be an object")
-    for key, item in value.items():
-        kind = PUSH_OPTIONS.get(key)
-        if kind is None:
-            raise InvalidRecord(f"'push.{key[:80]}' is not one of {', '.join(PUSH_OPTIONS)}")
-        if not isinstance(item, kind) or (kind is int and isinstance(item, bool)):
-            raise InvalidRecord(f"'push.{key}' must be of type {getattr(kind, '__name__', kind)}")
-    return dict(value)
+_REQUEST = RecordDecoder(RequestFields, MAX_REQUEST_BYTES, missing=_first_required)
+_PREFERENCES = RecordDecoder(PreferencesFields, missing=_first_required)
+_DEVICE = RecordDecoder(DeviceFields, missing=_first_required)
+_CONTACT = RecordDecoder(ContactFields, missing=_first_required)
+_SUPPRESSION = RecordDecoder(SuppressionFields, missing=_first_required)
 
 
-def parse_request(raw: bytes | str | None, default_created_at: float = 0.0) -> NotificationRequest:
+def parse_request(raw: Raw, default_created_at: float = 0.0) -> NotificationRequest:
     """Validate one public request; raise InvalidRecord with the reason on any defect."""
-    obj = decode_json_object(raw, MAX_REQUEST_BYTES)
-    version = obj.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
+    wire = _REQUEST.decode(raw)
+    if wire.schema_version != SCHEMA_VERSION:
         raise InvalidRecord(
-            f"unsupported schema_version {quoted(version)} (supported: {SCHEMA_VERSION})"
+            f"unsupported schema_version {wire.schema_version} (supported: {SCHEMA_VERSION})"
         )
-    channels = obj.get("channels") or []
-    if not isinstance(channels, list) or any(c not in CHANNELS for c in channels):
-        raise InvalidRecord(f"'channels' must be a list drawn from {', '.join(CHANNELS)}")
-    ttl = obj.get("ttl_seconds")
-    if ttl is not None and (not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 0):
-        raise InvalidRecord("'ttl_seconds' must be a non-negative integer")
-    fallback = obj.get("fallback_channel")
-    if fallback is not None and fallback not in CHANNELS:
-        raise InvalidRecord(f"'fallback_channel' must be one of {', '.join(CHANNELS)}")
-    created_at = obj.get("created_at", default_created_at)
-    if not isinstance(created_at, (int, float)) or isinstance(created_at, bool):
-        raise InvalidRecord("'created_at' must be epoch seconds")
-    data = _string_map(obj, "data")
+    data = _strings(wire.data)
     return NotificationRequest(
-        notification_id=_required_str(obj, "notification_id"),
-        user_id=_required_str(obj, "user_id"),
-        title=render(_required_str(obj, "title", MAX_TEXT), data),
-        body=render(_required_str(obj, "body", MAX_TEXT), data),
-        category=_optional_str(obj, "category") or "general",
-        priority=_choice(obj, "priority", PRIORITIES, "normal"),
-        channels=tuple(dict.fromkeys(channels)),
-        idempotency_key=_optional_str(obj, "idempotency_key") or "",
+        notification_id=_non_blank(wire.notification_id, "notification_id"),
+        user_id=_non_blank(wire.user_id, "user_id"),
+        title=render(_non_blank(wire.title, "title"), data),
+        body=render(_non_blank(wire.body, "body"), data),
+        category=wire.category or DEFAULT_CATEGORY,
+        priority=wire.priority,
+        channels=tuple(dict.fromkeys(wire.channels)) if wire.channels else (),
+        idempotency_key=wire.idempotency_key or "",
         data=data,
-        collapse_key=_optional_str(obj, "collapse_key"),
-        ttl_seconds=ttl,
-        created_at=float(created_at),
-        fallback_channel=fallback,
-        push=parse_push_options(obj),
+        collapse_key=wire.collapse_key,
+        ttl_seconds=wire.ttl_seconds,
+        created_at=default_created_at if wire.created_at is UNSET else wire.created_at,
+        fallback_channel=wire.fallback_channel,
+        push=wire.push or NO_PUSH_OPTIONS,
     )
 
 
-def parse_preferences(raw: bytes | str | None) -> Preferences:
-    obj = decode_json_object(raw)
-    channels = obj.get("channels") or {}
-    if not isinstance(channels, dict) or any(
-        k not in CHANNELS or not isinstance(v, bool) for k, v in channels.items()
-    ):
-        raise InvalidRecord("'channels' must map channel names to true/false")
-    muted = obj.get("muted_categories") or []
-    if not isinstance(muted, list) or not all(isinstance(c, str) for c in muted):
-        raise InvalidRecord("'muted_categories' must be a list of strings")
-    return Preferences(_required_str(obj, "user_id"), dict(channels), tuple(muted))
+def parse_preferences(raw: Raw) -> Preferences:
+    wire = _PREFERENCES.decode(raw)
+    channels: dict[str, bool] = {c: allowed for c, allowed in (wire.channels or {}).items()}
+    return Preferences(
+        _non_blank(wire.user_id, "user_id"), channels, tuple(wire.muted_categories or ())
+    )
 
 
-def parse_device(raw: bytes | str | None) -> DeviceRegistration:
-    obj = decode_json_object(raw)
+def parse_device(raw: Raw) -> DeviceRegistration:
+    wire = _DEVICE.decode(raw)
     return DeviceRegistration(
-        user_id=_required_str(obj, "user_id"),
-        token=_required_str(obj, "token", 512),
-        platform=_choice(obj, "platform", PLATFORMS, ""),
-        action=_choice(obj, "action", ("register", "unregister"), "register"),
+        user_id=_non_blank(wire.user_id, "user_id"),
+        token=_non_blank(wire.token, "token"),
+        platform=wire.platform,
+        action=wire.action,
     )
 
 
-def parse_contact(raw: bytes | str | None) -> ContactUpdate:
-    obj = decode_json_object(raw)
+def parse_contact(raw: Raw) -> ContactUpdate:
+    wire = _CONTACT.decode(raw)
     changes: dict[str, str | None] = {}
-    for key in CONTACT_FIELDS:
-        if key in obj:
-            value = _optional_str(obj, key, 2048)
-            if value is not None and key == "email" and "@" not in value:
-                raise InvalidRecord("'email' is not an e-mail address")
-            if value is not None and key == "phone" and not value.startswith("+"):
-                raise InvalidRecord("'phone' must be in E.164 form (+15551234567)")
-            changes[key] = value
+    for key in ContactField:
+        value = getattr(wire, key)
+        if value is UNSET:
+            continue
+        if value is not None and key is ContactField.EMAIL and "@" not in value:
+            raise InvalidRecord("'email' is not an e-mail address")
+        if value is not None and key is ContactField.PHONE and not value.startswith("+"):
+            raise InvalidRecord("'phone' must be in E.164 form (+15551234567)")
+        changes[key] = value
     if not changes:
         raise InvalidRecord(f"a contact update needs one of {', '.join(CONTACT_FIELDS)}")
-    return ContactUpdate(_required_str(obj, "user_id"), changes)
+    return ContactUpdate(_non_blank(wire.user_id, "user_id"), changes)
 
 
-def parse_suppression(raw: bytes | str | None) -> Suppression:
-    obj = decode_json_object(raw)
+def parse_suppression(raw: Raw) -> Suppression:
+    wire = _SUPPRESSION.decode(raw)
     return Suppression(
-        user_id=_required_str(obj, "user_id"),
-        address=_required_str(obj, "address", 2048),
-        reason=_optional_str(obj, "reason") or "unspecified",
-        action=_choice(obj, "action", ("suppress", "lift"), "suppress"),
+        user_id=_non_blank(wire.user_id, "user_id"),
+        address=_non_blank(wire.address, "address"),
+        reason=wire.reason or "unspecified",
+        action=wire.action,
     )
 
 
-def to_json(record: Any) -> bytes:
-    """Serialise a record dataclass (or a plain dict) for a topic."""
-    return orjson.dumps(asdict(record) if hasattr(record, "__dataclass_fields__") else record)
+_ENCODER = msgspec.json.Encoder()
+
+
+def to_json(record: object) -> bytes:
+    """Serialise a record struct (or a plain dict) for a topic."""
+    return _ENCODER.encode(record)

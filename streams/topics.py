@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faust
 
 from config.settings import Settings
+from streams.faust_types import Channel
 from streams.records import CHANNELS, PRIORITIES
 
 REQUESTS = "notification-requests"  # public input, JSON
@@ -55,21 +56,21 @@ class Topics:
     Typed as channels (what agents read and stages send to), so functional tests can put
     in-memory channels in their place."""
 
-    requests: faust.ChannelT  # consumed: the public topic and its re-keyed twin
-    requests_by_user: faust.ChannelT
-    requests_low: faust.ChannelT  # consumed by its own agent, behind the CPU ceiling
-    requests_dlq: faust.ChannelT
-    control: faust.ChannelT
-    control_by_user: faust.ChannelT
-    control_dlq: faust.ChannelT
-    deliveries: dict[tuple[str, str], faust.ChannelT]  # produced: (channel, priority) -> topic
-    delivery_lanes: dict[str, faust.ChannelT]  # consumed: priority -> every channel's topic
-    deliveries_dlq: faust.ChannelT
-    delivery_events: faust.ChannelT
-    delivery_events_dlq: faust.ChannelT
-    retries: dict[float, faust.ChannelT]  # delay -> tier topic
-    suppressions: faust.ChannelT  # produced: the control topic, for bounces and complaints
-    devices: faust.ChannelT  # produced: the control topic, to unregister dead tokens
+    requests: Channel  # consumed: the public topic and its re-keyed twin
+    requests_by_user: Channel
+    requests_low: Channel  # consumed by its own agent, behind the CPU ceiling
+    requests_dlq: Channel
+    control: Channel
+    control_by_user: Channel
+    control_dlq: Channel
+    deliveries: dict[tuple[str, str], Channel]  # produced: (channel, priority) -> topic
+    delivery_lanes: dict[str, Channel]  # consumed: priority -> every channel's topic
+    deliveries_dlq: Channel
+    delivery_events: Channel
+    delivery_events_dlq: Channel
+    retries: dict[float, Channel]  # delay -> tier topic
+    suppressions: Channel  # produced: the control topic, for bounces and complaints
+    devices: Channel  # produced: the control topic, to unregister dead tokens
 
 
 def _topic(

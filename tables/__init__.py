@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
-from faust.types import TableT
 
 from config.settings import Settings
 from tables import (
@@ -20,20 +19,33 @@ from tables import (
     status,
     suppressions,
 )
+from tables.contacts import ContactsTable
+from tables.dedup import DedupTable
+from tables.devices import DevicesTable
+from tables.fallbacks import FallbacksTable
+from tables.inbox import InboxTable
+from tables.ledger import LedgerTable
+from tables.preferences import PreferencesTable
+from tables.rate_windows import RateWindowsTable
+from tables.status import StatusTable
+from tables.suppressions import SuppressionsTable
 
 
 @dataclass(frozen=True)
 class Tables:
-    dedup: TableT
-    rate_windows: TableT
-    preferences: TableT
-    devices: TableT
-    contacts: TableT
-    ledger: TableT
-    status: TableT
-    suppressions: TableT
-    fallbacks: TableT
-    inbox: TableT
+    """Each table typed by its values (declared in its module), so what an accessor reads and
+    writes is checked."""
+
+    dedup: DedupTable
+    rate_windows: RateWindowsTable
+    preferences: PreferencesTable
+    devices: DevicesTable
+    contacts: ContactsTable
+    ledger: LedgerTable
+    status: StatusTable
+    suppressions: SuppressionsTable
+    fallbacks: FallbacksTable
+    inbox: InboxTable
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:

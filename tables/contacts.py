@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import faust
 from faust.types import TableT
 
 from config.settings import Settings
 from streams.records import ContactUpdate
 
+Contacts: TypeAlias = dict[str, str]  # ContactField -> address; a field left out is unknown
+ContactsTable: TypeAlias = TableT[str, Contacts]  # user_id -> contacts
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+
+def declare(app: faust.App, settings: Settings) -> ContactsTable:
     return app.Table(
         "contacts",
         default=dict,
@@ -19,11 +24,11 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def get(table: TableT, user_id: str) -> dict[str, str]:
+def get(table: ContactsTable, user_id: str) -> Contacts:
     return dict(table[user_id])
 
 
-def apply(table: TableT, update: ContactUpdate) -> None:
+def apply(table: ContactsTable, update: ContactUpdate) -> None:
     current = dict(table[update.user_id])
     for field, value in update.changes.items():
         if value is None:

@@ -4,6 +4,8 @@ them."""
 
 from __future__ import annotations
 
+from typing import TypeAlias, TypedDict
+
 import faust
 from faust.types import TableT
 
@@ -15,7 +17,16 @@ from tables.expiring import live_entry, put_entry
 MAX_KEYS_PER_USER = 2000
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class DedupEntry(TypedDict):
+    exp: float  # epoch seconds
+    src: str  # the record that claimed the key: ``topic:partition:offset``
+
+
+DedupBucket: TypeAlias = dict[str, DedupEntry]  # idempotency key -> its claim
+DedupTable: TypeAlias = TableT[str, DedupBucket]  # "<user_id>#<bucket>" -> bucket
+
+
+def declare(app: faust.App, settings: Settings) -> DedupTable:
     return app.Table(
         "dedup",
         default=dict,
@@ -25,12 +36,11 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def claim_of(table: TableT, user_id: str, key: str, now: float) -> str | None:
+def claim_of(table: DedupTable, user_id: str, key: str, now: float) -> str | None:
     """The source (``partition:offset``) that claimed ``key``, or None if it is free."""
     entry = live_entry(table, user_id, key, now)
     return None if entry is None else str(entry["src"])
 
 
-def claim(table: TableT, user_id: str, key: str, source: str, now: float, ttl: float) -> None:
-    entry = {"exp": now + ttl, "src": source}
-    put_entry(table, user_id, key, entry, now, MAX_KEYS_PER_USER)
+def claim(table: DedupTable, user_id: str, key: str, source: str, now: float, ttl: float) -> None:
+    put_entry(table, user_id, key, DedupEntry(exp=now + ttl, src=source), now, MAX_KEYS_PER_USER)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import faust
 from faust.types import TableT
 
 from config.settings import Settings
+from config.vocabulary import DeviceAction
 from streams.records import DeviceRegistration
 
 # Tokens beyond this are the oldest registrations of long-gone devices.
 MAX_DEVICES_PER_USER = 20
 
+DeviceTokens: TypeAlias = dict[str, str]  # token -> its Platform, oldest registration first
+DevicesTable: TypeAlias = TableT[str, DeviceTokens]  # user_id -> tokens
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+
+def declare(app: faust.App, settings: Settings) -> DevicesTable:
     return app.Table(
         "devices",
         default=dict,
@@ -22,15 +28,15 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def tokens(table: TableT, user_id: str) -> dict[str, str]:
+def tokens(table: DevicesTable, user_id: str) -> DeviceTokens:
     """token -> platform, oldest registration first."""
     return dict(table[user_id])
 
 
-def apply(table: TableT, registration: DeviceRegistration) -> None:
+def apply(table: DevicesTable, registration: DeviceRegistration) -> None:
     current = dict(table[registration.user_id])
     current.pop(registration.token, None)  # re-registering moves a token to the newest slot
-    if registration.action == "register":
+    if registration.action == DeviceAction.REGISTER:
         current[registration.token] = registration.platform
         while len(current) > MAX_DEVICES_PER_USER:
             current.pop(next(iter(current)))

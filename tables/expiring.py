@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import TypedDict, TypeVar
 
 BUCKETS = 16
 
 
-def live_entries(
-    entries: Mapping[str, Any], now: float, cap: int, expires_at: str = "exp"
-) -> dict[str, Any]:
-    """Entries whose ``expires_at`` is still in the future, newest ``cap`` kept."""
-    live = {k: v for k, v in entries.items() if v[expires_at] > now}
+class Expiring(TypedDict):
+    """What every entry of a self-expiring map has: when it expires (epoch seconds)."""
+
+    exp: float
+
+
+E = TypeVar("E", bound=Expiring)
+
+
+def live_entries(entries: Mapping[str, E], now: float, cap: int) -> dict[str, E]:
+    """Entries whose ``exp`` is still in the future, newest ``cap`` kept."""
+    live = {k: v for k, v in entries.items() if v["exp"] > now}
     if len(live) <= cap:
         return live
-    newest = sorted(live.items(), key=lambda kv: kv[1][expires_at], reverse=True)[:cap]
+    newest = sorted(live.items(), key=lambda kv: kv[1]["exp"], reverse=True)[:cap]
     return dict(newest)
 
 
@@ -42,17 +49,17 @@ def bucket_key(owner: str, key: str) -> str:
     return f"{owner}#{zlib.crc32(key.encode()) % BUCKETS}"
 
 
-def live_entry(table: Mapping[str, Any], owner: str, key: str, now: float) -> dict[str, Any] | None:
+def live_entry(table: Mapping[str, Mapping[str, E]], owner: str, key: str, now: float) -> E | None:
     """``key``'s entry in ``owner``'s buckets, unless it has expired (``exp``)."""
-    entry: dict[str, Any] | None = table[bucket_key(owner, key)].get(key)
+    entry = table[bucket_key(owner, key)].get(key)
     return entry if entry is not None and entry["exp"] > now else None
 
 
 def put_entry(
-    table: MutableMapping[str, Any],
+    table: MutableMapping[str, dict[str, E]],
     owner: str,
     key: str,
-    entry: dict[str, Any],
+    entry: E,
     now: float,
     cap_per_owner: int,
 ) -> None:

@@ -7,7 +7,7 @@ fallback channel is used, once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeAlias, TypedDict
 
 import faust
 from faust.types import TableT
@@ -18,7 +18,18 @@ from tables.expiring import live_entries
 MAX_OPEN_PER_USER = 1000
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class FallbackEntry(TypedDict):
+    pending: int  # deliveries whose final outcome has not come yet
+    fallback: str  # the Channel to use if none of them succeeds
+    sent: bool  # one of them succeeded
+    exp: float  # epoch seconds
+
+
+OpenFallbacks: TypeAlias = dict[str, FallbackEntry]  # notification_id -> entry
+FallbacksTable: TypeAlias = TableT[str, OpenFallbacks]  # user_id -> open entries
+
+
+def declare(app: faust.App, settings: Settings) -> FallbacksTable:
     return app.Table(
         "fallbacks",
         default=dict,
@@ -29,7 +40,7 @@ def declare(app: faust.App, settings: Settings) -> TableT:
 
 
 def open_entry(
-    table: TableT,
+    table: FallbacksTable,
     user_id: str,
     notification_id: str,
     deliveries: int,
@@ -38,28 +49,30 @@ def open_entry(
     ttl: float,
 ) -> None:
     entries = live_entries(table[user_id], now, MAX_OPEN_PER_USER - 1)
-    entries[notification_id] = {
-        "pending": deliveries,
-        "fallback": fallback,
-        "sent": False,
-        "exp": now + ttl,
-    }
+    entries[notification_id] = FallbackEntry(
+        pending=deliveries, fallback=fallback, sent=False, exp=now + ttl
+    )
     table[user_id] = entries
 
 
 def record_outcome(
-    table: TableT, user_id: str, notification_id: str, succeeded: bool
+    table: FallbacksTable, user_id: str, notification_id: str, succeeded: bool
 ) -> str | None:
     """Count one final outcome; return the fallback channel when it must be used now."""
-    entries: dict[str, Any] = dict(table[user_id])
+    entries = dict(table[user_id])
     entry = entries.get(notification_id)
     if entry is None:
         return None
-    entry = {**entry, "pending": entry["pending"] - 1, "sent": entry["sent"] or succeeded}
+    entry = FallbackEntry(
+        pending=entry["pending"] - 1,
+        fallback=entry["fallback"],
+        sent=entry["sent"] or succeeded,
+        exp=entry["exp"],
+    )
     fallback = entry["fallback"] if entry["pending"] <= 0 and not entry["sent"] else None
     if entry["pending"] <= 0:
         entries.pop(notification_id)  # settled either way; a fallback is used at most once
     else:
         entries[notification_id] = entry
     table[user_id] = entries
-    return fallback  # type: ignore[no-any-return]
+    return fallback

@@ -10,7 +10,7 @@ deliveries/s instead of 549 (bench.run priority, README Performance).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeAlias, TypedDict, cast
 
 import faust
 from faust.types import TableT
@@ -18,7 +18,24 @@ from faust.types import TableT
 from config.settings import Settings
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class InboxHead(TypedDict):
+    count: int  # messages ever added to the ring
+    keep: int  # the ring's size
+
+
+class InboxMessage(TypedDict):
+    notification_id: str
+    title: str
+    body: str
+    data: dict[str, str]
+    at: float  # epoch seconds it was delivered
+
+
+# "<user_id>#head" -> InboxHead; "<user_id>#<slot>" -> InboxMessage
+InboxTable: TypeAlias = TableT[str, InboxHead | InboxMessage]
+
+
+def declare(app: faust.App, settings: Settings) -> InboxTable:
     return app.Table(
         "inbox",
         default=None,
@@ -36,21 +53,26 @@ def _slot_key(user_id: str, position: int, keep: int) -> str:
     return f"{user_id}#{position % keep}"
 
 
-def messages(table: TableT, user_id: str) -> list[dict[str, Any]]:
+def _head(table: InboxTable, user_id: str) -> InboxHead | None:
+    return cast("InboxHead | None", table.get(_head_key(user_id)))  # the head key holds one
+
+
+def messages(table: InboxTable, user_id: str) -> list[InboxMessage]:
     """Newest first."""
-    head = table.get(_head_key(user_id))
+    head = _head(table, user_id)
     if not head:
         return []
     count, keep = head["count"], head["keep"]
     found = (table.get(_slot_key(user_id, count - 1 - i, keep)) for i in range(min(count, keep)))
-    return [dict(message) for message in found if message is not None]
+    # A slot key holds a message; a copy, so the caller cannot change the stored value.
+    return [cast(InboxMessage, dict(message)) for message in found if message is not None]
 
 
-def add(table: TableT, user_id: str, message: dict[str, Any], keep: int) -> None:
-    head = table.get(_head_key(user_id)) or {"count": 0, "keep": keep}
+def add(table: InboxTable, user_id: str, message: InboxMessage, keep: int) -> None:
+    head = _head(table, user_id) or InboxHead(count=0, keep=keep)
     if head["keep"] != keep:
         # The ring size changed (NOTIFY_INBOX_SIZE): start a fresh ring rather than read
         # messages back in the wrong order.
-        head = {"count": 0, "keep": keep}
+        head = InboxHead(count=0, keep=keep)
     table[_slot_key(user_id, head["count"], keep)] = message
-    table[_head_key(user_id)] = {"count": head["count"] + 1, "keep": keep}
+    table[_head_key(user_id)] = InboxHead(count=head["count"] + 1, keep=keep)

@@ -9,6 +9,8 @@ into buckets (tables/expiring.py): a send rewrites about 1/16 of them.
 
 from __future__ import annotations
 
+from typing import TypeAlias, TypedDict
+
 import faust
 from faust.types import TableT
 
@@ -17,6 +19,15 @@ from tables.expiring import live_entry, put_entry
 from tables.prompt_changelog import PromptChangelogTable
 
 MAX_DELIVERIES_PER_USER = 5000
+
+
+class LedgerEntry(TypedDict):
+    exp: float  # epoch seconds
+    provider: str  # the provider that took the delivery
+
+
+LedgerBucket: TypeAlias = dict[str, LedgerEntry]  # delivery id -> its send
+LedgerTable: TypeAlias = TableT[str, LedgerBucket]  # "<user_id>#<bucket>" -> bucket
 
 
 def declare(app: faust.App, settings: Settings) -> TableT:
@@ -35,14 +46,14 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     return table
 
 
-def sent_by(table: TableT, user_id: str, delivery_id: str, now: float) -> str | None:
+def sent_by(table: LedgerTable, user_id: str, delivery_id: str, now: float) -> str | None:
     """The provider that took this delivery, if it was already sent."""
     entry = live_entry(table, user_id, delivery_id, now)
     return None if entry is None else str(entry.get("provider") or "unknown")
 
 
 def record_sent(
-    table: TableT, user_id: str, delivery_id: str, provider: str, now: float, ttl: float
+    table: LedgerTable, user_id: str, delivery_id: str, provider: str, now: float, ttl: float
 ) -> None:
-    entry = {"exp": now + ttl, "provider": provider}
+    entry = LedgerEntry(exp=now + ttl, provider=provider)
     put_entry(table, user_id, delivery_id, entry, now, MAX_DELIVERIES_PER_USER)

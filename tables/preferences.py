@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from typing import TypeAlias, TypedDict
 
 import faust
 from faust.types import TableT
@@ -11,7 +11,15 @@ from config.settings import Settings
 from streams.records import Preferences
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class StoredPreferences(TypedDict):
+    channels: dict[str, bool]  # Channel -> allowed; a channel left out is allowed
+    muted_categories: list[str]
+
+
+PreferencesTable: TypeAlias = TableT[str, StoredPreferences]  # user_id -> preferences
+
+
+def declare(app: faust.App, settings: Settings) -> PreferencesTable:
     return app.Table(
         "preferences",
         default=None,
@@ -21,15 +29,14 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def get(table: TableT, user_id: str) -> Preferences | None:
+def get(table: PreferencesTable, user_id: str) -> Preferences | None:
     value = table.get(user_id)
     if value is None:
         return None
     return Preferences(user_id, value["channels"], tuple(value["muted_categories"]))
 
 
-def put(table: TableT, prefs: Preferences) -> None:
-    value = asdict(prefs)
-    value.pop("user_id")
-    value["muted_categories"] = list(prefs.muted_categories)
-    table[prefs.user_id] = value
+def put(table: PreferencesTable, prefs: Preferences) -> None:
+    table[prefs.user_id] = StoredPreferences(
+        channels=dict(prefs.channels), muted_categories=list(prefs.muted_categories)
+    )

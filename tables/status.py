@@ -2,33 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Required, TypeAlias, TypedDict
 
 import faust
 from faust.types import TableT
 
 from config.settings import Settings
-from streams.deliveries import (
-    ACCEPTED,
-    ALREADY_SENT,
-    BOUNCED,
-    COMPLAINED,
-    DUPLICATE_REQUEST,
-    DUPLICATE_SUPPRESSED,
-    FAILED,
-    FELL_BACK,
-    REJECTED,
-    RETRYING,
-    SENT,
+from config.vocabulary import FINAL as FINAL
+from config.vocabulary import (
     SUCCESSES,
-    DeliveryEvent,
+    DuplicateReason,
+    EventStatus,
+    NotificationStatus,
+    RejectReason,
 )
-
-# A delivery in one of these states will not change by itself any more.
-FINAL = (*SUCCESSES, FAILED, BOUNCED, COMPLAINED)
+from streams.deliveries import DeliveryEvent
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class DeliveryState(TypedDict, total=False):
+    """One delivery of the notification, as its events reported it."""
+
+    attempts: Required[int]  # sends tried: sent, retrying and failed reports
+    status: str  # the EventStatus last reported
+    channel: str | None
+    reason: str | None
+    at: float
+    provider: str | None
+    duplicates_suppressed: int
+
+
+class FallbackReport(TypedDict):
+    channel: str | None
+    reason: str | None
+
+
+class NotificationState(TypedDict, total=False):
+    """A notification's status. Vocabulary fields hold their enum's string (a member when
+    written here, the plain string once read back from the changelog: they compare equal)."""
+
+    user_id: Required[str]
+    status: Required[str]  # a NotificationStatus
+    deliveries: Required[dict[str, DeliveryState]]  # delivery_id -> state
+    expected: Required[int]  # deliveries fanned out, fallbacks included
+    updated_at: float
+    fanned_out: int
+    requested_at: float
+    fell_back_to: int
+    fell_back: FallbackReport
+    reason: str | None  # why it was rejected
+    repeats_rejected: int  # the same notification sent again after it was accepted
+
+
+StatusTable: TypeAlias = TableT[str, NotificationState]  # notification_id -> its state
+
+
+def declare(app: faust.App, settings: Settings) -> StatusTable:
     return app.Table(
         "notification_status",
         default=None,
@@ -38,29 +66,31 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def get(table: TableT, notification_id: str) -> dict[str, Any] | None:
+def get(table: StatusTable, notification_id: str) -> NotificationState | None:
     value = table.get(notification_id)
-    return dict(value) if value is not None else None
+    return NotificationState(**value) if value is not None else None
 
 
-def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]:
+def fold(current: NotificationState | None, event: DeliveryEvent) -> NotificationState:
     """Pure: the status after ``event``. Events may arrive in any order across partitions."""
-    state: dict[str, Any] = (
-        dict(current)
+    state = (
+        NotificationState(**current)
         if current
-        else {"user_id": event.user_id, "status": "pending", "deliveries": {}, "expected": 0}
+        else NotificationState(
+            user_id=event.user_id, status=NotificationStatus.PENDING, deliveries={}, expected=0
+        )
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
     # A request or a failure read again after a crash reports its fan-out again: the same
     # deliveries, so the largest report counts, never the sum.
-    if event.status == ACCEPTED:
+    if event.status == EventStatus.ACCEPTED:
         state["fanned_out"] = max(state.get("fanned_out", 0), event.deliveries)
         state["requested_at"] = event.requested_at
-    elif event.status == FELL_BACK:
+    elif event.status == EventStatus.FELL_BACK:
         state["fell_back_to"] = max(state.get("fell_back_to", 0), event.deliveries)
-        state["fell_back"] = {"channel": event.channel, "reason": event.reason}
-    elif event.status == REJECTED:
-        if event.reason == DUPLICATE_REQUEST and state["expected"]:
+        state["fell_back"] = FallbackReport(channel=event.channel, reason=event.reason)
+    elif event.status == EventStatus.REJECTED:
+        if event.reason == RejectReason.DUPLICATE and state["expected"]:
             # The same notification sent again (a producer's retry, a record passed on twice
             # across a crash): it was accepted once and that stands; the repeat is counted.
             state["repeats_rejected"] = state.get("repeats_rejected", 0) + 1
@@ -69,45 +99,50 @@ def fold(current: dict[str, Any] | None, event: DeliveryEvent) -> dict[str, Any]
     state["expected"] = state.get("fanned_out", 0) + state.get("fell_back_to", 0)
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
-        entry = dict(deliveries.get(event.delivery_id) or {"attempts": 0})
+        entry = DeliveryState(**(deliveries.get(event.delivery_id) or DeliveryState(attempts=0)))
         deliveries[event.delivery_id] = _delivery_after(entry, event)
         state["deliveries"] = deliveries
     state["status"] = _overall(state, event)
     return state
 
 
-def _delivery_after(entry: dict[str, Any], event: DeliveryEvent) -> dict[str, Any]:
+def _delivery_after(entry: DeliveryState, event: DeliveryEvent) -> DeliveryState:
     """One delivery's entry after ``event``. A record read again after a crash or a rebalance
     reports on a delivery a second time; that never takes a final state back."""
     current = entry.get("status")
-    if event.status == DUPLICATE_SUPPRESSED:
+    if event.status == EventStatus.DUPLICATE_SUPPRESSED:
         entry["duplicates_suppressed"] = entry.get("duplicates_suppressed", 0) + 1
-        if event.reason == ALREADY_SENT and current not in FINAL:
+        if event.reason == DuplicateReason.ALREADY_SENT and current not in FINAL:
             # The ledger holds the send: the first report of it may never have been produced.
-            entry.update(channel=event.channel, status=SENT, at=event.at)
+            entry["channel"] = event.channel
+            entry["status"] = EventStatus.SENT
+            entry["at"] = event.at
             entry["provider"] = event.provider or entry.get("provider")
         return entry
     if current in FINAL and event.status not in FINAL:
         return entry
-    if event.status in (SENT, RETRYING, FAILED):
+    if event.status in (EventStatus.SENT, EventStatus.RETRYING, EventStatus.FAILED):
         entry["attempts"] = entry["attempts"] + 1
-    entry.update(channel=event.channel, status=event.status, reason=event.reason, at=event.at)
+    entry["channel"] = event.channel
+    entry["status"] = event.status
+    entry["reason"] = event.reason
+    entry["at"] = event.at
     entry["provider"] = event.provider or entry.get("provider")
     return entry
 
 
-def _overall(state: dict[str, Any], event: DeliveryEvent) -> str:
-    if event.status == REJECTED and event.delivery_id is None:
-        return REJECTED
-    outcomes = [d["status"] for d in state["deliveries"].values()]
+def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStatus:
+    if event.status == EventStatus.REJECTED and event.delivery_id is None:
+        return NotificationStatus.REJECTED
+    outcomes = [d.get("status") for d in state["deliveries"].values()]
     done = [s for s in outcomes if s in FINAL]
     succeeded = any(s in SUCCESSES for s in outcomes)
     if state["expected"] and len(done) >= state["expected"]:
-        return SENT if succeeded else FAILED
+        return NotificationStatus.SENT if succeeded else NotificationStatus.FAILED
     if succeeded:
-        return "partially_sent"
-    return "accepted" if state["expected"] else "pending"
+        return NotificationStatus.PARTIALLY_SENT
+    return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.PENDING
 
 
-def record(table: TableT, event: DeliveryEvent) -> None:
+def record(table: StatusTable, event: DeliveryEvent) -> None:
     table[event.notification_id] = fold(table.get(event.notification_id), event)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeAlias, TypedDict
 
 import faust
 from faust.types import TableT
 
 from config.settings import Settings
+from config.vocabulary import SuppressionAction
 from streams.records import Suppression
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+class SuppressionEntry(TypedDict):
+    reason: str
+    at: float  # epoch seconds it was suppressed
+
+
+Suppressed: TypeAlias = dict[str, SuppressionEntry]  # address -> why and since when
+SuppressionsTable: TypeAlias = TableT[str, Suppressed]  # user_id -> suppressed addresses
+
+
+def declare(app: faust.App, settings: Settings) -> SuppressionsTable:
     return app.Table(
         "suppressions",
         default=dict,
@@ -21,14 +31,14 @@ def declare(app: faust.App, settings: Settings) -> TableT:
     )
 
 
-def suppressed(table: TableT, user_id: str) -> dict[str, Any]:
+def suppressed(table: SuppressionsTable, user_id: str) -> Suppressed:
     return dict(table[user_id])
 
 
-def apply(table: TableT, suppression: Suppression, now: float) -> None:
+def apply(table: SuppressionsTable, suppression: Suppression, now: float) -> None:
     current = dict(table[suppression.user_id])
-    if suppression.action == "lift":
+    if suppression.action == SuppressionAction.LIFT:
         current.pop(suppression.address, None)
     else:
-        current[suppression.address] = {"reason": suppression.reason, "at": now}
+        current[suppression.address] = SuppressionEntry(reason=suppression.reason, at=now)
     table[suppression.user_id] = current

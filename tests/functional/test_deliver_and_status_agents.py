@@ -4,9 +4,9 @@ webhook and SMTP sandboxes; outputs are captured on in-memory channels."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from app import Pipeline, build_app
@@ -118,7 +118,9 @@ async def test_in_app_deliveries_are_kept_in_the_users_inbox_newest_first(
 ) -> None:
     pipeline, webhook, _ = delivering
     first = delivery("n1:in_app:1", "in_app", webhook.url("/inbox"))
-    second = replace(first, delivery_id="n2:in_app:1", notification_id="n2", title="Again")
+    second = msgspec.structs.replace(
+        first, delivery_id="n2:in_app:1", notification_id="n2", title="Again"
+    )
     async with pipeline.agents["deliver_high"].test_context() as agent:
         for record in (first, second):
             await agent.put(record.to_json(), key=b"u1")

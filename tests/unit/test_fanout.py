@@ -4,6 +4,7 @@ be presented like the original request."""
 from __future__ import annotations
 
 from agents.fanout import expand, request_of
+from config.vocabulary import PushOptions
 from streams.records import NotificationRequest
 
 REQUEST = NotificationRequest(
@@ -18,7 +19,7 @@ REQUEST = NotificationRequest(
     ttl_seconds=3600,
     created_at=12.5,
     fallback_channel="push",
-    push={"sound": "chime.caf", "badge": 3, "image": "https://cdn.test/42.png"},
+    push=PushOptions(sound="chime.caf", badge=3, image="https://cdn.test/42.png"),
 )
 CONTACTS = {"email": "u1@example.com"}
 TOKENS = {"a" * 64: "ios"}

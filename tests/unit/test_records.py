@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
+from config.vocabulary import PushOptions
 from streams.records import (
     InvalidRecord,
     parse_contact,
@@ -54,28 +57,29 @@ def test_duplicate_channels_are_collapsed_in_order() -> None:
         (b"{not json", "malformed JSON"),
         (b"[1, 2]", "expected a JSON object"),
         (request(user_id=""), "'user_id' is required"),
-        (request(notification_id=None), "'notification_id' is required"),
-        (request(priority="urgent"), "'priority' must be one of high, normal, low"),
-        (request(channels=["pigeon"]), "'channels' must be a list"),
-        (request(ttl_seconds=-1), "'ttl_seconds' must be a non-negative integer"),
+        (request(notification_id=None), "Expected `str`, got `null` - at `$.notification_id`"),
+        (request(priority="urgent"), "Invalid enum value 'urgent' - at `$.priority`"),
+        (request(channels=["pigeon"]), "Invalid enum value 'pigeon' - at `$.channels[0]`"),
+        (request(ttl_seconds=-1), "Expected `int` >= 0 - at `$.ttl_seconds`"),
         (request(schema_version=2), "unsupported schema_version 2"),
-        (request(data={"nested": {"a": 1}}), "'data.nested' must be a scalar"),
+        (request(data={"nested": {"a": 1}}), "got `object` - at `$.data[...]`"),
         (request(title="Hi {name}"), "placeholder '{name}' has no value"),
         (request(title="Hi {0.__class__}"), "is not a plain name"),
-        (request(created_at="yesterday"), "'created_at' must be epoch seconds"),
+        (request(created_at="yesterday"), "Expected `float`, got `str` - at `$.created_at`"),
     ],
 )
 def test_invalid_requests_say_why(raw: bytes, reason: str) -> None:
-    with pytest.raises(InvalidRecord, match=reason.replace("(", r"\(").replace("{", r"\{")):
+    with pytest.raises(InvalidRecord, match=re.escape(reason)):
         parse_request(raw)
 
 
 def test_push_options_are_checked() -> None:
     parsed = parse_request(request(push={"sound": "a.caf", "badge": 2, "mutable_content": True}))
-    assert parsed.push == {"sound": "a.caf", "badge": 2, "mutable_content": True}
-    with pytest.raises(InvalidRecord, match=r"'push\.badge' must be of type int"):
+    assert parsed.push == PushOptions(sound="a.caf", badge=2, mutable_content=True)
+    badge = "Expected `int`, got `bool` - at `$.push.badge`"
+    with pytest.raises(InvalidRecord, match=re.escape(badge)):
         parse_request(request(push={"badge": True}))
-    with pytest.raises(InvalidRecord, match=r"'push\.volume' is not one of"):
+    with pytest.raises(InvalidRecord, match=re.escape("unknown field `volume` - at `$.push`")):
         parse_request(request(push={"volume": 11}))
 
 
@@ -97,10 +101,14 @@ def test_control_records() -> None:
 @pytest.mark.parametrize(
     ("parser", "raw", "reason"),
     [
-        (parse_device, b'{"user_id":"u","token":"t","platform":"windows"}', "'platform'"),
+        (parse_device, b'{"user_id":"u","token":"t","platform":"windows"}', "`\\$.platform`"),
         (parse_contact, b'{"user_id":"u"}', "needs one of"),
         (parse_contact, b'{"user_id":"u","phone":"5551234"}', "E.164"),
-        (parse_preferences, b'{"user_id":"u","channels":{"push":"yes"}}', "true/false"),
+        (
+            parse_preferences,
+            b'{"user_id":"u","channels":{"push":"yes"}}',
+            "Expected `bool`, got `str` - at `\\$.channels",
+        ),
     ],
 )
 def test_invalid_control_records(parser, raw: bytes, reason: str) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from agents.resolve import (
 from agents.route import lane, provider_for
 from streams.deliveries import delivery_id_for
 from streams.records import NotificationRequest, Preferences
-from tables.expiring import live_entries, window_hits
+from tables.expiring import Expiring, live_entries, window_hits
 
 LIMITS = Limits(per_user=3)
 
@@ -76,7 +76,12 @@ def test_rate_window_limits_but_exempts_security() -> None:
 
 def test_window_hits_and_live_entries() -> None:
     assert window_hits([1.0, 5.0, 10.0], now=11.0, window_seconds=6.0) == [10.0]
-    entries = {"a": {"exp": 5.0}, "b": {"exp": 20.0}, "c": {"exp": 30.0}, "d": {"exp": 25.0}}
+    entries: dict[str, Expiring] = {
+        "a": {"exp": 5.0},
+        "b": {"exp": 20.0},
+        "c": {"exp": 30.0},
+        "d": {"exp": 25.0},
+    }
     assert live_entries(entries, now=10.0, cap=2) == {"c": {"exp": 30.0}, "d": {"exp": 25.0}}
 
 

@@ -1,4 +1,5 @@
-"""sign / verify / parse_retry_after: pure functions of providers.webhook."""
+"""sign / verify (providers.webhook) and parse_retry_after (providers.http_retry): pure
+functions."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from providers.webhook import parse_retry_after, sign, verify
+from providers.http_retry import parse_retry_after
+from providers.webhook import sign, verify
 
 SECRET = "whsec_test"
 BODY = b'{"a":1}'

@@ -1,0 +1,163 @@
+"""The words records, tables, providers and settings are made of, each defined once.
+
+Every one is a ``StrEnum``: a member *is* its string (``Priority.HIGH == "high"``, the same
+hash, ``f"{member}"`` and JSON give ``high``), so the wire format and the tables' stored values
+are the strings they always were, a string read back from a topic or a changelog compares equal
+to its member, and msgspec decodes a wire field straight into the member (refusing any other
+value, naming the field). With them, the push options a request names (``PushOptions``).
+
+Here in ``config`` rather than in ``streams`` (where DESIGN.md puts vocabulary enums) because
+the provider contract speaks the same words (a message's channel, priority, platform and push
+options) and providers may depend on ``config`` only (tests/unit/test_layering.py). A leaf
+module: it imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+
+class Channel(StrEnum):
+    PUSH = "push"
+    EMAIL = "email"
+    SMS = "sms"
+    WEBHOOK = "webhook"
+    IN_APP = "in_app"
+
+
+class Priority(StrEnum):
+    """Each priority has its own request handling, lanes and agents (a campaign never sits in
+    front of a password reset)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class Platform(StrEnum):
+    """A push device's platform: which push provider serves it (agents/route.py)."""
+
+    IOS = "ios"
+    ANDROID = "android"
+
+
+class EventStatus(StrEnum):
+    """A ``delivery-events`` record's status."""
+
+    ACCEPTED = "accepted"  # fanned out; ``deliveries`` says into how many deliveries
+    REJECTED = "rejected"  # refused by the resolve stage; ``reason`` is a RejectReason
+    SENT = "sent"
+    RETRYING = "retrying"  # a classified transient failure, with the wait before the next try
+    FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
+    DUPLICATE_SUPPRESSED = "duplicate_suppressed"  # ``reason`` is a DuplicateReason
+    FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
+    # Reported later by providers (feedback webhooks).
+    DELIVERED = "delivered"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+# A delivery in one of these states went out.
+SUCCESSES: tuple[EventStatus, ...] = (
+    EventStatus.SENT,
+    EventStatus.DELIVERED,
+    EventStatus.OPENED,
+    EventStatus.CLICKED,
+)
+# A delivery in one of these states will not change by itself any more.
+FINAL: tuple[EventStatus, ...] = (
+    *SUCCESSES,
+    EventStatus.FAILED,
+    EventStatus.BOUNCED,
+    EventStatus.COMPLAINED,
+)
+
+
+class NotificationStatus(StrEnum):
+    """A notification's overall status in the status table, folded from its events."""
+
+    PENDING = "pending"  # events about it arrived before its ``accepted``
+    ACCEPTED = "accepted"
+    PARTIALLY_SENT = "partially_sent"  # some delivery succeeded, others are not final yet
+    SENT = "sent"  # every delivery is final and one succeeded
+    FAILED = "failed"  # every delivery is final and none succeeded
+    REJECTED = "rejected"
+
+
+class RejectReason(StrEnum):
+    """Why the resolve stage refused a request (a ``rejected`` event's ``reason``)."""
+
+    # Its idempotency key (or notification id) was already claimed: the status fold keeps the
+    # first acceptance when it sees this.
+    DUPLICATE = "duplicate"
+    CATEGORY_MUTED = "category_muted"
+    NO_CHANNEL_ALLOWED = "no_channel_allowed"
+    RATE_LIMITED = "rate_limited"
+    NO_ADDRESS = "no_reachable_address"
+
+
+class DuplicateReason(StrEnum):
+    """Why a delivery was not sent again (a ``duplicate_suppressed`` event's ``reason``)."""
+
+    ALREADY_SENT = "already sent"  # the delivery ledger holds the send
+    READ_TWICE = "read twice"  # a second copy arrived while the first was in flight, and failed
+
+
+class DeviceAction(StrEnum):
+    REGISTER = "register"
+    UNREGISTER = "unregister"
+
+
+class SuppressionAction(StrEnum):
+    SUPPRESS = "suppress"
+    LIFT = "lift"
+
+
+class ContactField(StrEnum):
+    """A user's addresses in the contacts table (``user-contacts`` records)."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    WEBHOOK_URL = "webhook_url"
+
+
+# The types of a record's vocabulary fields. At run time each is its enum, so msgspec decodes
+# the field into the member and refuses any other value with a reason naming the field. To the
+# type checker each is ``str``: every member is one, and records are also built from plain
+# strings (tests, bench/ workloads, values read back from a table, where a member comes back
+# as the string it was stored as), which must not need a cast.
+if TYPE_CHECKING:
+    ChannelField = str
+    PriorityField = str
+    PlatformField = str
+    EventStatusField = str
+else:
+    ChannelField = Channel
+    PriorityField = Priority
+    PlatformField = Platform
+    EventStatusField = EventStatus
+
+
+# 64 bits, like every integer orjson writes (streams.wire.JsonInt, above this module).
+_Int = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class PushOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every option is optional and absent ones stay absent on the wire: an unset field is
+    ``UNSET`` (falsy) and is not encoded, so a delivery carries exactly the options its request
+    named. ``null`` is refused, as is an option this does not know."""
+
+    sound: str | UnsetType = UNSET
+    badge: _Int | UnsetType = UNSET  # 0 clears the badge, so "set" is not "truthy"
+    image: str | UnsetType = UNSET  # a URL; APNs needs mutable-content for an extension to fetch it
+    mutable_content: bool | UnsetType = UNSET
+    content_available: bool | UnsetType = UNSET  # wakes the app (background push)
+
+
+NO_PUSH_OPTIONS = PushOptions()
