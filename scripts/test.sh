@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 .venv/bin/ruff check .
-.venv/bin/mypy .
+.venv/bin/ruff format --check .
+.venv/bin/mypy .  # everything, tests included
+.venv/bin/mypy --strict agents config patches providers streams tables bench scripts app.py
 .venv/bin/python -m pytest -q "$@"

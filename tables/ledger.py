@@ -30,7 +30,7 @@ LedgerBucket: TypeAlias = dict[str, LedgerEntry]  # delivery id -> its send
 LedgerTable: TypeAlias = TableT[str, LedgerBucket]  # "<user_id>#<bucket>" -> bucket
 
 
-def declare(app: faust.App, settings: Settings) -> TableT:
+def declare(app: faust.App, settings: Settings) -> LedgerTable:
     # Its changelog writes go out on their own connection (tables/prompt_changelog.py): the
     # sooner one is at the broker, the fewer sends a failover repeats.
     table = PromptChangelogTable(
