@@ -1,12 +1,19 @@
-"""Fan-out: one resolved notification becomes one delivery per channel x device or address."""
+"""Fan-out: one resolved notification becomes one delivery per channel x device or address.
+
+``expand`` is the pure part; ``fan_out`` reads the user's addresses from the tables and puts
+the deliveries on their lanes. Both the intake (a request) and the fallback (a notification
+whose every delivery failed, agents/fallback.py) fan out through it."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 
+from agents import events
 from config.vocabulary import Channel, ContactField
 from streams.deliveries import Delivery, delivery_id_for
 from streams.records import NotificationRequest
+from streams.topics import Topics
+from tables import Tables, contacts, devices, suppressions
 
 # Which contact field addresses each non-push channel.
 CONTACT_FIELD: Mapping[str, ContactField] = {
@@ -89,3 +96,26 @@ def request_of(delivery: Delivery) -> NotificationRequest:
         fallback_channel=delivery.fallback_channel,
         push=delivery.push,
     )
+
+
+async def fan_out(
+    tables: Tables,
+    topics: Topics,
+    inapp_url: str,
+    request: NotificationRequest,
+    channels: tuple[str, ...],
+    is_fallback: bool = False,
+) -> list[Delivery]:
+    """The request's deliveries on ``channels`` to the user's current addresses, each put on
+    its lane; call it on the user's partition (it reads the user's tables)."""
+    deliveries = expand(
+        request,
+        channels,
+        devices.tokens(tables.devices, request.user_id),
+        contacts.get(tables.contacts, request.user_id),
+        inapp_url,
+        suppressions.suppressed(tables.suppressions, request.user_id),
+        is_fallback=is_fallback,
+    )
+    await events.publish_deliveries(topics.deliveries, deliveries)
+    return deliveries

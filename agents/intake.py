@@ -22,7 +22,7 @@ import faust
 
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
-from agents.fanout import expand
+from agents.fanout import fan_out
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
@@ -35,13 +35,10 @@ from streams.records import NotificationRequest, parse_request
 from streams.topics import Topics
 from tables import (
     Tables,
-    contacts,
     dedup,
-    devices,
     fallbacks,
     preferences,
     rate_windows,
-    suppressions,
 )
 
 log = logging.getLogger(__name__)
@@ -127,17 +124,11 @@ class Intake:
                 )
 
     async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
-        deliveries = expand(
-            request,
-            decision.channels,
-            devices.tokens(self.tables.devices, request.user_id),
-            contacts.get(self.tables.contacts, request.user_id),
-            self.settings.inapp_url,
-            suppressions.suppressed(self.tables.suppressions, request.user_id),
+        deliveries = await fan_out(
+            self.tables, self.topics, self.settings.inapp_url, request, decision.channels
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
-        await events.publish_deliveries(self.topics.deliveries, deliveries)
         await self._publish(request, EventStatus.ACCEPTED, time.time(), deliveries=len(deliveries))
         return replace(decision, fanned_out=len(deliveries))
 

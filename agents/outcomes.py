@@ -1,22 +1,22 @@
 """Where a delivery's outcome goes: the ledger, the inbox, retry tiers, the dead-letter topic,
-the control topics (dead tokens, suppressed addresses) and the fallback channel."""
+the control topics (dead tokens, suppressed addresses), and the fallback (agents/fallback.py)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agents import dead_letter, events, produce
 from agents.failure_plan import FailureAction, FailurePlan, plan_failure
-from agents.fanout import expand, request_of
+from agents.fallback import Fallback
 from config.settings import Settings
 from config.vocabulary import Channel, DeviceAction, EventStatus
 from providers.base import ProviderError, SendResult
 from streams.deliveries import Delivery, DeliveryEvent
 from streams.records import DeviceFields, SuppressionFields, to_json
 from streams.topics import Topics
-from tables import Tables, contacts, devices, fallbacks, inbox, ledger, suppressions
+from tables import Tables, inbox, ledger
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,10 @@ class OutcomeRouter:
     settings: Settings
     topics: Topics
     tables: Tables
+    fallback: Fallback = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fallback = Fallback(self.tables, self.topics, self.settings.inapp_url)
 
     async def succeeded(self, delivery: Delivery, result: SendResult) -> None:
         now = time.time()
@@ -57,9 +61,7 @@ class OutcomeRouter:
             message_id=result.provider_message_id,
             segments=result.segments,
         )
-        fallbacks.record_outcome(
-            self.tables.fallbacks, delivery.user_id, delivery.notification_id, succeeded=True
-        )
+        self.fallback.succeeded(delivery)
 
     async def failed(self, delivery: Delivery, provider: str, error: ProviderError) -> None:
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
@@ -80,7 +82,7 @@ class OutcomeRouter:
         await self.publish(
             delivery, EventStatus.FAILED, provider=provider, reason=f"{plan.action}: {plan.reason}"
         )
-        await self._maybe_fall_back(delivery)
+        await self.fallback.failed(delivery)
 
     async def _retry(
         self, delivery: Delivery, provider: str, plan: FailurePlan, now: float
@@ -117,39 +119,6 @@ class OutcomeRouter:
                 user_id=delivery.user_id, address=delivery.address, reason=reason
             )
             await produce.send(self.topics.suppressions, key, to_json(suppression))
-
-    async def _maybe_fall_back(self, delivery: Delivery) -> None:
-        channel = fallbacks.record_outcome(
-            self.tables.fallbacks, delivery.user_id, delivery.notification_id, succeeded=False
-        )
-        if channel is None or delivery.is_fallback:
-            return
-        deliveries = expand(
-            request_of(delivery),
-            (channel,),
-            devices.tokens(self.tables.devices, delivery.user_id),
-            contacts.get(self.tables.contacts, delivery.user_id),
-            self.settings.inapp_url,
-            suppressions.suppressed(self.tables.suppressions, delivery.user_id),
-            is_fallback=True,
-        )
-        await events.publish_deliveries(self.topics.deliveries, deliveries)
-        reason = (
-            f"to {channel}: {len(deliveries)} deliveries" if deliveries else f"no {channel} address"
-        )
-        await events.publish(
-            self.topics.delivery_events,
-            DeliveryEvent(
-                notification_id=delivery.notification_id,
-                user_id=delivery.user_id,
-                status=EventStatus.FELL_BACK,
-                at=time.time(),
-                channel=channel,
-                reason=reason,
-                requested_at=delivery.requested_at,
-                deliveries=len(deliveries),
-            ),
-        )
 
     async def publish(
         self,
