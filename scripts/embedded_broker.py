@@ -70,6 +70,8 @@ class EmbeddedBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        if not isinstance(log, int):
+            log.close()  # the child has its own copy of the descriptor
         wait_for_port(self.port)
         return self.bootstrap
 
