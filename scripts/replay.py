@@ -42,7 +42,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from config.settings import get_settings
-from scripts.replay_plan import Judgement, Verdict, plan
+from scripts.replay_plan import DeliveryCandidate, Judgement, RequestCandidate, Verdict, plan
 from scripts.replay_read import REQUEST_TOPICS, Window, candidates, knowledge, read_window
 from scripts.replay_send import Pace, copy_of
 from streams import topics
@@ -96,8 +96,8 @@ async def run(args: argparse.Namespace) -> int:
     read = await read_window(bootstrap, args.topic, window)
     records, spans = read.records, read.spans
     found = candidates(args.topic, records, read.partitions, settings)
-    subjects = {getattr(c, "request", getattr(c, "delivery", None)) for c in found}
-    nids = {s.notification_id for s in subjects if s is not None}
+    nids = {c.request.notification_id for c in found if isinstance(c, RequestCandidate)}
+    nids |= {c.delivery.notification_id for c in found if isinstance(c, DeliveryCandidate)}
     judgements = plan(found, await knowledge(bootstrap, settings, nids, now), now, args.again)
     for judgement in judgements:
         print(_json_line(judgement) if args.json else _line(judgement))

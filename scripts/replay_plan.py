@@ -193,9 +193,11 @@ def judge_request(
     pending = tuple(d for d, (v, _) in verdicts.items() if v is Verdict.WOULD_SEND)
     unreported = max(0, state["expected"] - len(verdicts))
     if not pending and not unreported:
-        if any(v is Verdict.SENT for v, _ in verdicts.values()):
-            return Judgement(ref, Verdict.SENT, _summary(verdicts, 0), nid)
-        return Judgement(ref, Verdict.SUPPRESSED, _summary(verdicts, 0), nid)
+        # Nothing to send: "suppressed" if a delivery never got out (so that the operator
+        # sees why it is not replayed), "sent" if every one did.
+        if any(v is Verdict.SUPPRESSED for v, _ in verdicts.values()):
+            return Judgement(ref, Verdict.SUPPRESSED, _summary(verdicts, 0), nid)
+        return Judgement(ref, Verdict.SENT, _summary(verdicts, 0), nid)
     if expired:
         return Judgement(ref, Verdict.EXPIRED, expired, nid)
     judgement = Judgement(ref, Verdict.WOULD_SEND, _summary(verdicts, unreported), nid, pending)
