@@ -201,7 +201,13 @@ def judge_request(
     if expired:
         return Judgement(ref, Verdict.EXPIRED, expired, nid)
     judgement = Judgement(ref, Verdict.WOULD_SEND, _summary(verdicts, unreported), nid, pending)
-    return _unless_replayed(judgement, knowledge, state.get("updated_at", 0.0), again)
+    # Not the notification's last event: a replay's copy reports ``accepted`` long before its
+    # deliveries' outcomes; the oldest news of a delivery still to send is what counts.
+    reports = [
+        state["deliveries"].get(d, DeliveryState(attempts=0)).get("at", 0.0) for d in pending
+    ]
+    last_event = min(reports) if reports and not unreported else 0.0
+    return _unless_replayed(judgement, knowledge, last_event, again)
 
 
 def judge_delivery(

@@ -31,7 +31,8 @@ LANE_REF = "deliveries.email.normal:0:3"
 
 def state(*events: tuple[str, str | None, dict[str, Any]]) -> NotificationState:
     folded: NotificationState | None = None
-    for status, delivery_id, extra in events:
+    for status, delivery_id, given in events:
+        extra = dict(given)  # the same event may be folded into several states
         event = DeliveryEvent("n1", "u1", status, at=extra.pop("at", 100.0), **extra)  # type: ignore[arg-type]
         folded = fold(folded, event if delivery_id is None else _with(event, delivery_id))
     assert folded is not None
@@ -212,3 +213,15 @@ def test_a_request_resolved_from_another_topic_is_left_to_that_topics_replay() -
         Verdict.PASSED_ON,
         "resolved from notification-requests.low",
     )
+
+
+def test_a_replayed_request_waits_for_its_deliveries_not_for_its_acceptance() -> None:
+    failed = outcome("failed", "d1", at=100.0)
+    reaccepted = (EventStatus.ACCEPTED, None, {"deliveries": 1, "at": 300.0})
+    k = Knowledge(statuses={"n1": state(accepted(1), failed, reaccepted)}, replayed={REF: 200.0})
+    assert one(request(), k)[0] is Verdict.REPLAYED
+    failed_again = outcome("failed", "d1", at=400.0)
+    k = Knowledge(
+        statuses={"n1": state(accepted(1), failed, reaccepted, failed_again)}, replayed={REF: 200.0}
+    )
+    assert one(request(), k)[0] is Verdict.WOULD_SEND
