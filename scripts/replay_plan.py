@@ -25,6 +25,7 @@ from tables.status import DeliveryState, NotificationState
 # How a failed event's reason starts when the provider said the address is dead
 # (providers/base.py's error kinds): the resolve stage drops such an address from then on.
 INVALID_RECIPIENT = "invalid_recipient"
+MAX_REASON_CHARS = 72  # of a provider error quoted in a plan line
 
 
 class Verdict(StrEnum):
@@ -247,6 +248,8 @@ def _delivery_verdict(
         return Verdict.SUPPRESSED, f"status: failed, {reason}"
     if status is None:
         return Verdict.WOULD_SEND, "no outcome reported"
+    if reason and len(reason) > MAX_REASON_CHARS:
+        reason = f"{reason[:MAX_REASON_CHARS]}..."  # the whole error is in the DLQ's history
     return Verdict.WOULD_SEND, f"status: {status}" + (f", {reason}" if reason else "")
 
 

@@ -78,7 +78,7 @@ class Span:
 
 @dataclass(frozen=True)
 class WindowRecords:
-    records: list[Any]  # aiokafka ConsumerRecords, in partition order
+    records: list[Any]  # aiokafka ConsumerRecords, by partition and offset
     spans: dict[int, Span]
     partitions: int  # the topic's partition count (a request's home partition depends on it)
 
@@ -98,6 +98,7 @@ async def read_window(bootstrap: str, topic: str, window: Window) -> WindowRecor
         consumer.assign(tps)
         stops = await _position(consumer, tps, window)
         records, spans = await _read(consumer, [tp for tp in tps if tp in stops], stops, window)
+        records.sort(key=lambda m: (m.partition, m.offset))  # fetches arrive in any order
         return WindowRecords(records, spans, len(every))
     finally:
         await consumer.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from config.vocabulary import EventStatus
@@ -40,8 +41,6 @@ def state(*events: tuple[str, str | None, dict[str, Any]]) -> NotificationState:
 
 
 def _with(event: DeliveryEvent, delivery_id: str) -> DeliveryEvent:
-    import msgspec
-
     return msgspec.structs.replace(event, delivery_id=delivery_id)
 
 

@@ -8,7 +8,10 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from config.settings import Settings
 from scripts.replay import parse_offsets, parse_time
+from scripts.replay_plan import DeliveryCandidate, ReplayCopy, Unreadable
+from scripts.replay_read import candidates
 from scripts.replay_send import copy_of
 from streams import topics
 from streams.deliveries import Delivery, parse_delivery
@@ -69,3 +72,19 @@ def test_a_dead_letter_goes_to_its_lane_and_a_truncated_one_nowhere() -> None:
     truncated = record(topics.DELIVERIES_DLQ, b"{", [("x-dlq-truncated", b"2000000")])
     with pytest.raises(ValueError, match="truncated"):
         copy_of(topics.DELIVERIES_DLQ, truncated, "replay-1")
+
+
+def test_copies_are_told_apart_from_dead_letters_that_failed_again() -> None:
+    d = Delivery("n1:email:aa", "n1", "u1", "email", "a@example.com", "t", "b", "low")
+    marked = [("x-replay-of", b"deliveries.dlq:0:1")]
+    lane = topics.delivery_topic("email", "low")
+    [copy] = candidates(lane, [record(lane, d.to_json(), marked)], 4, Settings())
+    assert copy == ReplayCopy(f"{lane}:2:41", "deliveries.dlq:0:1")
+    # A replayed delivery that failed again is dead-lettered with its headers: a new failure.
+    [letter, junk] = candidates(
+        topics.DELIVERIES_DLQ,
+        [record(topics.DELIVERIES_DLQ, d.to_json(), marked), record(lane, b"[]")],
+        4,
+        Settings(),
+    )
+    assert isinstance(letter, DeliveryCandidate) and isinstance(junk, Unreadable)
