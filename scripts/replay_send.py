@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +63,19 @@ class Pace:
     that has just come back and on lanes that carry live traffic: the lanes' concurrency
     bounds the sends in flight, not how far a replay's backlog pushes live records back."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(
+        self,
+        per_second: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = 1.0 / per_second
-        self.next_at = time.monotonic()
+        self.clock = clock
+        self.sleep = sleep
+        self.next_at = clock()
 
     async def wait(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if self.next_at > now:
-            await asyncio.sleep(self.next_at - now)
+            await self.sleep(self.next_at - now)
         self.next_at = max(self.next_at, now) + self.interval

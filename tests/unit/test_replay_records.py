@@ -12,7 +12,7 @@ from config.settings import Settings
 from scripts.replay import parse_offsets, parse_time
 from scripts.replay_plan import DeliveryCandidate, ReplayCopy, Unreadable
 from scripts.replay_read import candidates
-from scripts.replay_send import copy_of
+from scripts.replay_send import Pace, copy_of
 from streams import topics
 from streams.deliveries import Delivery, parse_delivery
 
@@ -88,3 +88,21 @@ def test_copies_are_told_apart_from_dead_letters_that_failed_again() -> None:
         Settings(),
     )
     assert isinstance(letter, DeliveryCandidate) and isinstance(junk, Unreadable)
+
+
+async def test_the_pace_spaces_records_by_the_rate() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        clock[0] += seconds
+
+    pace = Pace(4.0, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(3):
+        await pace.wait()
+    assert slept == [0.25, 0.25]  # the first goes at once, then one every 1/4 s
+    clock[0] += 10.0  # an idle spell earns no burst afterwards
+    await pace.wait()
+    await pace.wait()
+    assert slept == [0.25, 0.25, 0.25]
