@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 import faust
 
@@ -45,6 +46,11 @@ log = logging.getLogger(__name__)
 
 # Topics producers write to: the public one, and the low one bulk producers may use directly.
 _PUBLIC_TOPICS = (topic_names.REQUESTS, topic_names.REQUESTS_LOW)
+# Set by ``scripts.replay`` on a copy of a request: the ``topic:partition:offset`` of the record
+# it copies. The copy then stands for that record in the dedup check, so it is resolved as a
+# replay of it (fanned out again, the ledger dropping what went out) and not refused as a
+# duplicate; a copy of a record that never claimed its key is still one.
+REPLAY_OF_HEADER = "x-replay-of"
 
 
 @dataclass
@@ -76,8 +82,7 @@ class Intake:
                 self.topics.requests_low if low else self.topics.requests_by_user, request, event
             )
             return
-        source = f"{message.topic}:{message.partition}:{message.offset}"
-        await self.resolve(request, source, time.time())
+        await self.resolve(request, _source_of(message), time.time())
 
     async def _pass_on(self, channel: Channel, request: NotificationRequest, event: Event) -> None:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
@@ -152,6 +157,15 @@ class Intake:
                 deliveries=deliveries,
             ),
         )
+
+
+def _source_of(message: Any) -> str:
+    """The record this one is, for the dedup claim: itself, or the one a replay copies."""
+    headers = message.headers
+    for name, value in headers.items() if isinstance(headers, dict) else headers or ():
+        if name == REPLAY_OF_HEADER:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return f"{message.topic}:{message.partition}:{message.offset}"
 
 
 def register(

@@ -33,6 +33,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.DELIVERY_EVENTS_DLQ,
         topics.DELIVERIES_DLQ,
         topics.DLQ_REDRIVE_LOG,
+        topics.REPLAY_AUDIT,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]

@@ -28,6 +28,9 @@ DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
 DELIVERY_EVENTS_DLQ = "delivery-events.dlq"  # unreadable delivery events + reason
 DELIVERIES_DLQ = "deliveries.dlq"  # final failures with their whole error history
 DLQ_REDRIVE_LOG = "deliveries.dlq.redriven"  # key = "partition:offset" of each redriven record
+# Every replay (scripts/replay.py): one "run" record per run (key = replay id), dry runs too,
+# and one "record" record per record it re-sent (key = "topic:partition:offset").
+REPLAY_AUDIT = "replay.audit"
 
 
 def retry_topic(delay_seconds: float) -> str:
