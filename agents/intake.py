@@ -10,13 +10,20 @@ that, like the low deliver lane, takes a record only while the worker has CPU to
 campaign of 50,000 requests otherwise sat in front of every password reset on the intake's
 partitions for as long as resolving it took (the README's Performance section has the figures).
 Bulk producers may write to ``notification-requests.low`` themselves and skip that hop.
+
+Normal-priority requests take the same kind of hop, to ``notification-requests.normal``: a
+burst of 20,000 of them otherwise held high requests 13 s (p50) on the intake's partitions.
+Urgent producers may write to ``notification-requests.high``, which no burst shares: passing a
+burst on is cheap but not free, and a request behind it on one partition waits for all of it.
+``streams/request_routes.py`` is the one rule for which topic resolves which record.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
@@ -27,12 +34,13 @@ from agents.fanout import fan_out
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import RestartingSupervisor
 from config.settings import Settings
-from config.vocabulary import EventStatus, Priority
+from config.vocabulary import EventStatus
 from streams import topics as topic_names
 from streams.deliveries import DeliveryEvent
 from streams.faust_types import Agent, Channel, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest, parse_request
+from streams.request_routes import next_topic
 from streams.topics import Topics
 from tables import (
     Tables,
@@ -44,8 +52,6 @@ from tables import (
 
 log = logging.getLogger(__name__)
 
-# Topics producers write to: the public one, and the low one bulk producers may use directly.
-_PUBLIC_TOPICS = (topic_names.REQUESTS, topic_names.REQUESTS_LOW)
 # Set by ``scripts.replay`` on a copy of a request: the ``topic:partition:offset`` of the record
 # it copies. The copy then stands for that record in the dedup check, so it is resolved as a
 # replay of it (fanned out again, the ledger dropping what went out) and not refused as a
@@ -58,29 +64,33 @@ class Intake:
     settings: Settings
     topics: Topics
     tables: Tables
+    # Where a record is passed on to, by topic name (streams/request_routes.py picks the name).
+    _channels: dict[str, Channel] = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.topics
+        self._channels = {
+            topic_names.REQUESTS_BY_USER: t.requests_by_user,
+            topic_names.REQUESTS_HIGH: t.requests_high,
+            topic_names.REQUESTS_NORMAL: t.requests_normal,
+            topic_names.REQUESTS_LOW: t.requests_low,
+        }
 
     @property
     def limits(self) -> Limits:
         return Limits(per_user=self.settings.rate_limit_per_user)
 
-    async def handle(self, event: Event, *, defer_low: bool = False) -> None:
-        """Resolve one request record; with ``defer_low`` a low-priority one is passed on to
-        ``notification-requests.low`` instead."""
+    async def handle(self, event: Event, deferred: Collection[str] = ()) -> None:
+        """Resolve one request record, or pass it on: a priority in ``deferred`` to its own
+        request topic, a record off its user's partition to be re-keyed."""
         message = event.message
         # An InvalidRecord goes to the requests DLQ with its reason (agents/safe.py).
         request = parse_request(message.value, default_created_at=message.timestamp or 0.0)
-        if defer_low and request.priority == Priority.LOW:
+        on_home = is_on_home_partition(request.user_id, message.partition, self.settings.partitions)
+        passed = next_topic(message.topic, request.priority, on_home, deferred)
+        if passed is not None:
             # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
-            await self._pass_on(self.topics.requests_low, request, event)
-            return
-        if message.topic in _PUBLIC_TOPICS and not is_on_home_partition(
-            request.user_id, message.partition, self.settings.partitions
-        ):
-            # Another partitioner than murmur2 (or no key): re-keyed once, on the same level.
-            low = message.topic == topic_names.REQUESTS_LOW
-            await self._pass_on(
-                self.topics.requests_low if low else self.topics.requests_by_user, request, event
-            )
+            await self._pass_on(self._channels[passed], request, event)
             return
         await self.resolve(request, _source_of(message), time.time())
 
@@ -171,36 +181,55 @@ def _source_of(message: Any) -> str:
 def register(
     app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
 ) -> dict[str, Agent]:
-    """``resolve_requests`` (the public topic and its re-keyed twin) and
-    ``resolve_low_requests`` (the low-priority requests it passed on)."""
+    """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
+    (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
+    passed on, each behind its CPU ceiling)."""
     intake = Intake(settings, topics, tables)
-    defer_low = settings.low_requests_wait
+    deferred = settings.passed_on_priorities()
 
     async def handle(event: Event) -> None:
-        await intake.handle(event, defer_low=defer_low)
+        await intake.handle(event, deferred)
 
-    async def resolve_requests(stream: Stream) -> None:
-        async for event in stream.events():
-            await safe.handle_safely(event, handle, topics.requests_dlq, "resolve_requests")
+    def passing_on(name: str):  # type: ignore[no-untyped-def]
+        async def agent(stream: Stream) -> None:
+            async for event in stream.events():
+                await safe.handle_safely(event, handle, topics.requests_dlq, name)
 
-    ceiling = settings.deliver_cpu_ceiling_low
+        return agent
 
-    async def resolve_low_requests(stream: Stream) -> None:
-        headroom.start()
-        async for event in stream.events():
-            if ceiling > 0:
-                await headroom.wait_below(ceiling)
-            await safe.handle_safely(
-                event, intake.handle, topics.requests_dlq, "resolve_low_requests"
-            )
+    def behind_ceiling(name: str, ceiling: float):  # type: ignore[no-untyped-def]
+        async def agent(stream: Stream) -> None:
+            headroom.start()
+            async for event in stream.events():
+                if ceiling > 0:
+                    await headroom.wait_below(ceiling)
+                await safe.handle_safely(event, intake.handle, topics.requests_dlq, name)
 
-    return {
-        "resolve": app.agent(
-            topics.requests, name="resolve_requests", supervisor_strategy=RestartingSupervisor
-        )(resolve_requests),
-        "resolve_low": app.agent(
+        return agent
+
+    # (key, topic, agent name, body): one agent, so one FIFO stream buffer, per topic group.
+    specs = (
+        ("resolve", topics.requests, "resolve_requests", passing_on("resolve_requests")),
+        (
+            "resolve_high",
+            topics.requests_high,
+            "resolve_high_requests",
+            passing_on("resolve_high_requests"),
+        ),
+        (
+            "resolve_normal",
+            topics.requests_normal,
+            "resolve_normal_requests",
+            behind_ceiling("resolve_normal_requests", settings.normal_requests_cpu_ceiling),
+        ),
+        (
+            "resolve_low",
             topics.requests_low,
-            name="resolve_low_requests",
-            supervisor_strategy=RestartingSupervisor,
-        )(resolve_low_requests),
+            "resolve_low_requests",
+            behind_ceiling("resolve_low_requests", settings.deliver_cpu_ceiling_low),
+        ),
+    )
+    return {
+        key: app.agent(topic, name=name, supervisor_strategy=RestartingSupervisor)(body)
+        for key, topic, name, body in specs
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.vocabulary import Channel
+from config.vocabulary import Channel, Priority
 
 
 class BrokerFlavor(StrEnum):
@@ -224,6 +224,12 @@ class Settings(BaseSettings):
         description="the normal lane takes no new record while the worker uses more than this "
         "share of a core (0: never), so a saturated worker keeps CPU for the high lane",
     )
+    normal_requests_cpu_ceiling: float = Field(
+        default=0.0,
+        ge=0,
+        description="the same for normal-priority requests on `notification-requests.normal` "
+        "(0: never), so a burst of them leaves CPU for the high ones",
+    )
     deliver_cpu_ceiling_low: float = Field(
         default=0.75, ge=0, description="the same for the low lane, and for low-priority requests"
     )
@@ -231,6 +237,12 @@ class Settings(BaseSettings):
         default=True,
         description="low-priority requests are resolved by their own agent, behind the low "
         "ceiling (false: in line with every other request)",
+    )
+    normal_requests_wait: bool = Field(
+        default=True,
+        description="normal-priority requests on the public topic are passed on to "
+        "`notification-requests.normal` and resolved by their own agent, so only high ones "
+        "are resolved in line (false: in line with the high ones)",
     )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
@@ -242,6 +254,11 @@ class Settings(BaseSettings):
             Channel.IN_APP: self.retry_in_app,
         }
         return schedules[channel]
+
+    def passed_on_priorities(self) -> frozenset[Priority]:
+        """The priorities the intake passes on to their own request topic."""
+        waits = {Priority.NORMAL: self.normal_requests_wait, Priority.LOW: self.low_requests_wait}
+        return frozenset(p for p, wait in waits.items() if wait)
 
     def retry_delays(self) -> list[float]:
         """Every distinct wait in any schedule: one retry tier topic each."""

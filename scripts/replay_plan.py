@@ -11,12 +11,12 @@ resolve stage refused (muted, over the rate window, a duplicate) stays refused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from config.vocabulary import SUCCESSES, EventStatus, NotificationStatus, Priority
-from streams import topics
+from config.vocabulary import SUCCESSES, EventStatus, NotificationStatus
+from streams import request_routes
 from streams.deliveries import Delivery
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest
@@ -111,18 +111,17 @@ class Judgement:
 
 
 def claiming_topic(
-    topic: str, request: NotificationRequest, partition: int, partitions: int, low_wait: bool
+    topic: str,
+    request: NotificationRequest,
+    partition: int,
+    partitions: int,
+    deferred: Collection[str],
 ) -> str:
     """The topic whose record claims the request's idempotency key, as agents/intake.py passes
-    records on: a low-priority request is resolved from its copy on ``notification-requests.low``
-    (``NOTIFY_LOW_REQUESTS_WAIT``), one off its user's partition from its re-keyed copy."""
-    if low_wait and request.priority == Priority.LOW and topic != topics.REQUESTS_LOW:
-        return topics.REQUESTS_LOW
-    if topic in (topics.REQUESTS, topics.REQUESTS_LOW) and not is_on_home_partition(
-        request.user_id, partition, partitions
-    ):
-        return topics.REQUESTS_LOW if topic == topics.REQUESTS_LOW else topics.REQUESTS_BY_USER
-    return topic
+    records on (streams/request_routes.py): a priority in ``deferred`` is resolved from its copy
+    on its own request topic, a record off its user's partition from its re-keyed copy."""
+    on_home = is_on_home_partition(request.user_id, partition, partitions)
+    return request_routes.claiming_topic(topic, request.priority, on_home, deferred)
 
 
 def plan(

@@ -42,7 +42,13 @@ from streams.records import InvalidRecord, parse_device, parse_request, parse_su
 from tables.status import NotificationState, fold
 
 REPLAY_ID_HEADER = "x-replay-id"
-REQUEST_TOPICS = (topics.REQUESTS, topics.REQUESTS_LOW, topics.REQUESTS_BY_USER)
+REQUEST_TOPICS = (
+    topics.REQUESTS,
+    topics.REQUESTS_HIGH,
+    topics.REQUESTS_NORMAL,
+    topics.REQUESTS_LOW,
+    topics.REQUESTS_BY_USER,
+)
 IDLE_SECONDS = 2.0  # a partition that answers no fetch for this long counts as read
 
 
@@ -186,7 +192,7 @@ def candidates(
             if topic in REQUEST_TOPICS:
                 request = parse_request(m.value, default_created_at=m.timestamp / 1000)
                 claimed = claiming_topic(
-                    topic, request, m.partition, partitions, settings.low_requests_wait
+                    topic, request, m.partition, partitions, settings.passed_on_priorities()
                 )
                 out.append(RequestCandidate(ref, request, claimed))
             else:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from config.vocabulary import EventStatus
+from config.vocabulary import EventStatus, Priority
 from scripts.replay_plan import (
     DeliveryCandidate,
     Knowledge,
@@ -185,24 +185,33 @@ def test_records_of_one_delivery_are_replayed_once_and_copies_never() -> None:
     ]
 
 
+LOW_ONLY = frozenset({Priority.LOW})
+BOTH = frozenset({Priority.NORMAL, Priority.LOW})
+
+
 @pytest.mark.parametrize(
-    "topic,priority,home,low_wait,expected",
+    "topic,priority,home,deferred,expected",
     [
-        (topics.REQUESTS, "normal", True, True, topics.REQUESTS),
-        (topics.REQUESTS, "low", True, True, topics.REQUESTS_LOW),
-        (topics.REQUESTS, "low", True, False, topics.REQUESTS),
-        (topics.REQUESTS, "normal", False, True, topics.REQUESTS_BY_USER),
-        (topics.REQUESTS_LOW, "low", True, True, topics.REQUESTS_LOW),
-        (topics.REQUESTS_BY_USER, "normal", False, True, topics.REQUESTS_BY_USER),
+        (topics.REQUESTS, "normal", True, LOW_ONLY, topics.REQUESTS),
+        (topics.REQUESTS, "low", True, LOW_ONLY, topics.REQUESTS_LOW),
+        (topics.REQUESTS, "low", True, frozenset(), topics.REQUESTS),
+        (topics.REQUESTS, "normal", False, LOW_ONLY, topics.REQUESTS_BY_USER),
+        (topics.REQUESTS_LOW, "low", True, LOW_ONLY, topics.REQUESTS_LOW),
+        (topics.REQUESTS_BY_USER, "normal", False, LOW_ONLY, topics.REQUESTS_BY_USER),
+        (topics.REQUESTS, "normal", False, BOTH, topics.REQUESTS_NORMAL),
+        (topics.REQUESTS, "high", False, BOTH, topics.REQUESTS_BY_USER),
+        (topics.REQUESTS_HIGH, "high", False, BOTH, topics.REQUESTS_HIGH),
+        (topics.REQUESTS_HIGH, "low", True, BOTH, topics.REQUESTS_LOW),
+        (topics.REQUESTS_NORMAL, "high", True, BOTH, topics.REQUESTS_NORMAL),
     ],
 )
 def test_the_claiming_topic_follows_the_intakes_pass_ons(
-    topic: str, priority: str, home: bool, low_wait: bool, expected: str
+    topic: str, priority: str, home: bool, deferred: frozenset[Priority], expected: str
 ) -> None:
     req = NotificationRequest("n1", "u1", "t", "b", priority=priority)
     own = partition_for("u1", 8)
     partition = own if home else (own + 1) % 8
-    assert claiming_topic(topic, req, partition, 8, low_wait) == expected
+    assert claiming_topic(topic, req, partition, 8, deferred) == expected
 
 
 def test_a_request_resolved_from_another_topic_is_left_to_that_topics_replay() -> None:
