@@ -224,12 +224,6 @@ class Settings(BaseSettings):
         description="the normal lane takes no new record while the worker uses more than this "
         "share of a core (0: never), so a saturated worker keeps CPU for the high lane",
     )
-    normal_requests_cpu_ceiling: float = Field(
-        default=0.0,
-        ge=0,
-        description="the same for normal-priority requests on `notification-requests.normal` "
-        "(0: never), so a burst of them leaves CPU for the high ones",
-    )
     deliver_cpu_ceiling_low: float = Field(
         default=0.75, ge=0, description="the same for the low lane, and for low-priority requests"
     )
@@ -243,6 +237,12 @@ class Settings(BaseSettings):
         description="normal-priority requests on the public topic are passed on to "
         "`notification-requests.normal` and resolved by their own agent, so only high ones "
         "are resolved in line (false: in line with the high ones)",
+    )
+    normal_requests_cpu_ceiling: float = Field(
+        default=0.0,
+        ge=0,
+        description="the normal-request agent takes no new request while the worker uses more "
+        "than this share of a core (0: never), so a burst of them leaves CPU for high ones",
     )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
