@@ -87,8 +87,10 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         deliver_concurrency_high=1,
         deliver_concurrency_normal=1,
         deliver_concurrency_low=1,
-        # The test process's own CPU use must not decide when a low delivery is taken.
+        # The test process's own CPU use must not decide when a delivery or request is taken.
         deliver_cpu_ceiling_low=0.0,
+        deliver_cpu_ceiling_normal=0.0,
+        normal_requests_cpu_ceiling=0.0,
         # Most tests put normal requests on the intake and read what resolving them produced;
         # the pass-on to notification-requests.normal has its own tests (test_urgent_first.py).
         normal_requests_wait=False,
