@@ -220,7 +220,8 @@ class Settings(BaseSettings):
     deliver_concurrency_low: int = Field(default=4, ge=1, description="in-flight sends, low lane")
     # 0.85 for both normal ceilings: `bench.run storm --storm-via priority-topics` took the
     # high p99 from 4,507 to 377 ms (max 5,335 -> 535) while a 20,000-request normal burst
-    # drained at 335 deliveries/s instead of 719; the low ones stay below, at 0.75.
+    # drained at 335-360 deliveries/s instead of 719 (two runs: p99 377 and 327 ms); the low
+    # ones stay below, at 0.75.
     deliver_cpu_ceiling_normal: float = Field(
         default=0.85,
         ge=0,
