@@ -55,7 +55,7 @@ class EmbeddedBroker:
 
     def start(self) -> str:
         url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        log = open(self.log_path, "ab") if self.log_path else None
         self._process = subprocess.Popen(
             [
                 str(tansu_binary()),
@@ -67,9 +67,13 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=log,
+            stdout=log if log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
+        if log is not None:
+            # The child has its own descriptor. Left open, the parent's copy is closed when it
+            # is collected, with a ResourceWarning that fails whichever test is running then.
+            log.close()
         wait_for_port(self.port)
         return self.bootstrap
 
