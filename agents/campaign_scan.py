@@ -154,12 +154,12 @@ class PartitionScan:
     async def _one(
         self, scan: ScanState, pacer: Pacer, user_id: str, attributes: dict[str, Any] | Any
     ) -> bool:
-        """Handles one user; False if the campaign was stopped before this user was sent
-        (the cursor then stays on the user before)."""
+        """Handles one user; False if the campaign was stopped before this user was sent.
+        The counts and the cursor move together, once the user is handled: a flush while
+        waiting for the pacer must save the state as of the user before."""
         campaign = self.campaign
-        scan["scanned"] += 1
         if not campaign.matches(attributes):
-            scan["cursor"] = user_id
+            _advance(scan, user_id)
             return True
         reason = skip_reason(campaign, preferences.get(self.tables.preferences, user_id))
         request = b""
@@ -169,9 +169,8 @@ class PartitionScan:
             except InvalidRecord:
                 reason = CampaignSkip.MISSING_PLACEHOLDER
         if reason is not None:
-            scan["targeted"] += 1
+            _advance(scan, user_id, targeted=True)
             scan["skipped"][reason] = scan["skipped"].get(reason, 0) + 1
-            scan["cursor"] = user_id
             return True
         delay = pacer.delay(self.clock())
         if delay > MIN_SLEEP:
@@ -179,15 +178,19 @@ class PartitionScan:
                 await self._flush(scan)
                 delay = pacer.delay(self.clock())
             if delay > MIN_SLEEP and await self._wait(delay):
-                scan["scanned"] -= 1  # not handled: read again if the campaign resumes
                 return False
         pacer.take(self.clock())
         pending = await self.send(user_id.encode(), request)
         if pending is not None:
             self._pending.append(pending)
-        scan["targeted"] += 1
-        scan["enqueued"] += 1
-        scan["cursor"] = user_id
+        _advance(scan, user_id, targeted=True, enqueued=True)
         if len(self._pending) >= MAX_UNFLUSHED:
             await self._flush(scan)
         return True
+
+
+def _advance(scan: ScanState, user_id: str, targeted: bool = False, enqueued: bool = False) -> None:
+    scan["scanned"] += 1
+    scan["targeted"] += targeted
+    scan["enqueued"] += enqueued
+    scan["cursor"] = user_id
