@@ -146,7 +146,7 @@ def test_progress_adds_up_over_the_workers_answers() -> None:
             "skipped": skipped,
         }
 
-    parts = [
+    parts: list[dict[str, Any]] = [
         {
             "partitions": {"0": scan("done", 10, {"category_muted": 1})},
             "outcomes": {"0": {"delivered": 3, "failed": 1, "rejected": {"rate_limited": 1}}},
