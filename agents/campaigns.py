@@ -29,7 +29,7 @@ from faust.types import TP
 from agents import produce, safe
 from agents.campaign_scan import PartitionScan
 from agents.lanes import is_stale
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import Priority
 from streams.campaigns import Campaign, CampaignCancel, parse_campaign
@@ -187,12 +187,10 @@ def register(
         await scanner.hand_over(revoked)
 
     return {
-        "broadcast_campaigns": app.agent(
-            topics.campaigns, name="broadcast_campaigns", supervisor_strategy=RestartingSupervisor
-        )(broadcast_campaigns),
-        "scan_campaigns": app.agent(
-            topics.campaign_partitions,
-            name="scan_campaigns",
-            supervisor_strategy=RestartingSupervisor,
-        )(scan_campaigns),
+        "broadcast_campaigns": supervised_agent(app, topics.campaigns, "broadcast_campaigns")(
+            broadcast_campaigns
+        ),
+        "scan_campaigns": supervised_agent(app, topics.campaign_partitions, "scan_campaigns")(
+            scan_campaigns
+        ),
     }

@@ -15,7 +15,7 @@ from typing import Any
 import faust
 
 from agents import produce, safe
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.campaigns import parse_attributes
@@ -104,6 +104,4 @@ def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables)
                 event, writer.handle, topics.control_dlq, "apply_control_records"
             )
 
-    return app.agent(
-        topics.control, name="apply_control_records", supervisor_strategy=RestartingSupervisor
-    )(apply_control_records)
+    return supervised_agent(app, topics.control, "apply_control_records")(apply_control_records)

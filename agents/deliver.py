@@ -16,7 +16,7 @@ from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
@@ -164,7 +164,7 @@ def register(
     agents: dict[str, Agent] = {}
     for priority in Priority:
         name = f"deliver_{priority}"
-        agents[priority] = app.agent(
-            topics.delivery_lanes[priority], name=name, supervisor_strategy=RestartingSupervisor
-        )(lane_agent(concurrency[priority], cpu_ceiling[priority], name))
+        agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
+            lane_agent(concurrency[priority], cpu_ceiling[priority], name)
+        )
     return agents

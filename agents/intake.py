@@ -25,7 +25,7 @@ from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import EventStatus, Priority
 from streams import topics as topic_names
@@ -195,12 +195,8 @@ def register(
             )
 
     return {
-        "resolve": app.agent(
-            topics.requests, name="resolve_requests", supervisor_strategy=RestartingSupervisor
-        )(resolve_requests),
-        "resolve_low": app.agent(
-            topics.requests_low,
-            name="resolve_low_requests",
-            supervisor_strategy=RestartingSupervisor,
-        )(resolve_low_requests),
+        "resolve": supervised_agent(app, topics.requests, "resolve_requests")(resolve_requests),
+        "resolve_low": supervised_agent(app, topics.requests_low, "resolve_low_requests")(
+            resolve_low_requests
+        ),
     }

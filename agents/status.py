@@ -6,7 +6,7 @@ from __future__ import annotations
 import faust
 
 from agents import safe
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams.campaigns import campaign_of
 from streams.deliveries import parse_event
@@ -40,6 +40,4 @@ def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables)
             # its own DLQ for whoever wrote it, and the fold moves on.
             await safe.handle_safely(event, fold, topics.delivery_events_dlq, "track_status")
 
-    return app.agent(
-        topics.delivery_events, name="track_status", supervisor_strategy=RestartingSupervisor
-    )(track_status)
+    return supervised_agent(app, topics.delivery_events, "track_status")(track_status)
