@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import faust
 
 import patches
-from agents import control, deliver, feedback, intake, retry, status
+from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
@@ -62,7 +62,9 @@ def build_app(
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
     agents.update(retry.register(app, settings, topics))
+    agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
+    campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     return Pipeline(app, settings, topics, tables, providers, agents)
 

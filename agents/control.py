@@ -1,7 +1,7 @@
-"""Control topics into tables: preferences, device registrations and contact addresses.
+"""Control topics into tables: preferences, devices, contacts, suppressions, attributes.
 
 A producer sets a user up with plain Kafka messages (key = user_id, JSON value) on
-``user-preferences``, ``device-registrations`` and ``user-contacts``.
+``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 import faust
 
 from agents import produce, safe
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams import topics as topic_names
+from streams.campaigns import parse_attributes
 from streams.faust_types import Agent, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import (
@@ -29,7 +30,7 @@ from streams.records import (
 )
 from streams.topics import Topics
 from streams.wire import quoted
-from tables import Tables, contacts, devices, preferences, suppressions
+from tables import Tables, contacts, devices, preferences, suppressions, user_attributes
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class ControlWriter:
             topic_names.SUPPRESSIONS: (
                 parse_suppression,
                 lambda r: suppressions.apply(t.suppressions, r, time.time()),
+            ),
+            topic_names.USER_ATTRIBUTES: (
+                parse_attributes,
+                lambda r: user_attributes.apply(t.user_attributes, r),
             ),
         }
 
@@ -99,6 +104,4 @@ def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables)
                 event, writer.handle, topics.control_dlq, "apply_control_records"
             )
 
-    return app.agent(
-        topics.control, name="apply_control_records", supervisor_strategy=RestartingSupervisor
-    )(apply_control_records)
+    return supervised_agent(app, topics.control, "apply_control_records")(apply_control_records)

@@ -16,7 +16,7 @@ from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
@@ -25,7 +25,6 @@ from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
 from tables import Tables, ledger
-from tables.prompt_changelog import PromptChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +152,7 @@ def register(
             if not await lane.drain(settings.revoke_drain_seconds):
                 log.warning("%d sends still in flight at a rebalance", lane.in_flight)
         await app.producer.flush()
-        if isinstance(tables.ledger, PromptChangelogTable):
-            await tables.ledger.flush_changelog()
+        await ledger.flush(tables.ledger)
 
     cpu_ceiling = {
         Priority.HIGH: 0.0,
@@ -164,7 +162,7 @@ def register(
     agents: dict[str, Agent] = {}
     for priority in Priority:
         name = f"deliver_{priority}"
-        agents[priority] = app.agent(
-            topics.delivery_lanes[priority], name=name, supervisor_strategy=RestartingSupervisor
-        )(lane_agent(concurrency[priority], cpu_ceiling[priority], name))
+        agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
+            lane_agent(concurrency[priority], cpu_ceiling[priority], name)
+        )
     return agents

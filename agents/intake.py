@@ -32,12 +32,12 @@ from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import EventStatus
 from streams import topics as topic_names
 from streams.deliveries import DeliveryEvent
-from streams.faust_types import Agent, Channel, Event, Stream
+from streams.faust_types import Agent, AgentBody, Channel, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest, parse_request
 from streams.request_routes import next_topic
@@ -190,14 +190,14 @@ def register(
     async def handle(event: Event) -> None:
         await intake.handle(event, deferred)
 
-    def passing_on(name: str):  # type: ignore[no-untyped-def]
+    def passing_on(name: str) -> AgentBody:
         async def agent(stream: Stream) -> None:
             async for event in stream.events():
                 await safe.handle_safely(event, handle, topics.requests_dlq, name)
 
         return agent
 
-    def behind_ceiling(name: str, ceiling: float):  # type: ignore[no-untyped-def]
+    def behind_ceiling(name: str, ceiling: float) -> AgentBody:
         async def agent(stream: Stream) -> None:
             headroom.start()
             async for event in stream.events():
@@ -229,7 +229,4 @@ def register(
             behind_ceiling("resolve_low_requests", settings.deliver_cpu_ceiling_low),
         ),
     )
-    return {
-        key: app.agent(topic, name=name, supervisor_strategy=RestartingSupervisor)(body)
-        for key, topic, name, body in specs
-    }
+    return {key: supervised_agent(app, topic, name)(body) for key, topic, name, body in specs}

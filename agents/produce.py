@@ -46,16 +46,20 @@ async def send(
     value: bytes | None,
     headers: Headers | None = None,
     timestamp: float | None = None,
+    partition: int | None = None,
 ) -> None:
-    """``timestamp`` (seconds) for a record passed on: it keeps its original time."""
+    """``timestamp`` (seconds) for a record passed on: it keeps its original time.
+    ``partition`` only for a record that must not go where its key hashes (a broadcast)."""
     if not isinstance(channel, Topic):
         # In-memory channels (functional tests, agent-to-agent channels) have no producer.
-        await channel.send(key=key, value=value, headers=headers, timestamp=timestamp)
+        await channel.send(
+            key=key, value=value, headers=headers, timestamp=timestamp, partition=partition
+        )
         return
     producer = channel.app.producer
     topic = channel.get_topic_name()
     try:
-        pending = await producer.send(topic, key, value, None, timestamp, headers or None)
+        pending = await producer.send(topic, key, value, partition, timestamp, headers or None)
     except Exception:
         FAILURES.produce_failures[topic] += 1
         raise

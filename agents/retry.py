@@ -22,7 +22,7 @@ from agents.counters import FAILURES
 from agents.lanes import is_stale
 from agents.route import lane
 from agents.scheduler import DueScheduler
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
@@ -36,7 +36,7 @@ def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, Ag
     schedulers: list[DueScheduler[tuple[Event, Delivery]]] = []
     for delay, channel in topics.retries.items():
         name = f"retry_{tier_label(delay)}"
-        agents[name] = app.agent(channel, name=name, supervisor_strategy=RestartingSupervisor)(
+        agents[name] = supervised_agent(app, channel, name)(
             _tier_agent(app, settings, topics, schedulers, name)
         )
 

@@ -1,21 +1,38 @@
-"""Status: folds ``delivery-events`` into the notification status table."""
+"""Status: folds ``delivery-events`` into the notification status table (and a campaign's
+notifications into its outcome counts, tables/campaign_progress.py)."""
 
 from __future__ import annotations
 
 import faust
 
 from agents import safe
-from agents.supervision import RestartingSupervisor
+from agents.supervision import supervised_agent
 from config.settings import Settings
+from streams.campaigns import campaign_of
 from streams.deliveries import parse_event
 from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
-from tables import Tables, status
+from tables import Tables, campaign_progress, status
 
 
 def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:
     async def fold(event: Event) -> None:
-        status.record(tables.status, parse_event(event.message.value))
+        delivery_event = parse_event(event.message.value)
+        campaign_id = campaign_of(delivery_event.notification_id)
+        if campaign_id is None:
+            status.record(tables.status, delivery_event)
+            return
+        # A campaign's notification: its progress counts it by the status it is now in.
+        before = status.get(tables.status, delivery_event.notification_id)
+        status.record(tables.status, delivery_event)
+        after = status.get(tables.status, delivery_event.notification_id)
+        campaign_progress.tally(
+            tables.campaign_outcomes,
+            campaign_id,
+            event.message.partition,
+            (before["status"], before.get("reason")) if before else (None, None),
+            (after["status"], after.get("reason")) if after else (None, None),
+        )
 
     async def track_status(stream: Stream) -> None:
         async for event in stream.events():
@@ -23,6 +40,4 @@ def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables)
             # its own DLQ for whoever wrote it, and the fold moves on.
             await safe.handle_safely(event, fold, topics.delivery_events_dlq, "track_status")
 
-    return app.agent(
-        topics.delivery_events, name="track_status", supervisor_strategy=RestartingSupervisor
-    )(track_status)
+    return supervised_agent(app, topics.delivery_events, "track_status")(track_status)

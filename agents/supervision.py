@@ -23,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
+import faust
 from mode import OneForOneSupervisor
 from mode.types import ServiceT
 
 from agents.counters import FAILURES
+from streams.faust_types import Agent, AgentBody, Channel
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +105,11 @@ class RestartingSupervisor(OneForOneSupervisor):
         # Started here, not at the next poll: a replacement that crashes at once is then seen
         # as crashed (started and not operational) instead of as "not started yet".
         await replacement.maybe_start()
+
+
+def supervised_agent(app: faust.App, channel: Channel, name: str) -> Callable[[AgentBody], Agent]:
+    """``app.agent`` with the restarting supervisor every agent of this app runs under."""
+    agent: Callable[[AgentBody], Agent] = app.agent(
+        channel, name=name, supervisor_strategy=RestartingSupervisor
+    )
+    return agent

@@ -8,7 +8,16 @@ import faust
 from faust.web import Request, Response, View
 
 from config.logging import mask_address
-from tables import Tables, contacts, devices, inbox, preferences, status, suppressions
+from tables import (
+    Tables,
+    contacts,
+    devices,
+    inbox,
+    preferences,
+    status,
+    suppressions,
+    user_attributes,
+)
 
 
 def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
@@ -26,6 +35,7 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
             for token, platform in devices.tokens(tables.devices, user_id).items()
         ],
         "contacts": {k: mask_address(v) for k, v in contacts.get(tables.contacts, user_id).items()},
+        "attributes": user_attributes.get(tables.user_attributes, user_id),
         "suppressed": {
             mask_address(address): entry
             for address, entry in suppressions.suppressed(tables.suppressions, user_id).items()

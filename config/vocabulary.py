@@ -102,6 +102,23 @@ class RejectReason(StrEnum):
     NO_ADDRESS = "no_reachable_address"
 
 
+class CampaignSkip(StrEnum):
+    """Why a user the segment matched was not sent a campaign's request (counted, not sent)."""
+
+    CATEGORY_MUTED = RejectReason.CATEGORY_MUTED.value  # the campaign's category is muted
+    NO_CHANNEL_ALLOWED = RejectReason.NO_CHANNEL_ALLOWED.value  # every campaign channel off
+    MISSING_PLACEHOLDER = "missing_placeholder"  # the title or body names an unknown attribute
+
+
+class ScanStatus(StrEnum):
+    """A campaign's scan on one partition (and, folded over partitions, the campaign's)."""
+
+    SCHEDULED = "scheduled"  # waiting for its start time
+    RUNNING = "running"
+    DONE = "done"  # every user of the partition was read
+    CANCELLED = "cancelled"
+
+
 class DuplicateReason(StrEnum):
     """Why a delivery was not sent again (a ``duplicate_suppressed`` event's ``reason``)."""
 

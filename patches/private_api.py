@@ -8,14 +8,21 @@ what to re-read, when an upgrade changes it.
 from __future__ import annotations
 
 from aioapns import connection as apns_connection
+from faust.stores import base as faust_store
+from faust.stores import rocksdb as faust_rocksdb
 from firebase_admin import messaging
 from mode import supervisors
 
 from patches.pin import require_unchanged
 
-WORKS_AROUND = "firebase-admin, aioapns and mode lack the public hooks named below"
+WORKS_AROUND = "firebase-admin, aioapns, mode and faust lack the public hooks named below"
 
-LIBRARIES = {"firebase-admin": "7.7.0", "aioapns": "4.0", "mode-streaming": "0.7.1"}
+LIBRARIES = {
+    "firebase-admin": "7.7.0",
+    "aioapns": "4.0",
+    "mode-streaming": "0.7.1",
+    "faust-streaming": "0.15.3",
+}
 
 # Who relies on what, and why there is no public way:
 # - providers/fcm.py: messaging._MessagingService.encode_message turns a Message into the v1
@@ -26,6 +33,10 @@ LIBRARIES = {"firebase-admin": "7.7.0", "aioapns": "4.0", "mode-streaming": "0.7
 # - agents/supervision.py: RestartingSupervisor reads the supervisor's _please_wakeup,
 #   _services and _index (mode's OneForOneSupervisor loses a wake-up that comes between two
 #   waits and offers no hook to retry it).
+# - tables/user_attributes.py: scan reads the RocksDB store's per-partition databases
+#   (Store._dbs, filled by _db_for_partition, emptied by revoke_partitions), skips its
+#   offset_key like _visible_items does and decodes values with _decode_value (a table
+#   iterates every active partition from the start; a campaign scans one, from a cursor).
 UPSTREAM = {
     "_MessagingService.encode_message": messaging._MessagingService.encode_message,
     "APNsBaseConnectionPool.__init__": apns_connection.APNsBaseConnectionPool.__init__,
@@ -37,6 +48,10 @@ UPSTREAM = {
     "SupervisorStrategy._supervisor": supervisors.SupervisorStrategy._supervisor.fun,
     "SupervisorStrategy.restart_service": supervisors.SupervisorStrategy.restart_service,
     "SupervisorStrategy.insert": supervisors.SupervisorStrategy.insert,
+    "rocksdb.Store._db_for_partition": faust_rocksdb.Store._db_for_partition,
+    "rocksdb.Store.revoke_partitions": faust_rocksdb.Store.revoke_partitions,
+    "rocksdb.Store._visible_items": faust_rocksdb.Store._visible_items,
+    "Store._decode_value": faust_store.Store._decode_value,
 }
 
 EXPECTED_SOURCE = {
@@ -48,6 +63,10 @@ EXPECTED_SOURCE = {
     "SupervisorStrategy._supervisor": "5fd90a32",
     "SupervisorStrategy.restart_service": "0300dfce",
     "SupervisorStrategy.insert": "b3ea0253",
+    "rocksdb.Store._db_for_partition": "cb7e67d5",
+    "rocksdb.Store.revoke_partitions": "3f85447a",
+    "rocksdb.Store._visible_items": "545dc16a",
+    "Store._decode_value": "5fe35164",
 }
 
 

@@ -29,6 +29,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.DEVICES,
         topics.CONTACTS,
         topics.SUPPRESSIONS,
+        topics.USER_ATTRIBUTES,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
@@ -36,6 +37,9 @@ def topic_names(settings: Settings) -> list[str]:
         topics.DELIVERIES_DLQ,
         topics.DLQ_REDRIVE_LOG,
         topics.REPLAY_AUDIT,
+        topics.CAMPAIGNS,
+        topics.CAMPAIGN_PARTITIONS,
+        topics.CAMPAIGNS_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]

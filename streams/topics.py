@@ -26,6 +26,7 @@ PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
 SUPPRESSIONS = "user-suppressions"  # addresses never to use again (bounces, complaints)
+USER_ATTRIBUTES = "user-attributes"  # what campaign segments filter on
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
@@ -35,6 +36,11 @@ DLQ_REDRIVE_LOG = "deliveries.dlq.redriven"  # key = "partition:offset" of each 
 # Every replay (scripts/replay.py): one "run" record per run (key = replay id), dry runs too,
 # and one "record" record per record it re-sent (key = "topic:partition:offset").
 REPLAY_AUDIT = "replay.audit"
+CAMPAIGNS = "campaigns"  # public input, key = campaign_id, JSON (start or cancel)
+# Every campaign record copied to every partition (key = campaign_id): each partition's agent
+# scans its own share of the users.
+CAMPAIGN_PARTITIONS = "campaigns.partitions"
+CAMPAIGNS_DLQ = "campaigns.dlq"  # campaign records that could not be read + reason
 
 
 def retry_topic(delay_seconds: float) -> str:
@@ -80,6 +86,9 @@ class Topics:
     retries: dict[float, Channel]  # delay -> tier topic
     suppressions: Channel  # produced: the control topic, for bounces and complaints
     devices: Channel  # produced: the control topic, to unregister dead tokens
+    campaigns: Channel  # consumed: keyed by campaign_id, broadcast to campaign_partitions
+    campaign_partitions: Channel
+    campaigns_dlq: Channel
 
 
 def _topic(
@@ -105,7 +114,14 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         requests_low=_topic(app, settings, REQUESTS_LOW, buffer=settings.lane_buffer_size),
         requests_dlq=_topic(app, settings, REQUESTS_DLQ),
         control=_topic(
-            app, settings, PREFERENCES, DEVICES, CONTACTS, SUPPRESSIONS, CONTROL_BY_USER
+            app,
+            settings,
+            PREFERENCES,
+            DEVICES,
+            CONTACTS,
+            SUPPRESSIONS,
+            USER_ATTRIBUTES,
+            CONTROL_BY_USER,
         ),
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
         control_dlq=_topic(app, settings, CONTROL_DLQ),
@@ -132,4 +148,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         retries={d: _topic(app, settings, retry_topic(d)) for d in settings.retry_delays()},
         suppressions=_topic(app, settings, SUPPRESSIONS),
         devices=_topic(app, settings, DEVICES),
+        campaigns=_topic(app, settings, CAMPAIGNS),
+        campaign_partitions=_topic(app, settings, CAMPAIGN_PARTITIONS),
+        campaigns_dlq=_topic(app, settings, CAMPAIGNS_DLQ),
     )

@@ -8,6 +8,7 @@ import faust
 
 from config.settings import Settings
 from tables import (
+    campaign_progress,
     contacts,
     dedup,
     devices,
@@ -18,7 +19,9 @@ from tables import (
     rate_windows,
     status,
     suppressions,
+    user_attributes,
 )
+from tables.campaign_progress import OutcomesTable, ProgressTable
 from tables.contacts import ContactsTable
 from tables.dedup import DedupTable
 from tables.devices import DevicesTable
@@ -29,6 +32,7 @@ from tables.preferences import PreferencesTable
 from tables.rate_windows import RateWindowsTable
 from tables.status import StatusTable
 from tables.suppressions import SuppressionsTable
+from tables.user_attributes import AttributesTable
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Tables:
     suppressions: SuppressionsTable
     fallbacks: FallbacksTable
     inbox: InboxTable
+    user_attributes: AttributesTable
+    campaign_progress: ProgressTable
+    campaign_outcomes: OutcomesTable
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -60,4 +67,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         suppressions=suppressions.declare(app, settings),
         fallbacks=fallbacks.declare(app, settings),
         inbox=inbox.declare(app, settings),
+        user_attributes=user_attributes.declare(app, settings),
+        campaign_progress=campaign_progress.declare(app, settings),
+        campaign_outcomes=campaign_progress.declare_outcomes(app, settings),
     )

@@ -51,6 +51,9 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         retries={d: channel() for d in settings.retry_delays()},
         suppressions=channel(),
         devices=channel(),
+        campaigns=channel(),
+        campaign_partitions=channel(),
+        campaigns_dlq=channel(),
     )
 
 

@@ -134,9 +134,8 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
 def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
 ) -> None:
-    user, prefs_user, device_user, contact_user, suppressed_user, rekeyed_user = make_users(
-        6, sandboxes.webhook.url("/"), opt_out_rate=0
-    )
+    users = make_users(7, sandboxes.webhook.url("/"), opt_out_rate=0)
+    user, prefs_user, device_user, contact_user, suppressed_user, rekeyed_user, attrs_user = users
     inapp_url = sandboxes.webhook.url("/inbox")
     worker = workers(rate_limit_per_user=100)
     asyncio.run(setup_users(broker, [user]))
@@ -180,6 +179,8 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
         (topics.SUPPRESSIONS, suppressed_user, {"address": "s@example.com"}, {"address": []}, ""),
         (topics.CONTROL_BY_USER, rekeyed_user, {"email": "r@example.com"}, {"email": {}},
          topics.CONTACTS),
+        (topics.USER_ATTRIBUTES, attrs_user, {"attributes": {"country": "US"}},
+         {"attributes": 5}, ""),
     ]  # fmt: skip
     for topic, owner, fields, schema, kind in control:
         around_garbage(
@@ -189,6 +190,19 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
             {"user_id": owner.user_id, **schema},
             headers=[(KIND_HEADER, kind.encode())] if kind else [],
         )
+
+    # Campaigns, public and per-partition copies: each valid one targets nobody.
+    def campaign(prefix: str) -> Callable[[str], bytes]:
+        def valid(when: str) -> bytes:
+            return orjson.dumps(
+                {"campaign_id": f"{prefix}-{when}", "segment": 'country == "ZZ"',
+                 "title": "t", "body": "b", "channels": ["email"]}
+            )  # fmt: skip
+
+        return valid
+
+    for topic, prefix in ((topics.CAMPAIGNS, "gc"), (topics.CAMPAIGN_PARTITIONS, "gcp")):
+        around_garbage(topic, prefix, campaign(prefix), {"campaign_id": 5})
 
     # Every delivery lane, and every retry tier (due at once, so re-routed to its lane).
     def on(channel: str, priority: str, prefix: str, **changes: Any) -> Callable[[str], bytes]:
@@ -240,6 +254,16 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     assert [d["platform"] for d in user_view(device_user)["devices"]] == ["ios"]
     assert set(user_view(contact_user)["contacts"]) == {"email"}
     assert len(user_view(suppressed_user)["suppressed"]) == 1
+    wait_until(lambda: user_view(attrs_user)["attributes"] == {"country": "US"})
+
+    def campaign_state(campaign_id: str) -> str:
+        try:
+            return str(get_json(f"{worker.web_url}/campaigns/{campaign_id}/").get("state"))
+        except urllib.error.HTTPError:  # 404 until the campaign is known
+            return ""
+
+    # The valid campaign after the bad ones ran: the partition kept moving.
+    wait_until(lambda: campaign_state("gc-after") == "done")
 
     # Consumed apart from everything above: wait for its second valid event to be folded.
     def folded() -> dict[str, Any]:
@@ -262,6 +286,7 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
         topics.CONTROL_DLQ: {t for t, *_ in control},
         topics.DELIVERIES_DLQ: {t for t in bad if t.startswith("deliveries.")},
         topics.DELIVERY_EVENTS_DLQ: {topics.DELIVERY_EVENTS},
+        topics.CAMPAIGNS_DLQ: {topics.CAMPAIGNS, topics.CAMPAIGN_PARTITIONS},
     }
     assert set().union(*dlq_of.values()) == set(bad)  # every consumed topic is covered
     for dlq, sources in dlq_of.items():
