@@ -57,6 +57,11 @@ log = logging.getLogger(__name__)
 # replay of it (fanned out again, the ledger dropping what went out) and not refused as a
 # duplicate; a copy of a record that never claimed its key is still one.
 REPLAY_OF_HEADER = "x-replay-of"
+# A request passed on (to its priority's topic, or re-keyed) names the record it came from, so
+# the copy that resolves it claims the idempotency key as that record: a replay of either copy
+# then re-sends as the same request (scripts/replay_read.py reads it).
+REQUEST_OF_HEADER = "x-request-of"
+_ORIGIN_HEADERS = (REPLAY_OF_HEADER, REQUEST_OF_HEADER)
 
 
 @dataclass
@@ -98,8 +103,11 @@ class Intake:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
         ``created_at`` is timed from it)."""
         message = event.message
+        headers = _header_items(message.headers)
+        if not any(name in _ORIGIN_HEADERS for name, _ in headers):
+            headers.append((REQUEST_OF_HEADER, _source_of(message).encode()))
         await produce.send(
-            channel, request.user_id.encode(), message.value, message.headers, message.timestamp
+            channel, request.user_id.encode(), message.value, headers, message.timestamp
         )
 
     async def resolve(self, request: NotificationRequest, source: str, now: float) -> None:
@@ -169,12 +177,20 @@ class Intake:
         )
 
 
+def _header_items(headers: Any) -> list[tuple[str, bytes]]:
+    items = headers.items() if isinstance(headers, dict) else headers or ()
+    return [
+        (name, value if isinstance(value, bytes) else str(value).encode()) for name, value in items
+    ]
+
+
 def _source_of(message: Any) -> str:
-    """The record this one is, for the dedup claim: itself, or the one a replay copies."""
-    headers = message.headers
-    for name, value in headers.items() if isinstance(headers, dict) else headers or ():
-        if name == REPLAY_OF_HEADER:
-            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    """The record this one is, for the dedup claim: itself, the one a replay copies, or the one
+    it was passed on from."""
+    found = dict(_header_items(message.headers))
+    for name in _ORIGIN_HEADERS:
+        if name in found:
+            return found[name].decode(errors="replace")
     return f"{message.topic}:{message.partition}:{message.offset}"
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.intake import REPLAY_OF_HEADER
+from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from config.settings import Settings
 from config.vocabulary import DeviceAction, SuppressionAction
 from scripts.dlq import read_all
@@ -34,7 +34,6 @@ from scripts.replay_plan import (
     ReplayCopy,
     RequestCandidate,
     Unreadable,
-    claiming_topic,
 )
 from streams import topics
 from streams.deliveries import parse_delivery, parse_event
@@ -175,9 +174,7 @@ async def _read(
     return records, spans
 
 
-def candidates(
-    topic: str, records: Iterable[Any], partitions: int, settings: Settings
-) -> list[Candidate]:
+def candidates(topic: str, records: Iterable[Any]) -> list[Candidate]:
     """Each record as what the plan judges: a request, a delivery, a replay's copy or junk."""
     out: list[Candidate] = []
     for m in records:
@@ -191,10 +188,8 @@ def candidates(
         try:
             if topic in REQUEST_TOPICS:
                 request = parse_request(m.value, default_created_at=m.timestamp / 1000)
-                claimed = claiming_topic(
-                    topic, request, m.partition, partitions, settings.passed_on_priorities()
-                )
-                out.append(RequestCandidate(ref, request, claimed))
+                origin = headers.get(REQUEST_OF_HEADER)
+                out.append(RequestCandidate(ref, request, origin.decode() if origin else ref))
             else:
                 out.append(DeliveryCandidate(ref, parse_delivery(m.value)))
         except InvalidRecord as exc:

@@ -1,6 +1,5 @@
 """Where a request record goes next: resolved where it is, passed on to its priority's own
-request topic, or re-keyed. One rule, used by the intake agents and by ``scripts.replay``
-(which must know which copy of a request claimed its idempotency key).
+request topic, or re-keyed. One rule, used by the intake agents.
 
 Every request topic's agent reads its partitions in FIFO order, so an urgent request queued
 behind a burst waits for the whole burst. The priority topics keep the bursts apart: the agents
@@ -22,10 +21,6 @@ PRIORITY_TOPICS: dict[str, str] = {
 }
 # Topics producers write to; a record there off its user's partition is re-keyed once.
 PUBLIC_TOPICS = frozenset({topics.REQUESTS, *PRIORITY_TOPICS.values()})
-# Topics whose agent passes deferred priorities on (agents/intake.py registers them so). The
-# normal and low agents resolve whatever reaches them: a record already queued behind a burst
-# would gain nothing from one more hop.
-PASSING_ON = frozenset({topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_HIGH})
 
 
 def next_topic(
@@ -39,12 +34,3 @@ def next_topic(
         # Re-keyed on the same level: a priority topic's record stays on its priority's topic.
         return topic if topic != topics.REQUESTS else topics.REQUESTS_BY_USER
     return None
-
-
-def claiming_topic(topic: str, priority: str, on_home: bool, deferred: Collection[str]) -> str:
-    """The topic whose copy of the record is resolved (and claims its idempotency key)."""
-    while (
-        passed := next_topic(topic, priority, on_home, deferred if topic in PASSING_ON else ())
-    ) is not None:
-        topic, on_home = passed, True  # passed on keyed by user_id: on its home partition
-    return topic

@@ -3,13 +3,16 @@ burst of normal requests never sits in front of a password reset (streams/reques
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from app import Pipeline, build_app
+from tables import dedup
 from tests.functional.conftest import channel_topics, make_settings, sent, values
 from tests.functional.test_resolve_agent import req, setup_user
 
@@ -86,3 +89,29 @@ async def test_dedup_holds_across_the_priority_topics(urgent: Pipeline) -> None:
         for e in values(urgent.topics.delivery_events)
     ]
     assert statuses == [("first", "accepted", None), ("second", "rejected", "duplicate")]
+
+
+async def test_a_passed_on_request_claims_its_key_as_the_record_it_came_from(
+    urgent: Pipeline,
+) -> None:
+    """The normal copy resolves the request, but it claims the idempotency key as the public
+    record, so a replay of the public record (what an operator replays) is its replay."""
+    await setup_user(urgent)
+    async with urgent.agents["resolve"].test_context() as agent:
+        # Each test context numbers its records from 0 on one topic name: two dead letters
+        # first, so no record of the normal context below shares the origin's coordinates.
+        await agent.put(b"{nope")
+        await agent.put(b"{nope")
+        await agent.put(orjson.dumps(req("n1", priority="normal")), key=b"u1")
+    [passed] = sent(urgent.topics.requests_normal)
+    headers = dict(passed.headers or {})
+    origin = headers[REQUEST_OF_HEADER]
+    assert origin.decode().rsplit(":", 1)[1] == "2"
+    async with urgent.agents["resolve_normal"].test_context() as agent:
+        await agent.put(passed.value, key=b"u1", headers=headers)
+        await agent.put(passed.value, key=b"u1")  # the same request from another record
+        # A replay of the public record, passed on again: its x-replay-of names the origin.
+        await agent.put(passed.value, key=b"u1", headers={REPLAY_OF_HEADER: origin})
+    statuses = [(e["status"], e.get("reason")) for e in values(urgent.topics.delivery_events)]
+    assert statuses == [("accepted", None), ("rejected", "duplicate"), ("accepted", None)]
+    assert dedup.claim_of(urgent.tables.dedup, "u1", "n1", time.time()) == origin.decode()

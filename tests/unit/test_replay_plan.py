@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import pytest
 
-from config.vocabulary import EventStatus, Priority
+from config.vocabulary import EventStatus
 from scripts.replay_plan import (
     DeliveryCandidate,
     Knowledge,
@@ -16,12 +15,9 @@ from scripts.replay_plan import (
     RequestCandidate,
     Unreadable,
     Verdict,
-    claiming_topic,
     plan,
 )
-from streams import topics
 from streams.deliveries import Delivery, DeliveryEvent
-from streams.partitioning import partition_for
 from streams.records import NotificationRequest
 from tables.status import NotificationState, fold
 
@@ -55,7 +51,7 @@ def outcome(status: str, delivery_id: str, **extra: Any) -> tuple[str, str, dict
 def request(**kw: Any) -> RequestCandidate:
     values: dict[str, Any] = {"created_at": NOW - 60, **kw}
     req = NotificationRequest("n1", "u1", "t", "b", **values)
-    return RequestCandidate(REF, req, topics.REQUESTS)
+    return RequestCandidate(REF, req, REF)
 
 
 def delivery(delivery_id: str = "n1:email:aa", **kw: Any) -> DeliveryCandidate:
@@ -183,44 +179,6 @@ def test_records_of_one_delivery_are_replayed_once_and_copies_never() -> None:
         Verdict.COPY,
         Verdict.UNREADABLE,
     ]
-
-
-LOW_ONLY = frozenset({Priority.LOW})
-BOTH = frozenset({Priority.NORMAL, Priority.LOW})
-
-
-@pytest.mark.parametrize(
-    "topic,priority,home,deferred,expected",
-    [
-        (topics.REQUESTS, "normal", True, LOW_ONLY, topics.REQUESTS),
-        (topics.REQUESTS, "low", True, LOW_ONLY, topics.REQUESTS_LOW),
-        (topics.REQUESTS, "low", True, frozenset(), topics.REQUESTS),
-        (topics.REQUESTS, "normal", False, LOW_ONLY, topics.REQUESTS_BY_USER),
-        (topics.REQUESTS_LOW, "low", True, LOW_ONLY, topics.REQUESTS_LOW),
-        (topics.REQUESTS_BY_USER, "normal", False, LOW_ONLY, topics.REQUESTS_BY_USER),
-        (topics.REQUESTS, "normal", False, BOTH, topics.REQUESTS_NORMAL),
-        (topics.REQUESTS, "high", False, BOTH, topics.REQUESTS_BY_USER),
-        (topics.REQUESTS_HIGH, "high", False, BOTH, topics.REQUESTS_HIGH),
-        (topics.REQUESTS_HIGH, "low", True, BOTH, topics.REQUESTS_LOW),
-        (topics.REQUESTS_NORMAL, "high", True, BOTH, topics.REQUESTS_NORMAL),
-    ],
-)
-def test_the_claiming_topic_follows_the_intakes_pass_ons(
-    topic: str, priority: str, home: bool, deferred: frozenset[Priority], expected: str
-) -> None:
-    req = NotificationRequest("n1", "u1", "t", "b", priority=priority)
-    own = partition_for("u1", 8)
-    partition = own if home else (own + 1) % 8
-    assert claiming_topic(topic, req, partition, 8, deferred) == expected
-
-
-def test_a_request_resolved_from_another_topic_is_left_to_that_topics_replay() -> None:
-    req = NotificationRequest("n1", "u1", "t", "b", priority="low", created_at=NOW)
-    judgement = plan([RequestCandidate(REF, req, topics.REQUESTS_LOW)], Knowledge(), NOW)[0]
-    assert (judgement.verdict, judgement.why) == (
-        Verdict.PASSED_ON,
-        "resolved from notification-requests.low",
-    )
 
 
 def test_a_replayed_request_waits_for_its_deliveries_not_for_its_acceptance() -> None:
