@@ -24,6 +24,7 @@ import faust
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out
+from agents.metrics import Metrics
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
 from config.settings import Settings
@@ -58,6 +59,7 @@ class Intake:
     settings: Settings
     topics: Topics
     tables: Tables
+    metrics: Metrics
 
     @property
     def limits(self) -> Limits:
@@ -103,6 +105,9 @@ class Intake:
         decision = decide(request, state, source, self.limits)
         if decision.accepted:
             decision = await self._fan_out(request, decision)
+        self.metrics.request_resolved(
+            request.priority, decision.reason or "accepted", request.created_at, time.time()
+        )
         if not decision.accepted:
             await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
             return
@@ -134,6 +139,7 @@ class Intake:
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
+        self.metrics.fanned_out(deliveries)
         await self._publish(request, EventStatus.ACCEPTED, time.time(), deliveries=len(deliveries))
         return replace(decision, fanned_out=len(deliveries))
 
@@ -169,11 +175,16 @@ def _source_of(message: Any) -> str:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    headroom: CpuHeadroom,
+    metrics: Metrics,
 ) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin) and
     ``resolve_low_requests`` (the low-priority requests it passed on)."""
-    intake = Intake(settings, topics, tables)
+    intake = Intake(settings, topics, tables, metrics)
     defer_low = settings.low_requests_wait
 
     async def handle(event: Event) -> None:

@@ -1,0 +1,34 @@
+"""``GET /metrics`` on each worker's web port: the app's own registry in Prometheus's text
+format, with the scrape-time collectors (agents/metrics_collectors.py) registered beside the
+declared metrics (agents/metrics.py)."""
+
+from __future__ import annotations
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from agents.counters import FAILURES
+from agents.metrics import Metrics
+from agents.metrics_collectors import (
+    CampaignProgress,
+    ConsumerOffsets,
+    FailureCountersCollector,
+)
+from tables import Tables
+
+
+def register(app: faust.App, tables: Tables, metrics: Metrics) -> None:
+    registry = metrics.registry
+    registry.register(ConsumerOffsets(app))
+    registry.register(FailureCountersCollector(FAILURES))
+    registry.register(CampaignProgress(tables))
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # The Content-Type carries the text format's version and a charset, which
+            # aiohttp refuses in ``content_type=``: so it goes in as a header.
+            return self.bytes(
+                generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
