@@ -117,8 +117,8 @@ class ConsumerOffsets(Collector):
         yield from (lag, committed, highwater, depth)
 
     def _offsets(self) -> Iterator[tuple[faust.types.TP, int, int]]:
-        consumer = self.app.consumer
         try:
+            consumer = self.app.consumer
             assigned = consumer.assignment()
         except Exception:  # not started yet (or stopping): nothing is consumed, nothing lags
             return
