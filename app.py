@@ -80,7 +80,7 @@ def build_app(
     register_views(app, tables)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
-    metrics_view.register(app, tables, metrics)
+    metrics_view.register(app, tables, providers, metrics)
     return Pipeline(app, settings, topics, tables, providers, agents, metrics)
 
 

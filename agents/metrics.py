@@ -62,8 +62,6 @@ _ERROR_TYPES: tuple[tuple[type[ProviderError], str], ...] = (
     (PermanentError, "permanent"),
 )
 
-BREAKER_STATES = ("closed", "open", "half_open")
-
 # No ``<counter>_created`` series beside every counter: in the text format Prometheus stores
 # each as one more gauge series, doubling the series count for a figure nothing here reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
@@ -173,12 +171,6 @@ class Metrics:
             ["platform"],
             registry=r,
         )
-        self.breaker_state = Gauge(
-            "notify_circuit_breaker_state",
-            "1 for the state each provider's circuit breaker is in, 0 for the others",
-            ["breaker", "state"],
-            registry=r,
-        )
         self.cost = Counter(
             "notify_delivery_cost_dollars_total",
             "Provider cost of accepted deliveries, from the price table NOTIFY_PRICES_USD",
@@ -272,15 +264,11 @@ class Metrics:
         for channel in channels:
             self.unsubscribes.labels(channel).inc()
 
-    # --- wired by the resilience work (breakers, token buckets, hot keys) ----------------
+    # --- for the resilience work (token buckets, hot keys); breaker states are read at
+    # scrape time from the providers (providers.base.ReportsBreakers) -------------------
     def rate_limited(self, provider: str, source: str, count: int = 1) -> None:
         """``source``: ``provider`` (it answered 429 / throttled) or ``bucket`` (ours)."""
         self.rate_limit_hits.labels(provider, source).inc(count)
-
-    def breaker_changed(self, breaker: str, state: str) -> None:
-        """``state``: one of BREAKER_STATES."""
-        for each in BREAKER_STATES:
-            self.breaker_state.labels(breaker, each).set(1.0 if each == state else 0.0)
 
     def hot_key_flagged(self, topic: str, count: int = 1) -> None:
         self.hot_keys.labels(topic).inc(count)

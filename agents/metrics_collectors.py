@@ -8,6 +8,8 @@
   and a scrape costs no broker round trip. Messages in per topic is the rate of the high
   watermark: ``sum by (topic) (rate(notify_kafka_highwater_offset[5m]))``.
 - :class:`FailureCountersCollector`: agents/counters.py, one series per field.
+- :class:`BreakerStates`: each provider's circuit breakers (providers.base.ReportsBreakers),
+  read rather than pushed: a breaker turns half-open when its cool-down ends, with no event.
 - :class:`CampaignProgress`: the campaign tables' counts on this worker's partitions; summed
   over workers they are the campaign's, exact across crashes (they are the durable counts).
 """
@@ -26,6 +28,8 @@ from prometheus_client.registry import Collector
 from agents.counters import FailureCounters
 from config.vocabulary import Channel, Priority
 from patches import commit_guard
+from providers.base import BREAKER_STATES
+from providers.registry import ProviderRegistry
 from streams.topics import delivery_topic
 from tables import Tables, campaign_progress
 
@@ -144,6 +148,23 @@ class FailureCountersCollector(Collector):
                 values = list(key) if isinstance(key, tuple) else [str(key)]
                 family.add_metric([str(v) for v in values], count)
             yield family
+
+
+class BreakerStates(Collector):
+    def __init__(self, providers: ProviderRegistry) -> None:
+        self.providers = providers
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "notify_circuit_breaker_state",
+            "1 for the state each circuit breaker is in (closed, open, half_open), 0 for the "
+            "others",
+            labels=["breaker", "state"],
+        )
+        for breaker, current in sorted(self.providers.breaker_states().items()):
+            for state in BREAKER_STATES:
+                family.add_metric([breaker, state], 1.0 if state == current else 0.0)
+        yield family
 
 
 class CampaignProgress(Collector):

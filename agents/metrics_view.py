@@ -11,16 +11,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents.counters import FAILURES
 from agents.metrics import Metrics
 from agents.metrics_collectors import (
+    BreakerStates,
     CampaignProgress,
     ConsumerOffsets,
     FailureCountersCollector,
 )
+from providers.registry import ProviderRegistry
 from tables import Tables
 
 
-def register(app: faust.App, tables: Tables, metrics: Metrics) -> None:
+def register(app: faust.App, tables: Tables, providers: ProviderRegistry, metrics: Metrics) -> None:
     registry = metrics.registry
     registry.register(ConsumerOffsets(app))
+    registry.register(BreakerStates(providers))
     registry.register(FailureCountersCollector(FAILURES))
     registry.register(CampaignProgress(tables))
 

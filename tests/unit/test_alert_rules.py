@@ -14,7 +14,13 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 from agents.metrics import Metrics
-from agents.metrics_collectors import _FAILURE_SERIES, CampaignProgress, ConsumerOffsets
+from agents.metrics_collectors import (
+    _FAILURE_SERIES,
+    BreakerStates,
+    CampaignProgress,
+    ConsumerOffsets,
+)
+from providers.registry import ProviderRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "alerts" / "notify-rules.yml"
@@ -65,6 +71,7 @@ def exported_names() -> set[str]:
         *Metrics().registry.collect(),
         *ConsumerOffsets(_NoConsumer()).collect(),  # type: ignore[arg-type]
         *CampaignProgress(tables=None).collect(),  # type: ignore[arg-type]
+        *BreakerStates(ProviderRegistry({})).collect(),
     ]
     names = {f.name for f in families if f.type != "counter"}
     names |= {f"{f.name}_total" for f in families if f.type == "counter"}
