@@ -157,6 +157,10 @@ def test_prometheus_sees_what_the_sandboxes_saw_and_every_expression_evaluates(
         lambda: prometheus.scalar('count(up{job="notify"} == 1)') == 2,
     )
 
+    with urllib.request.urlopen(f"{first.web_url}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert b"# TYPE notify_notifications_delivered_total counter" in response.read()
+
     requests = RequestMix(users, prefix="prom").make(REQUESTS)
     asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
     expected = expected_deliveries(
