@@ -31,6 +31,7 @@ import faust
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out
+from agents.metrics import Metrics
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
 from config.settings import Settings
@@ -69,6 +70,7 @@ class Intake:
     settings: Settings
     topics: Topics
     tables: Tables
+    metrics: Metrics
     # Where a record is passed on to, by topic name (streams/request_routes.py picks the name).
     _channels: dict[str, Channel] = field(init=False)
 
@@ -121,6 +123,9 @@ class Intake:
         decision = decide(request, state, source, self.limits)
         if decision.accepted:
             decision = await self._fan_out(request, decision)
+        self.metrics.request_resolved(
+            request.priority, decision.reason or "accepted", request.created_at, time.time()
+        )
         if not decision.accepted:
             await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
             return
@@ -152,6 +157,7 @@ class Intake:
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
+        self.metrics.fanned_out(deliveries)
         await self._publish(request, EventStatus.ACCEPTED, time.time(), deliveries=len(deliveries))
         return replace(decision, fanned_out=len(deliveries))
 
@@ -195,12 +201,17 @@ def _source_of(message: Any) -> str:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    headroom: CpuHeadroom,
+    metrics: Metrics,
 ) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
     (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
     passed on, each behind its CPU ceiling)."""
-    intake = Intake(settings, topics, tables)
+    intake = Intake(settings, topics, tables, metrics)
     deferred = settings.passed_on_priorities()
 
     async def handle(event: Event) -> None:

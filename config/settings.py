@@ -5,6 +5,7 @@ Secrets are ``SecretStr`` so that ``repr()`` and log lines never show them.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -249,6 +250,20 @@ class Settings(BaseSettings):
         "than this share of a core (0: never), so a burst of them leaves CPU for high ones",
     )
 
+    # --- Metrics ---------------------------------------------------------------------------
+    # Seed 000 §5's cost per 1000 notifications: push and in-app $0.002 (compute), e-mail $0.10
+    # (SendGrid), SMS $7.50 (Twilio, per segment). Webhooks cost nothing per message.
+    prices_usd: dict[str, dict[str, float]] = Field(
+        default={
+            "push": {"apns": 0.000002, "fcm": 0.000002},
+            "email": {"smtp": 0.0001, "smtp-backup": 0.0001},
+            "sms": {"sms": 0.0075},
+            "in_app": {"webhook": 0.000002},
+        },
+        description="US dollars per accepted message (SMS: per segment), channel -> provider, "
+        "JSON; counted in `notify_delivery_cost_dollars_total`",
+    )
+
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
         schedules: dict[str, tuple[float, ...]] = {
             Channel.PUSH: self.retry_push,
@@ -280,6 +295,8 @@ def configuration_table() -> str:
             shown = "(secret)" if default.get_secret_value() else ""
         elif isinstance(default, tuple):
             shown = f"`{list(default)}`"
+        elif isinstance(default, dict):
+            shown = f"`{json.dumps(default)}`"
         elif isinstance(default, bool):
             shown = f"`{str(default).lower()}`"
         elif default is None or default == "":

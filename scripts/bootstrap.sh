@@ -2,6 +2,17 @@
 # Creates .venv (Python 3.11+) and installs the project with the extras named in $1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian packages the suite runs, installed only when their binary is missing: prometheus
+# (promtool checks and unit-tests the alert rules; the server scrapes workers in a test).
+missing=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
+  as_root=""
+  [ "$(id -u)" -eq 0 ] || as_root="sudo"
+  $as_root apt-get update
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y --no-install-recommends "${missing[@]}"
+fi
 extras="${1:-sandbox}"
 python_bin="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
