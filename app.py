@@ -12,7 +12,17 @@ from dataclasses import dataclass
 import faust
 
 import patches
-from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
+from agents import (
+    campaign_views,
+    campaigns,
+    control,
+    deliver,
+    feedback,
+    health,
+    intake,
+    retry,
+    status,
+)
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
@@ -64,6 +74,7 @@ def build_app(
     agents.update(retry.register(app, settings, topics))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
+    health.register_views(app)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     return Pipeline(app, settings, topics, tables, providers, agents)
