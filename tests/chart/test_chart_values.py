@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import faust
 import jsonschema
 import pytest
 import yaml
@@ -121,7 +122,20 @@ def test_provider_credentials_come_from_existing_secrets(renderer: Renderer) -> 
     # No credential in the ConfigMap, and none at all without secrets configured.
     data = one(manifests, "ConfigMap")["data"]
     assert not {"NOTIFY_SMTP_PASSWORD", "NOTIFY_SMS_AUTH_TOKEN"} & set(data)
-    assert "env" not in container(renderer.manifests(value_file("minimal")))
+    minimal = container(renderer.manifests(value_file("minimal")))
+    assert [e["name"] for e in minimal["env"]] == ["POD_NAME", "WEB_HOST"]
+
+
+def test_table_routes_reach_the_owner_by_its_stable_dns_name(
+    renderer: Renderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {e["name"]: e for e in container(renderer.manifests(value_file("default")))["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["WEB_HOST"]["value"] == "$(POD_NAME).notify-headless.notify.svc"
+    # Faust reads WEB_HOST from the environment into the URL its table routes proxy to.
+    monkeypatch.setenv("WEB_HOST", "notify-1.notify-headless.notify.svc")
+    conf = faust.App("web-host-test", web_port=6066).conf
+    assert str(conf.canonical_url) == "http://notify-1.notify-headless.notify.svc:6066"
 
 
 @pytest.mark.parametrize("value_set", ["default", "production", "minimal"])

@@ -66,10 +66,21 @@ File ones: value name -> "NOTIFY_* variable of the path,directory under secretsD
 {{- end -}}
 {{- end -}}
 
-{{/* The container's env: provider credentials from Secrets, then extraEnv. */}}
+{{/*
+The container's env: the pod's own address, provider credentials from Secrets, then extraEnv.
+WEB_HOST is Faust's own variable (its web_host setting): table routes proxy a request to the
+key's owner at http://<web_host>:<port>, and a bare pod name does not resolve in the cluster;
+<pod>.<headless service>.<namespace>.svc does.
+*/}}
 {{- define "notify.env" -}}
 {{- $secretEnv := include "notify.secretEnv" . | fromJson }}
 {{- $secretFiles := include "notify.secretFiles" . | fromJson }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: WEB_HOST
+  value: {{ printf "$(POD_NAME).%s-headless.%s.svc" (include "notify.fullname" .) .Release.Namespace | quote }}
 {{- range $name, $variable := $secretEnv }}
 {{- $secret := index $.Values.secrets $name }}
 {{- if $secret.secretName }}
