@@ -124,6 +124,13 @@ def values_schema() -> dict[str, Any]:
         "fullnameOverride": STRING,
         "command": {"type": "array", "items": STRING, "minItems": 1},
         "replicas": POSITIVE,
+        "createTopics": strict(
+            {
+                "enabled": {"type": "boolean"},
+                "resources": strict({"requests": OBJECT, "limits": OBJECT}),
+            },
+            ["enabled"],
+        ),
         "kafka": strict(
             {
                 "bootstrap": {

@@ -119,6 +119,8 @@ def test_provider_credentials_come_from_existing_secrets(renderer: Renderer) -> 
         volume = secret_volumes[mounts[str(path.parent)]]
         assert volume["secretName"] == secret
         assert [item["path"] for item in volume["items"]] == [path.name]
+        assert volume["defaultMode"] & 0o040  # the non-root worker reads it as group fsGroup
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["fsGroup"]
     # No credential in the ConfigMap, and none at all without secrets configured.
     data = one(manifests, "ConfigMap")["data"]
     assert not {"NOTIFY_SMTP_PASSWORD", "NOTIFY_SMS_AUTH_TOKEN"} & set(data)
@@ -276,3 +278,13 @@ def test_the_chart_refuses_values_the_schema_cannot_judge(
 def test_the_chart_alone_needs_a_kafka_bootstrap(renderer: Renderer) -> None:
     with pytest.raises(RenderError, match=re.escape("kafka.bootstrap is required")):
         renderer.text()
+
+
+def test_an_init_container_creates_the_topics_with_the_workers_settings(
+    renderer: Renderer,
+) -> None:
+    pod = one(renderer.manifests(value_file("production")), "StatefulSet")["spec"]["template"]
+    (init,) = pod["spec"]["initContainers"]
+    assert init["command"] == ["python", "-m", "scripts.create_topics"]
+    assert init["envFrom"] == pod["spec"]["containers"][0]["envFrom"]
+    assert init["image"] == pod["spec"]["containers"][0]["image"]
