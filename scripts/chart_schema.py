@@ -233,6 +233,8 @@ def values_schema() -> dict[str, Any]:
         "nodeSelector": LABELS,
         "tolerations": LIST_OF_OBJECTS,
         "affinity": OBJECT,
+        # helm may hand a chart a `global` section (parent charts, some helm versions).
+        "global": OBJECT,
     }
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
