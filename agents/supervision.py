@@ -73,18 +73,19 @@ class RestartingSupervisor(OneForOneSupervisor):
 
     def _note_crashes(self, now: float) -> None:
         for service in self._services:
-            if service.crashed:
-                self._crashed_at.setdefault(self._index[service], now)
+            index = self._index.get(service)
+            if service.crashed and index is not None:
+                self._crashed_at.setdefault(index, now)
 
     def stuck_actors(self, now: float) -> list[str]:
         """Actors crashed for longer than ``STUCK_AFTER_SECONDS`` without a replacement."""
         self._note_crashes(now)
-        return [
-            agent_name(service)
-            for service in self._services
-            if service.crashed
-            and now - self._crashed_at.get(self._index[service], now) > STUCK_AFTER_SECONDS
-        ]
+        stuck: list[str] = []
+        for service in self._services:
+            crashed_at = self._crashed_at.get(self._index.get(service, -1), now)
+            if service.crashed and now - crashed_at > STUCK_AFTER_SECONDS:
+                stuck.append(agent_name(service))
+        return stuck
 
     def _wakeup_if_crashed(self) -> None:
         if any(service.crashed for service in self._services):
