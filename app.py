@@ -18,6 +18,7 @@ from agents import (
     control,
     deliver,
     feedback,
+    health,
     intake,
     metrics_view,
     retry,
@@ -78,6 +79,7 @@ def build_app(
     agents.update(retry.register(app, settings, topics))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
+    health.register_views(app)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)

@@ -15,6 +15,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 extras="${1:-sandbox}"
 python_bin="${PYTHON:-python3}"
+if [ "$extras" = test ]; then
+  # The chart tests render helm/notify with helm/render (Go text/template + sprig), built
+  # offline from Debian's packaged Go sources in /usr/share/gocode.
+  gocode=/usr/share/gocode/src
+  apt_packages=()
+  command -v go >/dev/null || apt_packages+=(golang-go)
+  [ -d "$gocode/github.com/Masterminds/sprig" ] || apt_packages+=(golang-github-masterminds-sprig-dev)
+  [ -d "$gocode/gopkg.in/yaml.v2" ] || apt_packages+=(golang-gopkg-yaml.v2-dev)
+  if [ "${#apt_packages[@]}" -gt 0 ]; then
+    as_root=()
+    [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}"
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$python_bin" -m venv .venv
 fi
