@@ -21,6 +21,7 @@ from agents import (
     health,
     intake,
     metrics_view,
+    operator_page,
     retry,
     status,
 )
@@ -83,6 +84,7 @@ def build_app(
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
+    operator_page.register(app, metrics)
     return Pipeline(app, settings, topics, tables, providers, agents, metrics)
 
 

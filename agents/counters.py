@@ -7,8 +7,20 @@ series when Prometheus scrapes (the key of each Counter becomes its labels).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, fields
+
+# Dead letters the operator page lists (agents/operator_page.py): the newest few, for "what is
+# failing right now"; the topics hold every one.
+RECENT_DEAD_LETTERS = 20
+
+
+@dataclass(frozen=True)
+class RecentLetter:
+    at: float
+    topic: str  # the dead-letter topic
+    source: str  # topic:partition:offset of the record
+    reason: str  # bounded (agents/dead_letter.py): never the record's content
 
 
 @dataclass
@@ -31,6 +43,9 @@ class FailureCounters:
     produce_failures: Counter[str] = field(default_factory=Counter)
     # by agent name: crashed actors restarted by agents.supervision.RestartingSupervisor
     agent_restarts: Counter[str] = field(default_factory=Counter)
+    recent_dead_letters: deque[RecentLetter] = field(
+        default_factory=lambda: deque(maxlen=RECENT_DEAD_LETTERS)
+    )
 
     def reset(self) -> None:
         """For tests: counters are process-wide."""

@@ -23,7 +23,7 @@ from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
-from streams.faust_types import Agent, Event, Stream
+from streams.faust_types import Agent, AgentBody, Event, Stream
 from streams.topics import Topics
 from tables import Tables, ledger
 
@@ -134,7 +134,8 @@ def register(
     async def handle(event: Event) -> None:
         await deliverer.handle(event, app.consumer_generation_id)
 
-    def lane_agent(limit: int, cpu_ceiling: float, name: str):  # type: ignore[no-untyped-def]
+    def lane_agent(limit: int, cpu_ceiling: float, priority: Priority) -> AgentBody:
+        name = f"deliver_{priority}"
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
         handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
 
@@ -149,6 +150,7 @@ def register(
                 limit, give_way if cpu_ceiling > 0 else None
             )
             lanes.add(lane)
+            metrics.watch_in_flight(priority, lambda: lane.in_flight)
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
@@ -180,6 +182,6 @@ def register(
     for priority in Priority:
         name = f"deliver_{priority}"
         agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
-            lane_agent(concurrency[priority], cpu_ceiling[priority], name)
+            lane_agent(concurrency[priority], cpu_ceiling[priority], priority)
         )
     return agents

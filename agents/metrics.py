@@ -19,7 +19,7 @@ that failed, by error type. Later receipts (SendGrid's delivered, open, click, b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -203,6 +203,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        # --- lanes ------------------------------------------------------------------------
+        self.in_flight = Gauge(
+            "notify_lane_sends_in_flight",
+            "Sends a deliver lane has started and not finished, by priority",
+            ["priority"],
+            registry=r,
+        )
         self._requests = _Children(self.requests)
         self._received = _Children(self.received)
         self._sent = _Children(self.sent)
@@ -272,3 +279,8 @@ class Metrics:
 
     def hot_key_flagged(self, topic: str, count: int = 1) -> None:
         self.hot_keys.labels(topic).inc(count)
+
+    def watch_in_flight(self, priority: str, read: Callable[[], int]) -> None:
+        """The lane's own count, read at scrape time (a lane restarted by its supervisor
+        replaces the reader of the one it follows)."""
+        self.in_flight.labels(priority).set_function(read)
