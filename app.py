@@ -27,6 +27,7 @@ from agents import (
 )
 from agents.cpu_headroom import CpuHeadroom
 from agents.metrics import Metrics
+from agents.tracing import Tracing
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
@@ -69,15 +70,18 @@ def build_app(
     headroom = CpuHeadroom()
     # One declared metrics object, in a registry of this app's own (agents/metrics.py).
     metrics = Metrics(settings.prices_usd)
+    # One trace per notification when NOTIFY_TRACING_EXPORTER says so (agents/tracing.py).
+    tracing = Tracing(settings)
+    app.service(tracing)  # type: ignore[arg-type]  # an instance is accepted and started
     agents: dict[str, Agent] = {
-        **intake.register(app, settings, topics, tables, headroom, metrics),
+        **intake.register(app, settings, topics, tables, headroom, metrics, tracing),
         "control": control.register(app, settings, topics, tables, metrics),
-        "status": status.register(app, settings, topics, tables, metrics),
+        "status": status.register(app, settings, topics, tables, metrics, tracing),
     }
-    lanes = deliver.register(app, settings, topics, tables, providers, headroom, metrics)
+    lanes = deliver.register(app, settings, topics, tables, providers, headroom, metrics, tracing)
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
-    agents.update(retry.register(app, settings, topics))
+    agents.update(retry.register(app, settings, topics, tracing))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
     health.register_views(app)

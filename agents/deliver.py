@@ -14,10 +14,11 @@ import faust
 from agents import safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
-from agents.metrics import Metrics
+from agents.metrics import Metrics, error_type
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from agents.supervision import supervised_agent
+from agents.tracing import Tracing, annotate
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
@@ -87,6 +88,14 @@ class Deliverer:
             )
             return
         provider_name = provider_for(delivery)
+        annotate(
+            {
+                "notify.delivery_id": delivery.delivery_id,
+                "notify.channel": delivery.channel,
+                "notify.provider": provider_name,
+                "notify.attempt": delivery.attempt,
+            }
+        )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.in_flight[delivery.delivery_id] = done
         try:
@@ -97,11 +106,13 @@ class Deliverer:
                 self.metrics.provider_answered(
                     delivery.channel, provider_name, time.perf_counter() - started
                 )
+                annotate({"notify.outcome": error_type(exc)})
                 await self.outcomes.failed(delivery, provider_name, exc)
                 return
             self.metrics.provider_answered(
                 delivery.channel, provider_name, time.perf_counter() - started
             )
+            annotate({"notify.outcome": "sent"})
             await self.outcomes.succeeded(delivery, result)
         finally:
             del self.in_flight[delivery.delivery_id]
@@ -116,6 +127,7 @@ def register(
     providers: ProviderRegistry,
     headroom: CpuHeadroom,
     metrics: Metrics,
+    tracing: Tracing,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
         settings,
@@ -132,7 +144,8 @@ def register(
     }
 
     async def handle(event: Event) -> None:
-        await deliverer.handle(event, app.consumer_generation_id)
+        with tracing.span("notify.send", event.message.headers):
+            await deliverer.handle(event, app.consumer_generation_id)
 
     def lane_agent(limit: int, cpu_ceiling: float, priority: Priority) -> AgentBody:
         name = f"deliver_{priority}"

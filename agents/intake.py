@@ -34,6 +34,7 @@ from agents.fanout import fan_out
 from agents.metrics import Metrics
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
+from agents.tracing import Tracing, annotate
 from config.settings import Settings
 from config.vocabulary import EventStatus
 from streams import topics as topic_names
@@ -97,6 +98,9 @@ class Intake:
         passed = next_topic(message.topic, request.priority, on_home, deferred)
         if passed is not None:
             # Keyed by user_id, so it lands on the user's own partition: no re-keying needed.
+            annotate(
+                {"notify.notification_id": request.notification_id, "notify.passed_on": passed}
+            )
             await self._pass_on(self._channels[passed], request, event)
             return
         await self.resolve(request, _source_of(message), time.time())
@@ -125,6 +129,13 @@ class Intake:
             decision = await self._fan_out(request, decision)
         self.metrics.request_resolved(
             request.priority, decision.reason or "accepted", request.created_at, time.time()
+        )
+        annotate(
+            {
+                "notify.notification_id": request.notification_id,
+                "notify.outcome": decision.reason or "accepted",
+                "notify.deliveries": decision.fanned_out,
+            }
         )
         if not decision.accepted:
             await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
@@ -207,6 +218,7 @@ def register(
     tables: Tables,
     headroom: CpuHeadroom,
     metrics: Metrics,
+    tracing: Tracing,
 ) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
     (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
@@ -215,7 +227,12 @@ def register(
     deferred = settings.passed_on_priorities()
 
     async def handle(event: Event) -> None:
-        await intake.handle(event, deferred)
+        with tracing.span("notify.intake", event.message.headers):
+            await intake.handle(event, deferred)
+
+    async def resolve_here(event: Event) -> None:
+        with tracing.span("notify.intake", event.message.headers):
+            await intake.handle(event)
 
     def passing_on(name: str) -> AgentBody:
         async def agent(stream: Stream) -> None:
@@ -230,7 +247,7 @@ def register(
             async for event in stream.events():
                 if ceiling > 0:
                     await headroom.wait_below(ceiling)
-                await safe.handle_safely(event, intake.handle, topics.requests_dlq, name)
+                await safe.handle_safely(event, resolve_here, topics.requests_dlq, name)
 
         return agent
 

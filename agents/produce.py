@@ -32,6 +32,7 @@ from typing import Any
 from faust.topics import Topic
 
 from agents.counters import FAILURES
+from agents.tracing import with_trace_context
 from patches import commit_guard
 from streams.faust_types import Channel
 
@@ -50,6 +51,7 @@ async def send(
 ) -> None:
     """``timestamp`` (seconds) for a record passed on: it keeps its original time.
     ``partition`` only for a record that must not go where its key hashes (a broadcast)."""
+    headers = with_trace_context(headers)
     if not isinstance(channel, Topic):
         # In-memory channels (functional tests, agent-to-agent channels) have no producer.
         await channel.send(

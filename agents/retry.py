@@ -23,6 +23,7 @@ from agents.lanes import is_stale
 from agents.route import lane
 from agents.scheduler import DueScheduler
 from agents.supervision import supervised_agent
+from agents.tracing import Tracing
 from config.settings import Settings
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
@@ -31,13 +32,15 @@ from streams.topics import Topics, tier_label
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, topics: Topics) -> dict[str, Agent]:
+def register(
+    app: faust.App, settings: Settings, topics: Topics, tracing: Tracing
+) -> dict[str, Agent]:
     agents: dict[str, Agent] = {}
     schedulers: list[DueScheduler[tuple[Event, Delivery]]] = []
     for delay, channel in topics.retries.items():
         name = f"retry_{tier_label(delay)}"
         agents[name] = supervised_agent(app, channel, name)(
-            _tier_agent(app, settings, topics, schedulers, name)
+            _tier_agent(app, settings, topics, schedulers, name, tracing)
         )
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
@@ -60,6 +63,7 @@ def _tier_agent(  # type: ignore[no-untyped-def]
     topics: Topics,
     schedulers: list[DueScheduler[tuple[Event, Delivery]]],
     name: str,
+    tracing: Tracing,
 ):
     async def retry_tier(stream: Stream) -> None:
         scheduler: DueScheduler[tuple[Event, Delivery]] = DueScheduler(settings.retry_pending_cap)
@@ -70,9 +74,13 @@ def _tier_agent(  # type: ignore[no-untyped-def]
             if is_stale(event, app.consumer_generation_id):
                 return  # revoked meanwhile: read again by the partition's next owner
             try:
-                await produce.send(
-                    topics.deliveries[lane(delivery)], delivery.user_id.encode(), delivery.to_json()
-                )
+                # In the record's own trace: the next attempt's span hangs off this one's.
+                with tracing.carried(event.message.headers):
+                    await produce.send(
+                        topics.deliveries[lane(delivery)],
+                        delivery.user_id.encode(),
+                        delivery.to_json(),
+                    )
             except ProducerSendError as exc:
                 # Refused outright (too large): trying again would refuse it again, forever.
                 await safe.dead_letter_or_log(

@@ -8,6 +8,7 @@ import faust
 from agents import safe
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
+from agents.tracing import Tracing, annotate
 from config.settings import Settings
 from streams.campaigns import campaign_of
 from streams.deliveries import parse_event
@@ -17,10 +18,25 @@ from tables import Tables, campaign_progress, status
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    metrics: Metrics,
+    tracing: Tracing,
 ) -> Agent:
     async def fold(event: Event) -> None:
+        with tracing.span("notify.status", event.message.headers):
+            await fold_one(event)
+
+    async def fold_one(event: Event) -> None:
         delivery_event = parse_event(event.message.value)
+        annotate(
+            {
+                "notify.notification_id": delivery_event.notification_id,
+                "notify.status": delivery_event.status,
+            }
+        )
         # Each event is folded once, by its partition's owner: summed over workers, the count
         # is the topic's (receipts, opens and clicks included).
         metrics.event_folded(delivery_event.channel, delivery_event.status)

@@ -21,6 +21,11 @@ class BrokerFlavor(StrEnum):
     TANSU = "tansu"  # the embedded broker: switches on its work-arounds only (patches/tansu)
 
 
+class TracingExporter(StrEnum):
+    NONE = "none"  # no spans are made
+    OTLP = "otlp"  # OTLP over HTTP (protobuf) to NOTIFY_TRACING_OTLP_ENDPOINT
+
+
 class Settings(BaseSettings):
     """Everything a worker, a sandbox stack or a script needs to know about its surroundings."""
 
@@ -68,6 +73,22 @@ class Settings(BaseSettings):
     )
     log_commits: bool = Field(
         default=False, description="one INFO line per offset commit (logger `notify.commits`)"
+    )
+    tracing_exporter: TracingExporter = Field(
+        default=TracingExporter.NONE,
+        description="`otlp`: one trace per notification (intake, each send, the status fold) "
+        "exported over OTLP/HTTP (agents/tracing.py); `none`: no spans",
+    )
+    tracing_otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="the OTLP/HTTP traces endpoint (a collector's)",
+    )
+    tracing_sample_ratio: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces kept; a request carrying a `traceparent` keeps its "
+        "producer's decision",
     )
     consumer_prefetch_backoff_ms: float = Field(
         default=5.0,
