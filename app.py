@@ -8,15 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import faust
+from faust.assignor import PartitionAssignor
 
 import patches
-from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
+from agents import (
+    campaign_views,
+    campaigns,
+    control,
+    deliver,
+    feedback,
+    intake,
+    rate_limit_views,
+    retry,
+    status,
+)
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
 from streams.faust_types import Agent
@@ -40,6 +53,12 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
 
 
+def group_members(app: faust.App) -> int:
+    """Members of the consumer group at the last assignment: Faust hands every member the
+    whole distribution of changelog partitions, keyed by each member's URL."""
+    return len(cast(PartitionAssignor, app.assignor).changelog_distribution)
+
+
 def build_app(
     settings: Settings | None = None,
     topics_for: Callable[[faust.App, Settings], Topics] = declare_topics,
@@ -51,6 +70,10 @@ def build_app(
     tables = declare_tables(app, settings)
     providers = ProviderRegistry(configured_providers(settings))
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
+    # The group's members as of the last assignment (each member's URL in it): the share of
+    # each provider rate a worker keeps to when the shared buckets in Redis are out of reach.
+    limits = ProviderRateLimits(settings, live_workers=lambda: group_members(app))
+    app.service(limits)  # type: ignore[arg-type]
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()
     agents: dict[str, Agent] = {
@@ -58,12 +81,13 @@ def build_app(
         "control": control.register(app, settings, topics, tables),
         "status": status.register(app, settings, topics, tables),
     }
-    lanes = deliver.register(app, settings, topics, tables, providers, headroom)
+    lanes = deliver.register(app, settings, topics, tables, providers, headroom, limits)
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
     agents.update(retry.register(app, settings, topics))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
+    rate_limit_views.register_views(app, limits)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     return Pipeline(app, settings, topics, tables, providers, agents)

@@ -20,6 +20,7 @@ from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
+from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
@@ -49,6 +50,7 @@ class Deliverer:
     tables: Tables
     providers: ProviderRegistry
     outcomes: OutcomeRouter
+    limits: ProviderRateLimits  # every send takes its provider's token first (backpressure)
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
@@ -87,7 +89,8 @@ class Deliverer:
         self.in_flight[delivery.delivery_id] = done
         try:
             try:
-                result = await self.providers.send(provider_name, outbound(delivery))
+                async with self.limits.slot(provider_name):
+                    result = await self.providers.send(provider_name, outbound(delivery))
             except ProviderError as exc:
                 await self.outcomes.failed(delivery, provider_name, exc)
                 return
@@ -104,9 +107,10 @@ def register(
     tables: Tables,
     providers: ProviderRegistry,
     headroom: CpuHeadroom,
+    limits: ProviderRateLimits,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
-        settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
+        settings, topics, tables, providers, OutcomeRouter(settings, topics, tables), limits
     )
     concurrency = {
         Priority.HIGH: settings.deliver_concurrency_high,
