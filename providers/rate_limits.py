@@ -6,11 +6,11 @@ A send that finds no token waits: its lane slot stays taken, the lane stops taki
 its stream buffer fills and Faust pauses its partitions, so the backlog waits in Kafka. Nothing
 is dropped and nothing spins.
 
-Leases: a worker takes ``rate * NOTIFY_RATE_LEASE_SECONDS`` tokens (at least one) per Redis
-call and hands them out locally; a lease not used within a second is dropped, so tokens
-granted in one second cannot be spent on top of the next second's. Together the workers may
-therefore send one lease each above the bucket over a window (the price of not paying a Redis
-round trip per send; measured in the README).
+Leases: a worker takes ``NOTIFY_RATE_LEASE_SECONDS`` worth of tokens (at least one) per Redis
+call, of the rate or of twice its own recent use if less, and hands them out locally; a lease
+not used within a second is dropped, so tokens granted in one second cannot be spent on top of
+the next second's. Together the workers may therefore send one lease each above the bucket
+over a window: the price of not paying a Redis round trip per send (measured in the README).
 
 Redis unreachable (or no ``NOTIFY_REDIS_URL``): each worker uses a bucket of its own at the
 configured rate divided by the number of workers in the consumer group (``live_workers``,
@@ -145,6 +145,8 @@ class ProviderLimiter:
         self._workers = 1
         self._local = LocalBucket(shape, clock())
         self._leased = 0
+        self._lease_granted = 0  # the last lease's size, and when it was granted
+        self._lease_at = 0.0
         self._lease_until = 0.0
         self._refill = asyncio.Lock()
 
@@ -167,17 +169,31 @@ class ProviderLimiter:
             async with self._refill:
                 if self._leased > 0 and self._clock() < self._lease_until:
                     continue
-                grant = await self._take(max(1, int(self.rate * self.lease_seconds)))
+                grant = await self._take(self._lease_size())
                 self.rate = grant.rate
                 if grant.granted:
                     self.counters.leases += 1
-                    self._leased = grant.granted
-                    self._lease_until = self._clock() + LEASE_TTL_SECONDS
+                    self._leased = self._lease_granted = grant.granted
+                    self._lease_at = self._clock()
+                    self._lease_until = self._lease_at + LEASE_TTL_SECONDS
                     continue
                 pause = min(grant.wait, MAX_POLL_SECONDS)
                 self.counters.waits += 1
                 self.counters.wait_seconds += pause
                 await asyncio.sleep(pause)
+
+    def _lease_size(self) -> int:
+        """``lease_seconds`` of the rate, or of twice what this worker used since its last
+        lease if that is less: a worker with a small share of a busy provider (one of many)
+        then leases what it will spend within the lease's second, not tokens it would drop
+        while the others wait (doubling lets a worker whose traffic grows catch up fast)."""
+        wanted = self.rate
+        if self._lease_granted:
+            used = self._lease_granted - self._leased
+            elapsed = self._clock() - self._lease_at
+            if elapsed > 0:
+                wanted = min(wanted, 2 * used / elapsed)
+        return max(1, int(wanted * self.lease_seconds))
 
     async def throttled(self, retry_after: float | None) -> None:
         """The provider said slow down: no lease survives it, and the bucket (shared when

@@ -97,3 +97,29 @@ async def test_waiting_sends_queue_instead_of_spinning() -> None:
     # One bucket call per token plus one wait per token not yet due: no busy loop.
     assert limiter.counters.tokens_taken == 5
     assert limiter.counters.waits < 10
+
+
+class RecordingBucket:
+    """A shared bucket that grants whatever is asked, and remembers the asks."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    async def take(self, key: str, shape: BucketShape, wanted: int) -> Grant:
+        self.asked.append(wanted)
+        return Grant(wanted, 0.0, shape.rate)
+
+
+async def test_a_lease_follows_what_the_worker_spends() -> None:
+    now = [0.0]
+    bucket = RecordingBucket()
+    shape = BucketShape(10_000, 1.0, 0.05, 0.5, 0.01)
+    shared = SharedState(bucket, lambda: now[0])  # type: ignore[arg-type]
+    limiter = ProviderLimiter("k", shape, 0.05, shared, lambda: 1, clock=lambda: now[0])
+    await limiter.acquire()  # the first lease: 0.05 s of the rate
+    for _ in range(9):  # then 10 sends in the lease's second: 10/s of demand
+        now[0] += 0.1
+        await limiter.acquire()
+    now[0] += 1.0  # the rest of the lease expires unused
+    await limiter.acquire()
+    assert bucket.asked == [500, 1]  # 2 x 10/s x 0.05 s rounds down to the minimum of one
