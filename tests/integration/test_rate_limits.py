@@ -113,6 +113,7 @@ def test_two_workers_together_keep_to_the_provider_rate(
 
     assert_each_once(sandboxes, users, requests)
     times = arrivals(sandboxes)
+    print(f"\nshared: busiest second {busiest_second(times)}, {len(times)} sends")
     # At most the rate plus the burst (a full bucket at the start) in any second, and one
     # lease per worker (RATE * 0.05 s rounds to a single token here).
     assert busiest_second(times) <= RATE + RATE * 1.0 + 2
@@ -171,6 +172,8 @@ def check_a_429(
     # half the rate (climbing by 4/s), one delivery's retry among them, not a burst at the full one.
     reopened = [t for t in after if t >= throttled_at + retry_after]
     in_first_second = sum(t < reopened[0] + 1.0 for t in reopened)
+    print(f"\n429: {len(early)} in flight, next after {reopened[0] - throttled_at:.3f}s, "
+          f"{in_first_second} in the first second after it")  # fmt: skip
     assert in_first_second <= RATE / 2 + 6  # a full-rate bucket would let 2 * RATE through
     # And climbs back while sends succeed.
     wait_for_view(worker, lambda v: v["providers"]["webhook"]["current_per_second"] == RATE)
@@ -199,6 +202,8 @@ def test_redis_killed_mid_run_and_restarted(
     assert_each_once(sandboxes, users, requests)
     times = arrivals(sandboxes)
     outage = [t for t in times if killed_at <= t < restarted_at]
+    print(f"\noutage: {len(outage)} sends in {restarted_at - killed_at:.2f}s, busiest second "
+          f"{busiest_second(times)}")  # fmt: skip
     # Each worker keeps to half the rate meanwhile: the pair's pace holds (plus the burst of
     # the two local buckets, which start full; one second's slack at each end).
     assert len(outage) <= RATE * (restarted_at - killed_at + 2) + RATE
