@@ -49,6 +49,10 @@ RETRY_REDIS_SECONDS = 1.0
 # at the local share instead of stalling behind a dead connection.
 REDIS_TIMEOUT_SECONDS = 0.25
 FLOOR_SHARE = 0.01  # a throttle never cuts a provider below 1 % of its configured rate
+# A webhook's 429 comes from one subscriber's endpoint, not from a provider every send shares:
+# the delivery still waits out its Retry-After in the retry tier (agents/failure_plan.py), but
+# cutting the rate of every subscriber's webhooks would let one slow endpoint hold up the rest.
+SUBSCRIBER_ENDPOINTS = frozenset({ProviderName.WEBHOOK})
 
 
 def configured_rate(settings: Settings, provider: str) -> float:
@@ -315,7 +319,8 @@ class ProviderRateLimits(Service):
         try:
             yield
         except ThrottledError as exc:
-            await limiter.throttled(exc.retry_after)
+            if provider not in SUBSCRIBER_ENDPOINTS:
+                await limiter.throttled(exc.retry_after)
             raise
 
     def snapshot(self) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Global provider rate limits on a real redis-server: the Lua bucket against its Python twin,
 two workers sharing one provider's rate, a 429 with Retry-After, and Redis killed mid-run.
 
-Rates are measured where the sends arrive: the webhook sandbox stamps each request on arrival
-(``received_at``, refusals included)."""
+Rates are measured where the sends arrive: the sandboxes stamp each request on arrival
+(``received_at``, refusals included). The 429 is Twilio's (the SMS sandbox): a provider-wide
+throttle, where a webhook's 429 is one subscriber's and cuts no shared rate."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.integration
 RATE = 20.0  # webhook sends per second, all workers together
 LIMITS = {
     "rate_webhook_per_second": RATE,
+    "rate_sms_per_second": RATE,
     "rate_burst_seconds": 1.0,  # capacity: RATE tokens
     "rate_limit_per_user": 1000,
 }
@@ -57,10 +59,10 @@ async def test_the_lua_bucket_and_its_python_twin_agree(redis_server: RedisServe
         await client.aclose()
 
 
-def arrivals(sandboxes: SandboxStack) -> list[float]:
-    """Every request the webhook sandbox saw (accepted or refused), by arrival time."""
-    hooks = [r for r in sandboxes.received() + sandboxes.rejected() if r["sandbox"] == "webhook"]
-    return sorted(r["received_at"] for r in hooks)
+def arrivals(sandboxes: SandboxStack, sandbox: str = "webhook") -> list[float]:
+    """Every request one sandbox saw (accepted or refused), by arrival time."""
+    seen = [r for r in sandboxes.received() + sandboxes.rejected() if r["sandbox"] == sandbox]
+    return sorted(r["received_at"] for r in seen)
 
 
 def busiest_second(times: Sequence[float]) -> int:
@@ -90,6 +92,10 @@ def load(bootstrap: str, worker: WorkerProcess, users: list[User], requests: lis
     asyncio.run(setup_users(bootstrap, users))
     asyncio.run(users_loaded(worker.web_url, users))
     asyncio.run(produce(bootstrap, json_records(topics.REQUESTS, requests)))
+
+
+def sms_requests(users: Sequence[User], prefix: str, count: int) -> list[dict[str, Any]]:
+    return [{**request, "channels": ["sms"]} for request in webhook_requests(users, prefix, count)]
 
 
 def assert_each_once(sandboxes: SandboxStack, users: list[User], requests: list[Any]) -> None:
@@ -131,15 +137,15 @@ def test_a_429_shuts_the_provider_for_its_retry_after_and_lowers_its_rate(
     redis_server: RedisServer,
 ) -> None:
     users = make_users(40, sandboxes.webhook.url("/"), opt_out_rate=0, first=7000)
-    requests = webhook_requests(users, "throttled", 300)
+    requests = sms_requests(users, "throttled", 300)
     # Recovery at a fifth of the rate per second: from half back to full in 2.5 s of sending.
     worker = workers(redis_url=redis_server.url, rate_recovery_per_second=0.2, **LIMITS)
     retry_after = 2
-    sandboxes.inject("webhook", retry_after=retry_after)
+    sandboxes.inject("sms", retry_after=retry_after)
     try:
         check_a_429(broker, sandboxes, worker, users, requests, retry_after)
     finally:
-        sandboxes.inject("webhook", retry_after=1)  # the sandbox's default, for later tests
+        sandboxes.inject("sms", retry_after=1)  # the sandbox's default, for later tests
 
 
 def check_a_429(
@@ -152,17 +158,17 @@ def check_a_429(
 ) -> None:
     load(broker, worker, users, requests)
     sandboxes.wait_for(lambda got: len(got) >= 60)
-    # The next send to this user's hook gets one 429 (with Retry-After: 2).
-    sandboxes.inject("webhook", address=f"/hooks/{users[5].user_id}", fault=429, times=1)
+    # The next SMS to this user gets one Twilio 429 (with Retry-After: 2).
+    sandboxes.inject("sms", address=users[5].phone, fault=(429, 20429), times=1)
 
-    view = wait_for_view(worker, lambda v: v["providers"]["webhook"]["throttles"] >= 1)
-    assert view["providers"]["webhook"]["current_per_second"] <= RATE / 2  # cut in half
+    view = wait_for_view(worker, lambda v: v["providers"]["sms"]["throttles"] >= 1)
+    assert view["providers"]["sms"]["current_per_second"] <= RATE / 2  # cut in half
     assert_each_once(sandboxes, users, requests)  # the throttled one too, on its retry
 
     refused = [r for r in sandboxes.rejected() if r["status"] == 429]
     assert len(refused) == 1
     throttled_at = refused[0]["received_at"]
-    after = [t for t in arrivals(sandboxes) if t > throttled_at]
+    after = [t for t in arrivals(sandboxes, "sms") if t > throttled_at]
     # Sends already on their way when the 429 was answered (one round trip on loopback) may
     # still arrive; nothing sent after it arrives before the Retry-After has passed.
     early = [t for t in after if t < throttled_at + retry_after]
@@ -176,7 +182,7 @@ def check_a_429(
           f"{in_first_second} in the first second after it")  # fmt: skip
     assert in_first_second <= RATE / 2 + 6  # a full-rate bucket would let 2 * RATE through
     # And climbs back while sends succeed.
-    wait_for_view(worker, lambda v: v["providers"]["webhook"]["current_per_second"] == RATE)
+    wait_for_view(worker, lambda v: v["providers"]["sms"]["current_per_second"] == RATE)
 
 
 def test_redis_killed_mid_run_and_restarted(

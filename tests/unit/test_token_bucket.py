@@ -8,7 +8,9 @@ import logging
 
 import pytest
 
-from providers.rate_limits import ProviderLimiter, SharedState
+from config.settings import Settings
+from providers.base import ThrottledError
+from providers.rate_limits import ProviderLimiter, ProviderRateLimits, SharedState
 from providers.token_bucket import BucketShape, Grant, LocalBucket
 
 SHAPE = BucketShape(rate=10, burst_seconds=1.0, recovery_per_second=0.05, decrease_factor=0.5,
@@ -123,3 +125,17 @@ async def test_a_lease_follows_what_the_worker_spends() -> None:
     now[0] += 1.0  # the rest of the lease expires unused
     await limiter.acquire()
     assert bucket.asked == [500, 1]  # 2 x 10/s x 0.05 s rounds down to the minimum of one
+
+
+async def test_a_webhook_429_is_one_subscribers_and_cuts_no_shared_rate() -> None:
+    limits = ProviderRateLimits(
+        Settings(rate_webhook_per_second=100, rate_sms_per_second=100), live_workers=lambda: 1
+    )
+    for provider in ("webhook", "sms"):
+        with pytest.raises(ThrottledError):
+            async with limits.slot(provider):
+                raise ThrottledError(provider, "http_429", retry_after=0.0)
+    counted = {name: view["throttles"] for name, view in limits.snapshot()["providers"].items()}
+    assert counted["webhook"] == 0
+    assert counted["sms"] == 1
+    assert limits.snapshot()["mode"] == "local (no NOTIFY_REDIS_URL)"
