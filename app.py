@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import faust
+from faust.assignor import PartitionAssignor
 
 import patches
 from agents import (
@@ -22,6 +24,7 @@ from agents import (
     intake,
     metrics_view,
     operator_page,
+    rate_limit_views,
     retry,
     status,
 )
@@ -31,6 +34,7 @@ from agents.tracing import Tracing
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
 from streams.faust_types import Agent
@@ -55,6 +59,12 @@ def faust_app(settings: Settings) -> faust.App:
     return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
 
 
+def group_members(app: faust.App) -> int:
+    """Members of the consumer group at the last assignment: Faust hands every member the
+    whole distribution of changelog partitions, keyed by each member's URL."""
+    return len(cast(PartitionAssignor, app.assignor).changelog_distribution)
+
+
 def build_app(
     settings: Settings | None = None,
     topics_for: Callable[[faust.App, Settings], Topics] = declare_topics,
@@ -66,6 +76,10 @@ def build_app(
     tables = declare_tables(app, settings)
     providers = ProviderRegistry(configured_providers(settings))
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
+    # The group's members as of the last assignment (each member's URL in it): the share of
+    # each provider rate a worker keeps to when the shared buckets in Redis are out of reach.
+    limits = ProviderRateLimits(settings, live_workers=lambda: group_members(app))
+    app.service(limits)  # type: ignore[arg-type]
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()
     # One declared metrics object, in a registry of this app's own (agents/metrics.py).
@@ -78,13 +92,16 @@ def build_app(
         "control": control.register(app, settings, topics, tables, metrics),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
     }
-    lanes = deliver.register(app, settings, topics, tables, providers, headroom, metrics, tracing)
+    lanes = deliver.register(
+        app, settings, topics, tables, providers, headroom, metrics, tracing, limits
+    )
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
     agents.update(retry.register(app, settings, topics, tracing))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
     health.register_views(app)
+    rate_limit_views.register_views(app, limits)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)

@@ -22,6 +22,7 @@ from agents.tracing import Tracing, annotate
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
+from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, AgentBody, Event, Stream
@@ -52,6 +53,7 @@ class Deliverer:
     providers: ProviderRegistry
     outcomes: OutcomeRouter
     metrics: Metrics
+    limits: ProviderRateLimits  # every send takes its provider's token first (backpressure)
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
@@ -101,7 +103,9 @@ class Deliverer:
         try:
             started = time.perf_counter()
             try:
-                result = await self.providers.send(provider_name, outbound(delivery))
+                async with self.limits.slot(provider_name):
+                    started = time.perf_counter()  # the provider's time, not the token wait
+                    result = await self.providers.send(provider_name, outbound(delivery))
             except ProviderError as exc:
                 self.metrics.provider_answered(
                     delivery.channel, provider_name, time.perf_counter() - started
@@ -128,6 +132,7 @@ def register(
     headroom: CpuHeadroom,
     metrics: Metrics,
     tracing: Tracing,
+    limits: ProviderRateLimits,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
         settings,
@@ -136,6 +141,7 @@ def register(
         providers,
         OutcomeRouter(settings, topics, tables, metrics),
         metrics,
+        limits,
     )
     concurrency = {
         Priority.HIGH: settings.deliver_concurrency_high,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.stats import Row, fmt_latency, metric, ratio
+from bench.stats import Row, fmt_latency, metric, per_10k, ratio
 
 
 def ratios(results: dict[str, Any]) -> dict[str, float | None]:
@@ -71,6 +71,18 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
                 "s",
                 2,
                 vs_minimal=r["pipeline_cpu_per_10k_over_minimal"],
+            ),
+            *(
+                [
+                    metric(
+                        "  redis-server CPU per 10k deliveries",
+                        per_10k(pipe["redis_cpu_seconds"], pipe["delivered"]),
+                        "s",
+                        2,
+                    )
+                ]
+                if "redis_cpu_seconds" in pipe
+                else []
             ),
             metric(
                 "  first delivery after produce start",

@@ -26,9 +26,11 @@ import orjson
 
 from bench import minimal, pipeline, priority, raw, storm, workload
 from bench.common import BENCH_RATE_LIMIT, fresh_broker, log
+from bench.procstats import cpu_seconds
 from bench.report import ratios, table_rows
 from bench.stats import format_table
 from providers.sandboxes.stack import SandboxStack
+from scripts.redis_server import RedisServer
 from scripts.workload import make_users
 
 SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority", "storm")
@@ -87,6 +89,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="the minimal agent also POSTs every event to the webhook sandbox (aiohttp)",
     )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="start a redis-server for the run and point the workers at it (NOTIFY_REDIS_URL): "
+        "their provider token buckets are then shared through it; without it each worker "
+        "keeps its own",
+    )
     parser.add_argument("--out", type=Path, default=None, help="bench/results/<time>.json")
     args = parser.parse_args(argv)
     if args.backlog is None:
@@ -117,6 +126,21 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    if not args.redis:
+        return _run_phases(args, workdir, None)
+    # The workers inherit this process's environment (scripts/worker_process.py).
+    with RedisServer(workdir / "redis.log") as redis:
+        os.environ["NOTIFY_REDIS_URL"] = redis.url
+        log(f"redis-server at {redis.url}")
+        try:
+            return _run_phases(args, workdir, redis)
+        finally:
+            del os.environ["NOTIFY_REDIS_URL"]
+
+
+def _run_phases(
+    args: argparse.Namespace, workdir: Path, redis: RedisServer | None
+) -> dict[str, Any]:
     sandboxes = SandboxStack(workdir / "sandboxes").start()
     try:
         users = make_users(args.users, sandboxes.webhook.url("/"))
@@ -146,9 +170,13 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 )
         if "pipeline" in wanted:
             with fresh_broker(workdir, "pipeline") as broker:
+                redis_cpu = redis_cpu_seconds(redis)
                 results["pipeline"] = pipeline.run(
                     broker, sandboxes, users, requests, args.workers, workdir, args.stall_timeout
                 )
+                if redis is not None:
+                    # The buckets' other half of the cost: the server running the Lua script.
+                    results["pipeline"]["redis_cpu_seconds"] = redis_cpu_seconds(redis) - redis_cpu
         if "priority" in wanted:
             expected_rate = results.get("pipeline", {}).get("deliveries_per_second") or 500.0
             vias = ("deliveries", "requests") if args.backlog_via == "both" else (args.backlog_via,)
@@ -190,6 +218,12 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         sandboxes.stop()
 
 
+def redis_cpu_seconds(redis: RedisServer | None) -> float:
+    if redis is None or redis.process is None:
+        return 0.0
+    return cpu_seconds(redis.process.pid)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -223,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "partitions": 8,
             "rate_limit_per_user": BENCH_RATE_LIMIT,
             "sandbox_latency": "none (zero-latency sandboxes)",
+            "provider_buckets": "shared in Redis" if args.redis else "per worker",
+            "rate_lease_seconds": os.environ.get("NOTIFY_RATE_LEASE_SECONDS", "default"),
             "workdir": str(workdir),
         },
         "duration_seconds": time.time() - started,

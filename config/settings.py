@@ -285,6 +285,59 @@ class Settings(BaseSettings):
         "JSON; counted in `notify_delivery_cost_dollars_total`",
     )
 
+    # --- Provider rate limits (providers/rate_limits.py) -----------------------------------
+    redis_url: str = Field(
+        default="",
+        description="Redis holding the provider token buckets every worker shares, e.g. "
+        "`redis://127.0.0.1:6379/0`; empty: each worker keeps to its share of each rate "
+        "(the rate divided by the workers in the group)",
+    )
+    # The seeds' provider table (000 §1): APNs ~100K/s per connection x 100 connections, FCM
+    # 400K/s over several projects, SendGrid 100K/s, Twilio 100/s per number x 600 numbers.
+    rate_apns_per_second: float = Field(
+        default=10_000_000, ge=0, description="APNs sends per second, all workers (0: no limit)"
+    )
+    rate_fcm_per_second: float = Field(
+        default=400_000, ge=0, description="FCM sends per second, all workers (0: no limit)"
+    )
+    rate_smtp_per_second: float = Field(
+        default=100_000, ge=0, description="e-mails per second, all workers (0: no limit)"
+    )
+    rate_sms_per_second: float = Field(
+        default=60_000, ge=0, description="SMS per second, all workers (0: no limit)"
+    )
+    rate_webhook_per_second: float = Field(
+        default=10_000,
+        ge=0,
+        description="webhook and in-app posts per second, all workers (0: no limit; not in the "
+        "seeds' table)",
+    )
+    rate_burst_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="bucket capacity in seconds of the rate: how far above it a quiet "
+        "provider may burst",
+    )
+    rate_decrease_factor: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="a 429 / QUOTA_EXCEEDED / TooManyRequests multiplies that provider's rate "
+        "by this (at most once a second), and its Retry-After shuts the bucket",
+    )
+    rate_recovery_per_second: float = Field(
+        default=0.05,
+        gt=0,
+        description="share of the configured rate regained per second of sending after a "
+        "throttle (additive increase: 0.05 climbs from half to full in 10 s)",
+    )
+    rate_lease_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        description="each worker takes this many seconds' worth of tokens per Redis call "
+        "(at least one), so a call is not paid per send",
+    )
+
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
         schedules: dict[str, tuple[float, ...]] = {
             Channel.PUSH: self.retry_push,

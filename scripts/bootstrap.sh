@@ -8,12 +8,14 @@ python_bin="${PYTHON:-python3}"
 if [ "$extras" = test ]; then
   # Debian packages the suite runs, each installed only when it is missing: prometheus
   # (promtool checks and unit-tests the alert rules; the server scrapes workers in a test),
-  # chromium (the operator page is read as a browser renders it), and Go with sprig's and
-  # yaml.v2's sources (helm/render renders the chart offline, from /usr/share/gocode).
+  # chromium (the operator page is read as a browser renders it), redis-server (the shared
+  # provider token buckets; `bench.run --redis` too), and Go with sprig's and yaml.v2's
+  # sources (helm/render renders the chart offline, from /usr/share/gocode).
   gocode=/usr/share/gocode/src
   apt_packages=()
   command -v promtool >/dev/null && command -v prometheus >/dev/null || apt_packages+=(prometheus)
   command -v chromium >/dev/null || apt_packages+=(chromium)
+  command -v redis-server >/dev/null || apt_packages+=(redis-server)
   command -v go >/dev/null || apt_packages+=(golang-go)
   [ -d "$gocode/github.com/Masterminds/sprig" ] || apt_packages+=(golang-github-masterminds-sprig-dev)
   [ -d "$gocode/gopkg.in/yaml.v2" ] || apt_packages+=(golang-gopkg-yaml.v2-dev)

@@ -80,11 +80,17 @@ def probe() -> dict[str, Any]:
 
 
 def settings_schema() -> dict[str, Any]:
-    generated = Settings.model_json_schema()["properties"]
+    schema = Settings.model_json_schema()
+    definitions = schema.get("$defs", {})
     properties: dict[str, Any] = {}
-    for name, field in generated.items():
+    for name, field in schema["properties"].items():
         if name in CHART_MANAGED:
             continue
+        if "$ref" in field:
+            # An enum setting (TracingExporter): its choices inline, the schema stays one piece.
+            ref = definitions[field["$ref"].rsplit("/", 1)[-1]]
+            field = {**{k: v for k, v in ref.items() if k != "title"}, **field}
+            del field["$ref"]
         properties[name] = {k: v for k, v in field.items() if k != "title"}
     return {
         "description": "NOTIFY_* settings by field name (config/settings.py)",

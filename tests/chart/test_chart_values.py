@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ def changed(name: str, default: Any) -> Any:
         return default + 0.5
     if isinstance(default, tuple):
         return [7.0, 70.0]
+    if isinstance(default, StrEnum):  # another of its choices
+        return next(choice.value for choice in type(default) if choice != default)
     if isinstance(default, dict):  # the price table: channel -> provider -> dollars
         return {**default, "sms": {"sms": 0.0125}}
     if default is None:  # the optional paths

@@ -10,6 +10,7 @@ import pytest
 
 from providers.sandboxes.stack import SandboxStack
 from scripts.embedded_broker import EmbeddedBroker
+from scripts.redis_server import RedisServer
 from scripts.worker_process import WorkerProcess
 from tests.integration.pipeline_harness import start_worker, worker_settings
 
@@ -46,3 +47,12 @@ def workers(
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free port, empty; ``.kill()`` / ``.restart()`` (same port)
+    for the outage tests, ``.url`` for ``NOTIFY_REDIS_URL``."""
+    server = RedisServer(tmp_path / "redis.log").start()
+    yield server
+    server.stop()
