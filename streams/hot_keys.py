@@ -1,0 +1,286 @@
+"""Hot-partition detection and key salting: the pure core of issue 11, part 2.
+
+One account sending as much as a whole partition's other users holds every one of them behind it
+on one worker. The detector watches per-partition record rates and per-partition heavy hitters
+(``streams/heavy_hitters.py``, bounded memory) over one sliding window. A partition whose rate
+stays above ``factor`` x the mean of all partitions for ``sustain_seconds`` flags its keys that
+carry at least ``share`` of its traffic; a flag clears once the key's rate has stayed at or below
+``cooldown_factor`` x the mean partition rate for ``cooldown_seconds``. The flag and clear levels
+differ (hysteresis), so a key near the line does not flap between salted and unsalted routing.
+
+Flags are ``HotKeyFlag`` records for a compacted topic (key = the user key, value = the flag, a
+tombstone when cleared). Each carries ``expires_at``, a lease the detector renews while the key
+stays hot, so a reader drops a flag whose detector died without writing its tombstone.
+
+Nothing here does I/O or reads a clock: callers pass ``now`` (seconds), so tests step time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import count
+
+import msgspec
+
+from streams.heavy_hitters import WindowedSketch
+from streams.partitioning import partition_for
+
+SALT_SEPARATOR = "#"
+DEFAULT_FANOUT = 8
+
+
+class HotKeyFlag(msgspec.Struct, frozen=True):
+    """A key flagged hot: routers salt it over ``fanout`` sub-keys until ``expires_at``."""
+
+    key: str
+    partition: int
+    rate: float  # the key's records per second over the window when flagged or renewed
+    partition_rate: float
+    mean_rate: float  # the mean partition rate it was compared with
+    flagged_at: float  # epoch seconds, first flagged (kept across renewals)
+    expires_at: float  # epoch seconds; a lease the detector renews, so a lost tombstone heals
+
+    def is_active(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(HotKeyFlag)
+
+
+def flag_record(flag: HotKeyFlag) -> tuple[bytes, bytes]:
+    """(key, value) for the compacted flags topic: compaction keeps each key's latest flag."""
+    return flag.key.encode(), _encoder.encode(flag)
+
+
+def tombstone_record(key: str) -> tuple[bytes, None]:
+    """A cleared flag: a null value, which compaction eventually removes with the key."""
+    return key.encode(), None
+
+
+def decode_flag(value: bytes) -> HotKeyFlag:
+    return _decoder.decode(value)
+
+
+@dataclass(frozen=True)
+class FlagChanges:
+    """What one ``evaluate`` decided: flags to write (new or renewed) and keys to tombstone."""
+
+    raised: tuple[HotKeyFlag, ...] = ()
+    cleared: tuple[str, ...] = ()
+
+    def records(self) -> Iterator[tuple[bytes, bytes | None]]:
+        for flag in self.raised:
+            yield flag_record(flag)
+        for key in self.cleared:
+            yield tombstone_record(key)
+
+
+@dataclass
+class HotKeyDetector:
+    """Per-partition rates and heavy hitters over one window, and the sustained-2x rule.
+
+    ``partitions`` is the topic's partition count: the mean is over all of them, so a partition
+    this detector has never seen counts as idle rather than being left out of the mean.
+    Memory: ``partitions x buckets x capacity`` counters, plus one entry per flagged key.
+    """
+
+    partitions: int
+    capacity: int = 64  # counters per bucket: keys above 1/64 of a partition are always tracked
+    buckets: int = 6
+    bucket_seconds: float = 10.0
+    factor: float = 2.0
+    sustain_seconds: float = 30.0
+    # A key is flagged at >= share x its partition's rate, so at > share x factor x the mean
+    # (0.5x with these defaults) and cleared at <= cooldown_factor x the mean: half that.
+    share: float = 0.25
+    cooldown_factor: float = 0.25
+    cooldown_seconds: float = 60.0
+    lease_seconds: float = 300.0
+    _sketches: dict[int, WindowedSketch] = field(default_factory=dict)
+    _hot_since: dict[int, float] = field(default_factory=dict)
+    _flags: dict[str, HotKeyFlag] = field(default_factory=dict)
+    _cool_since: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if not 0 < self.share <= 1 or self.factor <= 1:
+            raise ValueError("share must be in (0, 1] and factor above 1")
+        if not 0 <= self.cooldown_factor < self.share * self.factor:
+            # A key could be cool the moment it is flagged: cleared, re-flagged, cleared...
+            raise ValueError("cooldown_factor must be below share x factor (the flag level)")
+
+    def observe(self, partition: int, key: str, now: float, weight: int = 1) -> None:
+        sketch = self._sketches.get(partition)
+        if sketch is None:
+            sketch = WindowedSketch(self.capacity, self.buckets, self.bucket_seconds)
+            self._sketches[partition] = sketch
+        sketch.add(key, now, weight)
+
+    def partition_rates(self, now: float) -> dict[int, float]:
+        return {p: sketch.rate(now) for p, sketch in self._sketches.items()}
+
+    def mean_rate(self, now: float) -> float:
+        return sum(self.partition_rates(now).values()) / self.partitions
+
+    def flags(self) -> dict[str, HotKeyFlag]:
+        return dict(self._flags)
+
+    def key_rate(self, partition: int, key: str, now: float) -> float:
+        sketch = self._sketches.get(partition)
+        return 0.0 if sketch is None else sketch.count(key, now).count / sketch.span_seconds
+
+    def evaluate(self, now: float) -> FlagChanges:
+        """Apply the rule at ``now``; call it every few seconds (more often changes nothing)."""
+        rates = self.partition_rates(now)
+        mean = sum(rates.values()) / self.partitions
+        raised: list[HotKeyFlag] = []
+        for partition, rate in rates.items():
+            if mean > 0 and rate > self.factor * mean:
+                self._hot_since.setdefault(partition, now)
+            else:
+                self._hot_since.pop(partition, None)
+        for partition, since in self._hot_since.items():
+            if now - since >= self.sustain_seconds:
+                raised.extend(self._flag_top_keys(partition, rates[partition], mean, now))
+        cleared = self._cool_down(mean, now)
+        raised.extend(self._renew(rates, mean, now, skip={flag.key for flag in raised}))
+        return FlagChanges(tuple(raised), tuple(cleared))
+
+    def _flag_top_keys(
+        self, partition: int, partition_rate: float, mean: float, now: float
+    ) -> Iterator[HotKeyFlag]:
+        sketch = self._sketches[partition]
+        total = sketch.total(now)
+        for entry in sketch.top(now):
+            # The estimate minus its error is a lower bound on the true count: a key flagged
+            # really carries the share, whatever the sketch's eviction history did to it.
+            if entry.count - entry.error < self.share * total or entry.key in self._flags:
+                continue
+            flag = HotKeyFlag(
+                key=entry.key,
+                partition=partition,
+                rate=entry.count / sketch.span_seconds,
+                partition_rate=partition_rate,
+                mean_rate=mean,
+                flagged_at=now,
+                expires_at=now + self.lease_seconds,
+            )
+            self._flags[entry.key] = flag
+            yield flag
+
+    def _cool_down(self, mean: float, now: float) -> list[str]:
+        cleared = []
+        for key, flag in list(self._flags.items()):
+            if self.key_rate(flag.partition, key, now) <= self.cooldown_factor * mean:
+                since = self._cool_since.setdefault(key, now)
+                if now - since >= self.cooldown_seconds:
+                    del self._flags[key]
+                    del self._cool_since[key]
+                    cleared.append(key)
+            else:
+                self._cool_since.pop(key, None)
+        return cleared
+
+    def _renew(
+        self, rates: dict[int, float], mean: float, now: float, skip: set[str]
+    ) -> Iterator[HotKeyFlag]:
+        """Re-publish a still-flagged key once half its lease has gone, with a fresh rate."""
+        for key, flag in list(self._flags.items()):
+            if key not in skip and flag.expires_at - now <= self.lease_seconds / 2:
+                renewed = msgspec.structs.replace(
+                    flag,
+                    rate=self.key_rate(flag.partition, key, now),
+                    partition_rate=rates.get(flag.partition, 0.0),
+                    mean_rate=mean,
+                    expires_at=now + self.lease_seconds,
+                )
+                self._flags[key] = renewed
+                yield renewed
+
+
+def salted_key(user_id: str, n: int, fanout: int = DEFAULT_FANOUT) -> str:
+    """``"<user_id>#<n mod fanout>"``: one of ``fanout`` sub-keys that partition independently.
+
+    Hashed independently, 8 sub-keys over 8 partitions land on about 5.25 distinct partitions
+    and sometimes on 3 (``user-22``: partitions 2, 5 and 7). ``spread_key`` picks salts that do
+    not collide; this is the plain form for callers that do not know the partition count.
+    """
+    if fanout < 1:
+        raise ValueError(f"fanout must be >= 1, got {fanout}")
+    return f"{user_id}{SALT_SEPARATOR}{n % fanout}"
+
+
+@lru_cache(maxsize=4096)
+def spread_salts(user_id: str, fanout: int, partitions: int) -> tuple[int, ...]:
+    """``fanout`` salts for ``user_id`` whose sub-keys cover min(fanout, partitions) partitions.
+
+    The lowest salts whose salted keys fall on partitions not yet covered, then the next ones in
+    order. Every worker computes the same salts from the same arguments, so no salt table needs
+    sharing. About fanout x ln(fanout) murmur2 hashes per user (22 for 8 over 8), cached.
+    """
+    if fanout < 1 or partitions < 1:
+        raise ValueError(f"fanout and partitions must be >= 1, got {fanout}, {partitions}")
+    wanted = min(fanout, partitions)
+    salts: list[int] = []
+    covered: set[int] = set()
+    # The bound only stops a pathological hash from looping; murmur2 covers 8 partitions in
+    # about 22 tries.
+    for salt in range(64 * partitions):
+        if len(salts) == wanted:
+            break
+        partition = partition_for(f"{user_id}{SALT_SEPARATOR}{salt}", partitions)
+        if partition not in covered:
+            covered.add(partition)
+            salts.append(salt)
+    extra = (salt for salt in count() if salt not in salts)
+    salts.extend(next(extra) for _ in range(fanout - len(salts)))
+    return tuple(salts)
+
+
+def spread_key(user_id: str, n: int, fanout: int, partitions: int) -> str:
+    """The ``n``-th (mod fanout) sub-key of ``user_id``, on a partition of its own if it can."""
+    salt = spread_salts(user_id, fanout, partitions)[n % fanout]
+    return f"{user_id}{SALT_SEPARATOR}{salt}"
+
+
+def unsalted_key(key: str) -> str:
+    """The user key of a salted key (user ids may hold '#': only the last one is the salt)."""
+    user_id, separator, salt = key.rpartition(SALT_SEPARATOR)
+    return user_id if separator and salt.isdigit() else key
+
+
+def salt_for_delivery(delivery_id: str, fanout: int = DEFAULT_FANOUT) -> int:
+    """A salt index from the delivery id: stable, so a retried or replayed delivery keeps its
+    sub-key (and its lane state) instead of landing on another worker the second time."""
+    digest = hashlib.blake2b(delivery_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % fanout
+
+
+@dataclass
+class RoundRobinSalt:
+    """Salts in turn, for records with no stable id: the most even spread, but not repeatable."""
+
+    partitions: int
+    fanout: int = DEFAULT_FANOUT
+    _turns: Iterator[int] = field(default_factory=count)
+
+    def next_key(self, user_id: str) -> str:
+        return spread_key(user_id, next(self._turns), self.fanout, self.partitions)
+
+
+def route_key(
+    user_id: str,
+    delivery_id: str,
+    flagged: Container[str],
+    partitions: int,
+    fanout: int = DEFAULT_FANOUT,
+) -> str:
+    """The key to produce a delivery under: spread by delivery id if the user is flagged."""
+    if user_id not in flagged:
+        return user_id
+    return spread_key(user_id, salt_for_delivery(delivery_id, fanout), fanout, partitions)
