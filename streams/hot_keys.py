@@ -221,15 +221,16 @@ def spread_salts(user_id: str, fanout: int, partitions: int) -> tuple[int, ...]:
 
     The lowest salts whose salted keys fall on partitions not yet covered, then the next ones in
     order. Every worker computes the same salts from the same arguments, so no salt table needs
-    sharing. About fanout x ln(fanout) murmur2 hashes per user (22 for 8 over 8), cached.
+    sharing. About fanout x H(fanout) murmur2 hashes per user, cached: for 8 over 8, 21.7 on
+    average and 82 at most over user-0..user-1999 (a loop over ``partition_for`` counting salts
+    tried until 8 partitions were covered).
     """
     if fanout < 1 or partitions < 1:
         raise ValueError(f"fanout and partitions must be >= 1, got {fanout}, {partitions}")
     wanted = min(fanout, partitions)
     salts: list[int] = []
     covered: set[int] = set()
-    # The bound only stops a pathological hash from looping; murmur2 covers 8 partitions in
-    # about 22 tries.
+    # The bound only stops a pathological hash from looping (82 tries was the worst seen).
     for salt in range(64 * partitions):
         if len(salts) == wanted:
             break
