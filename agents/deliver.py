@@ -25,7 +25,6 @@ from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
 from tables import Tables, ledger
-from tables.prompt_changelog import PromptChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +152,7 @@ def register(
             if not await lane.drain(settings.revoke_drain_seconds):
                 log.warning("%d sends still in flight at a rebalance", lane.in_flight)
         await app.producer.flush()
-        if isinstance(tables.ledger, PromptChangelogTable):
-            await tables.ledger.flush_changelog()
+        await ledger.flush(tables.ledger)
 
     cpu_ceiling = {
         Priority.HIGH: 0.0,

@@ -46,6 +46,13 @@ def declare(app: faust.App, settings: Settings) -> LedgerTable:
     return table
 
 
+async def flush(table: LedgerTable) -> None:
+    """Every ledger write so far is at the broker (a rebalance waits for this before the
+    partitions go, so their next owner knows every send)."""
+    if isinstance(table, PromptChangelogTable):  # what declare() builds
+        await table.flush_changelog()
+
+
 def sent_by(table: LedgerTable, user_id: str, delivery_id: str, now: float) -> str | None:
     """The provider that took this delivery, if it was already sent."""
     entry = live_entry(table, user_id, delivery_id, now)
