@@ -12,7 +12,17 @@ from dataclasses import dataclass
 import faust
 
 import patches
-from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
+from agents import (
+    campaign_views,
+    campaigns,
+    control,
+    deliver,
+    feedback,
+    hot_keys,
+    intake,
+    retry,
+    status,
+)
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
@@ -53,8 +63,9 @@ def build_app(
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()
+    detector = hot_keys.start(app, settings, topics) if settings.hot_key_enabled else None
     agents: dict[str, Agent] = {
-        **intake.register(app, settings, topics, tables, headroom),
+        **intake.register(app, settings, topics, tables, headroom, detector),
         "control": control.register(app, settings, topics, tables),
         "status": status.register(app, settings, topics, tables),
     }

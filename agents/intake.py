@@ -23,7 +23,8 @@ import faust
 
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
-from agents.fanout import fan_out
+from agents.fanout import fan_out, user_key
+from agents.hot_keys import HotKeys
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
 from config.settings import Settings
@@ -58,6 +59,8 @@ class Intake:
     settings: Settings
     topics: Topics
     tables: Tables
+    # Counts each partition's deliveries and salts the lane keys of flagged users (None: off).
+    hot_keys: HotKeys | None = None
 
     @property
     def limits(self) -> Limits:
@@ -82,7 +85,7 @@ class Intake:
                 self.topics.requests_low if low else self.topics.requests_by_user, request, event
             )
             return
-        await self.resolve(request, _source_of(message), time.time())
+        await self.resolve(request, _source_of(message), time.time(), message.partition)
 
     async def _pass_on(self, channel: Channel, request: NotificationRequest, event: Event) -> None:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
@@ -92,7 +95,10 @@ class Intake:
             channel, request.user_id.encode(), message.value, message.headers, message.timestamp
         )
 
-    async def resolve(self, request: NotificationRequest, source: str, now: float) -> None:
+    async def resolve(
+        self, request: NotificationRequest, source: str, now: float, partition: int = 0
+    ) -> None:
+        """``partition``: the request's, which is its user's (the hot-key detector's count)."""
         t = self.tables
         window = self.settings.rate_window_seconds
         state = UserState(
@@ -106,6 +112,8 @@ class Intake:
         if not decision.accepted:
             await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
             return
+        if self.hot_keys is not None:
+            self.hot_keys.observe(partition, request.user_id, decision.fanned_out, now)
         if not decision.replay:
             # A replay re-emits deliveries the ledger will drop; it must not reopen anything.
             dedup.claim(
@@ -130,7 +138,12 @@ class Intake:
 
     async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
         deliveries = await fan_out(
-            self.tables, self.topics, self.settings.inapp_url, request, decision.channels
+            self.tables,
+            self.topics,
+            self.settings.inapp_url,
+            request,
+            decision.channels,
+            key_for=user_key if self.hot_keys is None else self.hot_keys.lane_key,
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
@@ -169,11 +182,16 @@ def _source_of(message: Any) -> str:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, headroom: CpuHeadroom
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    headroom: CpuHeadroom,
+    hot_keys: HotKeys | None = None,
 ) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin) and
     ``resolve_low_requests`` (the low-priority requests it passed on)."""
-    intake = Intake(settings, topics, tables)
+    intake = Intake(settings, topics, tables, hot_keys)
     defer_low = settings.low_requests_wait
 
     async def handle(event: Event) -> None:

@@ -134,10 +134,33 @@ class HotKeyDetector:
         sketch = self._sketches.get(partition)
         return 0.0 if sketch is None else sketch.count(key, now).count / sketch.span_seconds
 
-    def evaluate(self, now: float) -> FlagChanges:
-        """Apply the rule at ``now``; call it every few seconds (more often changes nothing)."""
+    def adopt(self, flag: HotKeyFlag, now: float) -> bool:
+        """Take over a live flag another detector raised (this worker now owns its partition),
+        so that it is renewed or cleared here; False if it is known already or has expired."""
+        if flag.key in self._flags or not flag.is_active(now):
+            return False
+        self._flags[flag.key] = flag
+        return True
+
+    def forget(self, partitions: Container[int]) -> None:
+        """Drop what was counted on partitions this worker no longer owns, and their flags (the
+        next owner adopts those; a lease ends the ones nobody does)."""
+        for partition in [p for p in self._sketches if p in partitions]:
+            del self._sketches[partition]
+            self._hot_since.pop(partition, None)
+        for key in [k for k, flag in self._flags.items() if flag.partition in partitions]:
+            del self._flags[key]
+            self._cool_since.pop(key, None)
+
+    def evaluate(self, now: float, mean: float | None = None) -> FlagChanges:
+        """Apply the rule at ``now``; call it every few seconds (more often changes nothing).
+
+        ``mean``: the mean partition rate over every partition of the topic, when other workers
+        count some of them (agents/hot_keys.py shares rates); by default this detector's own
+        partitions over ``partitions``, the others counted idle."""
         rates = self.partition_rates(now)
-        mean = sum(rates.values()) / self.partitions
+        if mean is None:
+            mean = sum(rates.values()) / self.partitions
         raised: list[HotKeyFlag] = []
         for partition, rate in rates.items():
             if mean > 0 and rate > self.factor * mean:
