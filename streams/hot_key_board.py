@@ -24,10 +24,6 @@ from streams.hot_keys import HotKeyFlag
 from streams.records import InvalidRecord
 from streams.wire import RecordDecoder
 
-# A flag or a rate is a few hundred bytes; anything near this is not one.
-MAX_BOARD_RECORD_BYTES = 4096
-
-
 class PartitionRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One partition's rate, as its owner measured it at ``at``."""
 
@@ -36,8 +32,9 @@ class PartitionRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     at: float  # epoch seconds
 
 
-_FLAGS = RecordDecoder(HotKeyFlag, MAX_BOARD_RECORD_BYTES)
-_RATES = RecordDecoder(PartitionRate, MAX_BOARD_RECORD_BYTES)
+# Under the size limit every topic's records have (a flag or a rate is a few hundred bytes).
+_FLAGS = RecordDecoder(HotKeyFlag)
+_RATES = RecordDecoder(PartitionRate)
 _encoder = msgspec.json.Encoder()
 
 
