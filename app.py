@@ -43,6 +43,7 @@ class Pipeline:
     tables: Tables
     providers: ProviderRegistry
     agents: dict[str, Agent]
+    hot_keys: hot_keys.HotKeys | None = None  # None with NOTIFY_HOT_KEY_ENABLED=false
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -77,7 +78,7 @@ def build_app(
     register_views(app, tables)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
-    return Pipeline(app, settings, topics, tables, providers, agents)
+    return Pipeline(app, settings, topics, tables, providers, agents, detector)
 
 
 pipeline = build_app()

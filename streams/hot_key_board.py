@@ -24,6 +24,7 @@ from streams.hot_keys import HotKeyFlag
 from streams.records import InvalidRecord
 from streams.wire import RecordDecoder
 
+
 class PartitionRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One partition's rate, as its owner measured it at ``at``."""
 
