@@ -48,7 +48,8 @@ from streams import topics as topic_names
 from streams.deliveries import Delivery
 from streams.faust_types import Event
 from streams.hot_key_board import HotKeyBoard, PartitionRate, rate_record
-from streams.hot_keys import HotKeyDetector, salt_for_delivery, spread_key
+from streams.hot_keys import HotKeyDetector
+from streams.salting import salt_for_delivery, spread_key
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)

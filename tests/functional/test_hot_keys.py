@@ -13,7 +13,8 @@ import pytest
 from app import Pipeline, build_app
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
-from streams.hot_keys import HotKeyFlag, flag_record, unsalted_key
+from streams.hot_keys import HotKeyFlag, flag_record
+from streams.salting import unsalted_key
 from tables import ledger
 from tests.functional.conftest import channel_topics, eventually, make_settings, sent, values
 from tests.functional.test_resolve_agent import control, req, request
@@ -49,7 +50,9 @@ async def test_a_flagged_users_deliveries_are_salted_and_counted(
     await request(pipeline, req("in-app", channels=["in_app"]))
     await request(pipeline, req("with-fallback", channels=["email"], fallback_channel="sms"))
 
-    keys = [event.key.decode() for event in sent(pipeline.topics.deliveries[("email", "normal")])]
+    lane = sent(pipeline.topics.deliveries[("email", "normal")])
+    keys = [e.key.decode() for e in lane if isinstance(e.key, bytes)]
+    assert len(keys) == len(lane) == 21
     salted, plain = keys[:20], keys[20:]
     assert all(unsalted_key(key) == "u1" and key != "u1" for key in salted)
     assert len(set(salted)) > 4  # spread over the sub-keys (8 of them)

@@ -26,8 +26,8 @@ from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
 from scripts.workload import User, make_users, read_topic, setup_users, wait_for_users
 from streams import topics
-from streams.hot_keys import unsalted_key
 from streams.partitioning import partition_for
+from streams.salting import unsalted_key
 from tests.integration.pipeline_harness import delivery_events, received_pairs, sandbox_address
 
 pytestmark = pytest.mark.integration
@@ -177,8 +177,11 @@ def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
     assert len(arrivals) == len(others)
     print(
         f"\nhot user's {RATE_LIMIT} deliveries over lane partitions "
-        f"{dict(sorted(hot_partitions.items()))}; flag: {flag}; counters: {view['counters']}"
+        f"{dict(sorted(hot_partitions.items()))}\nGET /hot-keys/: {orjson.dumps(view).decode()}"
     )
+    flagged_lines = [line for line in worker.log_text().splitlines() if "hot key" in line]
+    print("\n".join(flagged_lines))
+    assert "Traceback" not in worker.log_text()
 
 
 def _user(users: list[User], user_id: str) -> User:

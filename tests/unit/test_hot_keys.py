@@ -13,18 +13,20 @@ from streams.hot_keys import (
     FlagChanges,
     HotKeyDetector,
     HotKeyFlag,
-    RoundRobinSalt,
     decode_flag,
     flag_record,
+    tombstone_record,
+)
+from streams.partitioning import partition_for
+from streams.salting import (
+    RoundRobinSalt,
     route_key,
     salt_for_delivery,
     salted_key,
     spread_key,
     spread_salts,
-    tombstone_record,
     unsalted_key,
 )
-from streams.partitioning import partition_for
 
 PARTITIONS = 8
 HOT = 3
