@@ -98,6 +98,9 @@ class HotKeyDetector:
     _hot_since: dict[int, float] = field(default_factory=dict)
     _flags: dict[str, HotKeyFlag] = field(default_factory=dict)
     _cool_since: dict[str, float] = field(default_factory=dict)
+    # Keys this detector cleared, and when: until its tombstone is read back, the shared board
+    # still shows the old flag, which must not be adopted again (and then renewed: resurrected).
+    _cleared_at: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -133,6 +136,8 @@ class HotKeyDetector:
         so that it is renewed or cleared here; False if it is known already or has expired."""
         if flag.key in self._flags or not flag.is_active(now):
             return False
+        if flag.flagged_at <= self._cleared_at.get(flag.key, float("-inf")):
+            return False  # the flag this detector cleared, not yet gone from the board
         self._flags[flag.key] = flag
         return True
 
@@ -165,6 +170,8 @@ class HotKeyDetector:
             if now - since >= self.sustain_seconds:
                 raised.extend(self._flag_top_keys(partition, rates[partition], mean, now))
         cleared = self._cool_down(mean, now)
+        for key in [k for k, at in self._cleared_at.items() if now - at > self.lease_seconds]:
+            del self._cleared_at[key]  # any copy of that flag has expired by now
         raised.extend(self._renew(rates, mean, now, skip={flag.key for flag in raised}))
         return FlagChanges(tuple(raised), tuple(cleared))
 
@@ -199,6 +206,7 @@ class HotKeyDetector:
                     del self._flags[key]
                     del self._cool_since[key]
                     cleared.append(key)
+                    self._cleared_at[key] = now
             else:
                 self._cool_since.pop(key, None)
         return cleared

@@ -103,7 +103,11 @@ def test_a_new_owner_adopts_live_flags_of_its_partitions_and_forgets_revoked_one
     assert not detector.adopt(flag("old", expires_at=NOW - 1), NOW)  # expired
     # Nothing counted for it here: it is cool, and with no cool-down wait it is cleared.
     assert detector.evaluate(NOW + 1, mean=10.0).cleared == ("whale",)
-    detector.adopt(flag("whale", partition=3), NOW)
+    # The board shows the old flag until the tombstone is read back: not adopted again...
+    assert not detector.adopt(flag("whale", partition=3), NOW + 1.5)
+    # ... but a flag raised after the clear (by another owner meanwhile) is.
+    later = msgspec.structs.replace(flag("whale", partition=3), flagged_at=NOW + 2)
+    assert detector.adopt(later, NOW + 2)
     detector.observe(3, "whale", NOW)
     detector.forget({3})
     assert detector.flags() == {} and detector.partition_rates(NOW) == {}
