@@ -256,6 +256,7 @@ class HotKeys(Service):
             "partition_rates": {
                 str(p): round(rate.rate, 3) for p, rate in sorted(self.board.rates().items())
             },
+            "owned_here": sorted(self._owned()),  # this worker's partitions
             "counted_here": sorted(local),
             "counters": self.counters.as_dict(),
         }

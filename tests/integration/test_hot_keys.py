@@ -1,10 +1,12 @@
-"""One hot account among 999 others, on the embedded broker with a real worker.
+"""One hot account among 999 others, on the embedded broker with two real workers.
 
 The hot user sends 100 times what each other user sends (300 requests against 3, over 24 s,
 webhook only). With 16 partitions that makes its partition carry ~2.3x the mean partition rate
 (at 4 or 8 partitions the same user raises its partition only to 1.3x or 1.6x the mean, which by
-the 2x rule is not a hot partition: its worker carries little more than the others). The worker
-must flag the user, spread its deliveries over at least four lane partitions under salted keys,
+the 2x rule is not a hot partition: its worker carries little more than the others). The workers
+(each owning 8 partitions, each seeing only its own traffic) must share their partitions' rates
+to know the cluster's mean, flag the user, spread its deliveries over at least four lane
+partitions, of both workers, under salted keys,
 and still send every accepted notification exactly once, keep every other user's deliveries on
 one partition in request order, and hold the hot user to its rate window and dedup.
 """
@@ -16,6 +18,7 @@ import time
 import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -90,12 +93,20 @@ def get_json(url: str) -> Any:
         return orjson.loads(page.read())
 
 
+def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.2)
+
+
 def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
-    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
+    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     users = make_users(1000, sandboxes.webhook.url("/"), opt_out_rate=0)
     hot, others = users[0], users[1:]
-    worker = workers(
+    settings: dict[str, Any] = dict(
         partitions=PARTITIONS,
         rate_limit_per_user=RATE_LIMIT,
         hot_key_bucket_seconds=1.0,
@@ -103,6 +114,14 @@ def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
         hot_key_sustain_seconds=2.0,
         hot_key_evaluate_seconds=0.5,
     )
+    pair = [workers(**settings), workers(**settings, data_dir=tmp_path / "second-data")]
+    worker = pair[0]
+
+    def owned() -> list[set[int]]:
+        return [set(get_json(f"{w.web_url}/hot-keys/")["owned_here"]) for w in pair]
+
+    # The group settled before any traffic: a rebalance under load repeats sends by design.
+    wait_until(lambda: (o := owned())[0].isdisjoint(o[1]) and len(o[0] | o[1]) == PARTITIONS)
     asyncio.run(setup_users(broker, users))
     asyncio.run(wait_for_users(worker.web_url, users))
 
@@ -138,14 +157,20 @@ def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
     assert received_pairs(received) == expected
     assert set(expected.values()) == {1}
 
-    # The worker flagged the hot user, and only it; the view says why.
-    view = get_json(f"{worker.web_url}/hot-keys/")
-    assert set(view["flags"]) == {hot.user_id}, view
-    flag = view["flags"][hot.user_id]
+    # The hot user's partition's owner flagged it, and only it; both views show the flag, and
+    # every partition's rate (each worker published its own).
+    views = [get_json(f"{w.web_url}/hot-keys/") for w in pair]
+    assert [set(v["flags"]) for v in views] == [{hot.user_id}] * 2, views
+    flag = views[0]["flags"][hot.user_id]
     assert flag["partition"] == partition_for(hot.user_id, PARTITIONS)
-    assert flag["partition_rate"] > 2 * flag["mean_rate"]
-    assert view["counters"]["flags_raised"] == 1
-    assert view["counters"]["salted_deliveries"] > 0
+    assert all(len(v["partition_rates"]) == PARTITIONS for v in views)
+    # Against the cluster's mean the hot partition is (999 + 100 x 16) / 1099 = 2.4x; had its
+    # owner counted only its own eight partitions (the others idle), it would have seen ~4x.
+    assert 2 < flag["partition_rate"] / flag["mean_rate"] < 3.2, flag
+    owner, other = sorted(views, key=lambda v: flag["partition"] not in v["owned_here"])
+    assert owner["counters"]["flags_raised"] == 1 and other["counters"]["flags_raised"] == 0
+    assert owner["counters"]["salted_deliveries"] > 0
+    view = owner
 
     # The lane itself: the hot user's deliveries under salted keys on at least four
     # partitions; every other user's on its own partition, in the order it asked.
@@ -164,6 +189,8 @@ def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
         assert record.partition == partition_for(key, PARTITIONS)
         order[key].append((record.partition, record.offset, delivery["notification_id"]))
     assert len(hot_partitions) >= 4, hot_partitions
+    # ... sent by both workers.
+    assert all(set(hot_partitions) & set(v["owned_here"]) for v in views), (hot_partitions, views)
     assert sum(hot_partitions.values()) == RATE_LIMIT
     for user_id, placed in order.items():
         assert [nid for _, _, nid in sorted(placed)] == [f"{user_id}-{n}" for n in range(ROUNDS)]
