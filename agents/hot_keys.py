@@ -27,6 +27,10 @@ delivery keeps its sub-key, so its lane state is where its first copy left it). 
 whose lane work needs the user's own partition keep the user key: in-app ones (the inbox is
 read per user) and those of a notification with a fallback channel (the fallback counts and
 fans out again from the user's tables).
+
+Cost: 0.41 % of a py-spy profile's samples of the ``bench.run pipeline`` worker (45 s at 50 Hz;
+``observe`` 0.30 %), none in ``lane_key``; in isolation 1.2 µs per fanned-out request and 0.1 µs
+per delivery (200,000 requests of 2,000 users over 8 partitions).
 """
 
 from __future__ import annotations
