@@ -21,6 +21,7 @@ from agents import (
     deliver,
     feedback,
     health,
+    hot_keys,
     intake,
     metrics_view,
     operator_page,
@@ -52,6 +53,7 @@ class Pipeline:
     providers: ProviderRegistry
     agents: dict[str, Agent]
     metrics: Metrics
+    hot_keys: hot_keys.HotKeys | None = None  # None with NOTIFY_HOT_KEY_ENABLED=false
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -87,8 +89,9 @@ def build_app(
     # One trace per notification when NOTIFY_TRACING_EXPORTER says so (agents/tracing.py).
     tracing = Tracing(settings)
     app.service(tracing)  # type: ignore[arg-type]  # an instance is accepted and started
+    detector = hot_keys.start(app, settings, topics) if settings.hot_key_enabled else None
     agents: dict[str, Agent] = {
-        **intake.register(app, settings, topics, tables, headroom, metrics, tracing),
+        **intake.register(app, settings, topics, tables, headroom, metrics, tracing, detector),
         "control": control.register(app, settings, topics, tables, metrics),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
     }
@@ -106,7 +109,7 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
-    return Pipeline(app, settings, topics, tables, providers, agents, metrics)
+    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector)
 
 
 pipeline = build_app()

@@ -64,15 +64,18 @@ class Deliverer:
         message = event.message
         self.metrics.taken(message.topic, message.timestamp, time.time())
         # An InvalidRecord is dead-lettered with its reason by the lane's wrapper (agents/safe.py).
-        await self.deliver(parse_delivery(event.message.value))
+        delivery = parse_delivery(event.message.value)
+        await self.deliver(delivery, lane_owner(event.message.key, delivery))
 
-    async def deliver(self, delivery: Delivery) -> None:
+    async def deliver(self, delivery: Delivery, owner: str | None = None) -> None:
+        """``owner``: the key the lane record came under, which keys the lane's state (the
+        ledger, retries): ``user_id``, or a hot user's ``user_id#n`` (agents/hot_keys.py), so
+        every copy of a delivery finds its ledger entry on the partition it is read from."""
+        owner = owner or delivery.user_id
         first = self.in_flight.get(delivery.delivery_id)
         if first is not None:
             await asyncio.shield(first)
-        provider = ledger.sent_by(
-            self.tables.ledger, delivery.user_id, delivery.delivery_id, time.time()
-        )
+        provider = ledger.sent_by(self.tables.ledger, owner, delivery.delivery_id, time.time())
         if provider is not None:
             # Carries the provider: after a crash this may be the only report of the send that
             # reaches the status (the ledger write made it to the broker, the event did not).
@@ -111,16 +114,26 @@ class Deliverer:
                     delivery.channel, provider_name, time.perf_counter() - started
                 )
                 annotate({"notify.outcome": error_type(exc)})
-                await self.outcomes.failed(delivery, provider_name, exc)
+                await self.outcomes.failed(delivery, provider_name, exc, owner)
                 return
             self.metrics.provider_answered(
                 delivery.channel, provider_name, time.perf_counter() - started
             )
             annotate({"notify.outcome": "sent"})
-            await self.outcomes.succeeded(delivery, result)
+            await self.outcomes.succeeded(delivery, result, owner)
         finally:
             del self.in_flight[delivery.delivery_id]
             done.set_result(None)
+
+
+def lane_owner(key: bytes | None, delivery: Delivery) -> str:
+    """The lane record's key as text; the user's when it has none (or not one to trust)."""
+    if not key:
+        return delivery.user_id
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return delivery.user_id
 
 
 def register(

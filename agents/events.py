@@ -3,7 +3,7 @@ ordered on one partition of ``delivery-events``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from agents import produce
 from agents.route import lane
@@ -16,8 +16,11 @@ async def publish(topic: Channel, event: DeliveryEvent) -> None:
 
 
 async def publish_deliveries(
-    lanes: Mapping[tuple[str, str], Channel], deliveries: Iterable[Delivery]
+    lanes: Mapping[tuple[str, str], Channel],
+    deliveries: Iterable[Delivery],
+    key_for: Callable[[Delivery], bytes],
 ) -> None:
-    """Each delivery onto its ``deliveries.<channel>.<priority>`` lane, keyed by user_id."""
+    """Each delivery onto its ``deliveries.<channel>.<priority>`` lane, keyed by ``key_for``:
+    user_id, or a hot user's salted sub-key (agents/hot_keys.py)."""
     for delivery in deliveries:
-        await produce.send(lanes[lane(delivery)], delivery.user_id.encode(), delivery.to_json())
+        await produce.send(lanes[lane(delivery)], key_for(delivery), delivery.to_json())

@@ -6,7 +6,7 @@ whose every delivery failed, agents/fallback.py) fan out through it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from agents import events
 from config.vocabulary import Channel, ContactField
@@ -78,6 +78,11 @@ def expand(
     ]
 
 
+def user_key(delivery: Delivery) -> bytes:
+    """The lane key of a delivery: its user's (hot users are salted, agents/hot_keys.py)."""
+    return delivery.user_id.encode()
+
+
 def request_of(delivery: Delivery) -> NotificationRequest:
     """The notification a delivery came from, to fan it out again on a fallback channel: every
     field a delivery carries, so a fallback is presented like the original (push sound, badge,
@@ -105,9 +110,11 @@ async def fan_out(
     request: NotificationRequest,
     channels: tuple[str, ...],
     is_fallback: bool = False,
+    key_for: Callable[[Delivery], bytes] = user_key,
 ) -> list[Delivery]:
     """The request's deliveries on ``channels`` to the user's current addresses, each put on
-    its lane; call it on the user's partition (it reads the user's tables)."""
+    its lane under ``key_for(delivery)``; call it on the user's partition (it reads the
+    user's tables)."""
     deliveries = expand(
         request,
         channels,
@@ -117,5 +124,5 @@ async def fan_out(
         suppressions.suppressed(tables.suppressions, request.user_id),
         is_fallback=is_fallback,
     )
-    await events.publish_deliveries(topics.deliveries, deliveries)
+    await events.publish_deliveries(topics.deliveries, deliveries, key_for)
     return deliveries

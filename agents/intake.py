@@ -30,7 +30,8 @@ import faust
 
 from agents import events, produce, safe
 from agents.cpu_headroom import CpuHeadroom
-from agents.fanout import fan_out
+from agents.fanout import fan_out, user_key
+from agents.hot_keys import HotKeys
 from agents.metrics import Metrics
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
@@ -72,6 +73,8 @@ class Intake:
     topics: Topics
     tables: Tables
     metrics: Metrics
+    # Counts each partition's deliveries and salts the lane keys of flagged users (None: off).
+    hot_keys: HotKeys | None = None
     # Where a record is passed on to, by topic name (streams/request_routes.py picks the name).
     _channels: dict[str, Channel] = field(init=False)
 
@@ -103,7 +106,7 @@ class Intake:
             )
             await self._pass_on(self._channels[passed], request, event)
             return
-        await self.resolve(request, _source_of(message), time.time())
+        await self.resolve(request, _source_of(message), time.time(), message.partition)
 
     async def _pass_on(self, channel: Channel, request: NotificationRequest, event: Event) -> None:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
@@ -116,7 +119,10 @@ class Intake:
             channel, request.user_id.encode(), message.value, headers, message.timestamp
         )
 
-    async def resolve(self, request: NotificationRequest, source: str, now: float) -> None:
+    async def resolve(
+        self, request: NotificationRequest, source: str, now: float, partition: int = 0
+    ) -> None:
+        """``partition``: the request's, which is its user's (the hot-key detector's count)."""
         t = self.tables
         window = self.settings.rate_window_seconds
         state = UserState(
@@ -140,6 +146,8 @@ class Intake:
         if not decision.accepted:
             await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
             return
+        if self.hot_keys is not None:
+            self.hot_keys.observe(partition, request.user_id, decision.fanned_out, now)
         if not decision.replay:
             # A replay re-emits deliveries the ledger will drop; it must not reopen anything.
             dedup.claim(
@@ -164,7 +172,12 @@ class Intake:
 
     async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
         deliveries = await fan_out(
-            self.tables, self.topics, self.settings.inapp_url, request, decision.channels
+            self.tables,
+            self.topics,
+            self.settings.inapp_url,
+            request,
+            decision.channels,
+            key_for=user_key if self.hot_keys is None else self.hot_keys.lane_key,
         )
         if not deliveries:
             return Decision(reason=NO_ADDRESS)
@@ -219,11 +232,12 @@ def register(
     headroom: CpuHeadroom,
     metrics: Metrics,
     tracing: Tracing,
+    hot_keys: HotKeys | None = None,
 ) -> dict[str, Agent]:
     """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
     (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
     passed on, each behind its CPU ceiling)."""
-    intake = Intake(settings, topics, tables, metrics)
+    intake = Intake(settings, topics, tables, metrics, hot_keys)
     deferred = settings.passed_on_priorities()
 
     async def handle(event: Event) -> None:

@@ -197,12 +197,6 @@ class Metrics:
             ["channel", "tier"],
             registry=r,
         )
-        self.hot_keys = Counter(
-            "notify_hot_keys_flagged_total",
-            "Keys flagged hot on a partition above twice the mean rate",
-            ["topic"],
-            registry=r,
-        )
         # --- lanes ------------------------------------------------------------------------
         self.in_flight = Gauge(
             "notify_lane_sends_in_flight",
@@ -276,9 +270,6 @@ class Metrics:
     def rate_limited(self, provider: str, source: str, count: int = 1) -> None:
         """``source``: ``provider`` (it answered 429 / throttled) or ``bucket`` (ours)."""
         self.rate_limit_hits.labels(provider, source).inc(count)
-
-    def hot_key_flagged(self, topic: str, count: int = 1) -> None:
-        self.hot_keys.labels(topic).inc(count)
 
     def watch_in_flight(self, priority: str, read: Callable[[], int]) -> None:
         """The lane's own count, read at scrape time (a lane restarted by its supervisor

@@ -26,11 +26,12 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from agents.counters import FailureCounters
+from agents.hot_key_counters import HotKeyCounters
 from config.vocabulary import Channel, Priority
 from patches import commit_guard
 from providers.base import BREAKER_STATES
 from providers.registry import ProviderRegistry
-from streams.topics import delivery_topic
+from streams.topics import REQUESTS, delivery_topic
 from tables import Tables, campaign_progress
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,33 @@ class FailureCountersCollector(Collector):
                 values = list(key) if isinstance(key, tuple) else [str(key)]
                 family.add_metric([str(v) for v in values], count)
             yield family
+
+
+class HotKeyEvents(Collector):
+    """agents/hot_key_counters.py: what this worker's detector and router did. The flag count
+    keeps the name the rules and dashboard use, labelled by the topic whose keys it counts."""
+
+    def __init__(self, counters: HotKeyCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        flagged = CounterMetricFamily(
+            "notify_hot_keys_flagged",
+            "Users this worker flagged hot (their partition above twice the mean rate)",
+            labels=["topic"],
+        )
+        flagged.add_metric([REQUESTS], self.counters.flags_raised)
+        yield flagged
+        events = CounterMetricFamily(
+            "notify_hot_key_events",
+            "Hot-key detector and router events: evaluations, flags renewed, cleared and "
+            "adopted, deliveries sent under a salted key, bad flag records",
+            labels=["event"],
+        )
+        for name, count in self.counters.as_dict().items():
+            if name != "flags_raised":
+                events.add_metric([name], count)
+        yield events
 
 
 class BreakerStates(Collector):

@@ -9,12 +9,14 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
 from agents.counters import FAILURES
+from agents.hot_key_counters import HOT_KEYS
 from agents.metrics import Metrics
 from agents.metrics_collectors import (
     BreakerStates,
     CampaignProgress,
     ConsumerOffsets,
     FailureCountersCollector,
+    HotKeyEvents,
 )
 from providers.registry import ProviderRegistry
 from tables import Tables
@@ -31,6 +33,7 @@ def register(app: faust.App, tables: Tables, providers: ProviderRegistry, metric
     registry.register(BreakerStates(providers))
     registry.register(FailureCountersCollector(FAILURES))
     registry.register(CampaignProgress(tables))
+    registry.register(HotKeyEvents(HOT_KEYS))
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -34,12 +34,17 @@ class OutcomeRouter:
     def __post_init__(self) -> None:
         self.fallback = Fallback(self.tables, self.topics, self.settings.inapp_url)
 
-    async def succeeded(self, delivery: Delivery, result: SendResult) -> None:
+    async def succeeded(
+        self, delivery: Delivery, result: SendResult, owner: str | None = None
+    ) -> None:
+        """``owner``: the lane record's key (``user_id`` or a hot user's ``user_id#n``), which
+        keys the ledger; the inbox and the fallback count stay the user's (such deliveries
+        are never salted, agents/hot_keys.py)."""
         now = time.time()
         self.metrics.delivered_by(delivery, result.provider, result.segments, now)
         ledger.record_sent(
             self.tables.ledger,
-            delivery.user_id,
+            owner or delivery.user_id,
             delivery.delivery_id,
             result.provider,
             now,
@@ -67,12 +72,14 @@ class OutcomeRouter:
         )
         self.fallback.succeeded(delivery)
 
-    async def failed(self, delivery: Delivery, provider: str, error: ProviderError) -> None:
+    async def failed(
+        self, delivery: Delivery, provider: str, error: ProviderError, owner: str | None = None
+    ) -> None:
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
         now = time.time()
         self.metrics.failed_by(delivery.channel, provider, error)
         if plan.action is FailureAction.RETRY:
-            await self._retry(delivery, provider, plan, now)
+            await self._retry(delivery, provider, plan, now, owner or delivery.user_id)
             return
         if plan.action is FailureAction.INVALID_RECIPIENT:
             await self._forget_address(delivery, plan.reason)
@@ -95,15 +102,14 @@ class OutcomeRouter:
         await self.fallback.failed(delivery)
 
     async def _retry(
-        self, delivery: Delivery, provider: str, plan: FailurePlan, now: float
+        self, delivery: Delivery, provider: str, plan: FailurePlan, now: float, owner: str
     ) -> None:
         if plan.tier is None:  # plan_failure gives every RETRY plan a tier
             raise ValueError(f"a retry plan without a tier: {plan}")
         again = delivery.after_failure(plan.reason, now, not_before=now + plan.wait)
         self.metrics.retried(delivery.channel, plan.tier)
-        await produce.send(
-            self.topics.retries[plan.tier], delivery.user_id.encode(), again.to_json()
-        )
+        # Under the lane key it came with: the tier puts it back on the same lane partition.
+        await produce.send(self.topics.retries[plan.tier], owner.encode(), again.to_json())
         await self.publish(
             delivery,
             EventStatus.RETRYING,

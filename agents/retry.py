@@ -74,13 +74,11 @@ def _tier_agent(  # type: ignore[no-untyped-def]
             if is_stale(event, app.consumer_generation_id):
                 return  # revoked meanwhile: read again by the partition's next owner
             try:
-                # In the record's own trace: the next attempt's span hangs off this one's.
+                # Back under the key it came with: a hot user's sub-key keeps its lane partition,
+                # and in the record's own trace: the next attempt's span hangs off this one's.
+                key = event.message.key or delivery.user_id.encode()
                 with tracing.carried(event.message.headers):
-                    await produce.send(
-                        topics.deliveries[lane(delivery)],
-                        delivery.user_id.encode(),
-                        delivery.to_json(),
-                    )
+                    await produce.send(topics.deliveries[lane(delivery)], key, delivery.to_json())
             except ProducerSendError as exc:
                 # Refused outright (too large): trying again would refuse it again, forever.
                 await safe.dead_letter_or_log(

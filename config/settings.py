@@ -338,6 +338,69 @@ class Settings(BaseSettings):
         "(at least one), so a call is not paid per send",
     )
 
+    # --- Hot keys (streams/hot_keys.py, agents/hot_keys.py) ----------------------------------
+    hot_key_enabled: bool = Field(
+        default=True,
+        description="watch per-partition delivery rates and salt the deliveries of flagged hot "
+        "users over several lane partitions (false: no detector, every delivery keyed by user)",
+    )
+    hot_key_factor: float = Field(
+        default=2.0,
+        gt=1.0,
+        description="a partition is hot above this multiple of the mean partition rate "
+        "(deliveries fanned out per second, over every partition of every worker)",
+    )
+    hot_key_sustain_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="how long a partition must stay hot before its heaviest users are flagged",
+    )
+    hot_key_share: float = Field(
+        default=0.25,
+        gt=0.0,
+        le=1.0,
+        description="share of a hot partition's deliveries a user must carry to be flagged",
+    )
+    hot_key_cooldown_factor: float = Field(
+        default=0.25,
+        ge=0.0,
+        description="a flag clears once the user's rate stays at or below this multiple of the "
+        "mean partition rate for `NOTIFY_HOT_KEY_COOLDOWN_SECONDS`",
+    )
+    hot_key_cooldown_seconds: float = Field(
+        default=60.0, ge=0.0, description="how long a flagged user must stay cool to be cleared"
+    )
+    hot_key_lease_seconds: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="a flag's lifetime unless its detector renews it (at half of it): a flag "
+        "whose worker died without clearing it expires on every worker",
+    )
+    hot_key_window_buckets: int = Field(
+        default=6, ge=1, description="time buckets in the detector's sliding window"
+    )
+    hot_key_bucket_seconds: float = Field(
+        default=10.0, gt=0.0, description="length of one bucket of the detector's window"
+    )
+    hot_key_sketch_capacity: int = Field(
+        default=64,
+        ge=1,
+        description="heavy-hitter counters per partition and bucket (Space-Saving): memory is "
+        "bounded by partitions x buckets x this, whatever the number of users",
+    )
+    hot_key_fanout: int = Field(
+        default=8,
+        ge=2,
+        description="sub-keys `user_id#n` a flagged user's deliveries are spread over (each "
+        "on a partition of its own while there are partitions enough)",
+    )
+    hot_key_evaluate_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="how often a worker publishes its partitions' rates to `hot-keys.rates` "
+        "and applies the rule",
+    )
+
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
         schedules: dict[str, tuple[float, ...]] = {
             Channel.PUSH: self.retry_push,

@@ -16,6 +16,9 @@ from config.settings import Settings, get_settings
 from streams import topics
 from streams.records import CHANNELS, PRIORITIES
 
+# Only each key's latest record matters on these (a flag, a partition's rate).
+COMPACT = {"cleanup.policy": "compact"}
+
 
 def topic_names(settings: Settings) -> list[str]:
     return [
@@ -40,6 +43,9 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CAMPAIGNS,
         topics.CAMPAIGN_PARTITIONS,
         topics.CAMPAIGNS_DLQ,
+        topics.HOT_KEYS,
+        topics.HOT_KEY_RATES,
+        topics.HOT_KEYS_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]
@@ -56,7 +62,12 @@ async def create_topics(settings: Settings) -> list[str]:
             try:
                 await admin.create_topics(
                     [
-                        NewTopic(name, settings.partitions, settings.replication_factor)
+                        NewTopic(
+                            name,
+                            settings.partitions,
+                            settings.replication_factor,
+                            topic_configs=COMPACT if name in topics.COMPACTED else {},
+                        )
                         for name in missing
                     ]
                 )

@@ -41,6 +41,13 @@ CAMPAIGNS = "campaigns"  # public input, key = campaign_id, JSON (start or cance
 # scans its own share of the users.
 CAMPAIGN_PARTITIONS = "campaigns.partitions"
 CAMPAIGNS_DLQ = "campaigns.dlq"  # campaign records that could not be read + reason
+# Compacted, read whole by every worker (agents/hot_keys.py): the flagged hot users (key = the
+# user key, a tombstone clears) and each partition's delivery rate (key = the partition).
+HOT_KEYS = "hot-keys"
+HOT_KEY_RATES = "hot-keys.rates"
+HOT_KEYS_DLQ = "hot-keys.dlq"  # unreadable records of either + reason
+# Created with cleanup.policy=compact: only each key's latest record matters.
+COMPACTED = (HOT_KEYS, HOT_KEY_RATES)
 
 
 def retry_topic(delay_seconds: float) -> str:
@@ -89,6 +96,9 @@ class Topics:
     campaigns: Channel  # consumed: keyed by campaign_id, broadcast to campaign_partitions
     campaign_partitions: Channel
     campaigns_dlq: Channel
+    hot_keys: Channel  # produced by the detector; read by every worker outside the group
+    hot_key_rates: Channel
+    hot_keys_dlq: Channel
 
 
 def _topic(
@@ -151,4 +161,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=_topic(app, settings, CAMPAIGNS),
         campaign_partitions=_topic(app, settings, CAMPAIGN_PARTITIONS),
         campaigns_dlq=_topic(app, settings, CAMPAIGNS_DLQ),
+        hot_keys=_topic(app, settings, HOT_KEYS),
+        hot_key_rates=_topic(app, settings, HOT_KEY_RATES),
+        hot_keys_dlq=_topic(app, settings, HOT_KEYS_DLQ),
     )

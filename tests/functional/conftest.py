@@ -54,6 +54,9 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=channel(),
         campaign_partitions=channel(),
         campaigns_dlq=channel(),
+        hot_keys=channel(),
+        hot_key_rates=channel(),
+        hot_keys_dlq=channel(),
     )
 
 

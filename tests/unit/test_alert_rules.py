@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from agents.hot_key_counters import HotKeyCounters
 from agents.metrics import Metrics
 from agents.metrics_collectors import (
     _FAILURE_SERIES,
     BreakerStates,
     CampaignProgress,
     ConsumerOffsets,
+    HotKeyEvents,
 )
 from providers.registry import ProviderRegistry
 
@@ -72,6 +74,7 @@ def exported_names() -> set[str]:
         *ConsumerOffsets(_NoConsumer()).collect(),  # type: ignore[arg-type]
         *CampaignProgress(tables=None).collect(),  # type: ignore[arg-type]
         *BreakerStates(ProviderRegistry({})).collect(),
+        *HotKeyEvents(HotKeyCounters()).collect(),
     ]
     names = {f.name for f in families if f.type != "counter"}
     names |= {f"{f.name}_total" for f in families if f.type == "counter"}
