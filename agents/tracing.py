@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -42,6 +42,9 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 _TRACE_HEADERS = (TRACEPARENT, TRACESTATE)
 _PROPAGATOR = TraceContextTextMapPropagator()
+# Spans waiting for the exporter; past it the SDK drops new ones (and logs it) rather than grow:
+# an unreachable collector must not cost a worker its memory. 8x the SDK's default, for bursts.
+SPAN_QUEUE = 16384
 
 # Whether any app in this process traces: produce.send asks it per record, and the answer is
 # "no" unless a Tracing was built with an exporter.
@@ -74,7 +77,10 @@ class Tracing(Service):
     """The app's tracer, like its metrics object: one per app, a Service of the app so that
     it stops with the worker (the last batch of spans is exported then)."""
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings, exporter: SpanExporter | None = None, **kwargs: Any
+    ) -> None:
+        """``exporter``: where spans go instead of OTLP/HTTP (the cost benchmark's)."""
         global _tracing_on
         super().__init__(**kwargs)
         self.enabled = settings.tracing_exporter is not TracingExporter.NONE
@@ -90,7 +96,10 @@ class Tracing(Service):
             ),
         )
         self._provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.tracing_otlp_endpoint))
+            BatchSpanProcessor(
+                exporter or OTLPSpanExporter(endpoint=settings.tracing_otlp_endpoint),
+                max_queue_size=SPAN_QUEUE,
+            )
         )
         self._tracer = self._provider.get_tracer("notify")
         _tracing_on = True
@@ -112,6 +121,11 @@ class Tracing(Service):
         if not self.enabled:
             return nullcontext()
         return _attached(_PROPAGATOR.extract(_text_headers(headers)))
+
+    def flush(self) -> None:
+        """Export every span made so far (blocking)."""
+        if self._provider is not None:
+            self._provider.force_flush()
 
     async def on_stop(self) -> None:
         if self._provider is not None:
