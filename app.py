@@ -12,9 +12,21 @@ from dataclasses import dataclass
 import faust
 
 import patches
-from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
+from agents import (
+    campaign_views,
+    campaigns,
+    control,
+    deliver,
+    feedback,
+    holds,
+    intake,
+    retry,
+    status,
+    templating,
+)
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
+from config.clock import clock_from
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.registry import ProviderRegistry, configured_providers
@@ -57,6 +69,8 @@ def build_app(
         **intake.register(app, settings, topics, tables, headroom),
         "control": control.register(app, settings, topics, tables),
         "status": status.register(app, settings, topics, tables),
+        "templates": templating.register(app, settings, topics, tables),
+        "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
     }
     lanes = deliver.register(app, settings, topics, tables, providers, headroom)
     for priority, agent in lanes.items():

@@ -38,9 +38,25 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CAMPAIGNS,
         topics.CAMPAIGN_PARTITIONS,
         topics.CAMPAIGNS_DLQ,
+        topics.REQUESTS_HELD,
+        topics.TEMPLATES,
+        topics.TEMPLATES_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]
+
+
+def _new_topic(name: str, settings: Settings) -> NewTopic:
+    if name == topics.TEMPLATES:
+        # Upserts keyed by template_id: compaction keeps the newest of each (on Kafka; the
+        # embedded broker accepts the policy and keeps everything, BROKER.md).
+        return NewTopic(
+            name,
+            topics.TEMPLATES_PARTITIONS,
+            settings.replication_factor,
+            topic_configs={"cleanup.policy": "compact"},
+        )
+    return NewTopic(name, settings.partitions, settings.replication_factor)
 
 
 async def create_topics(settings: Settings) -> list[str]:
@@ -52,12 +68,7 @@ async def create_topics(settings: Settings) -> list[str]:
         missing = [name for name in topic_names(settings) if name not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [
-                        NewTopic(name, settings.partitions, settings.replication_factor)
-                        for name in missing
-                    ]
-                )
+                await admin.create_topics([_new_topic(name, settings) for name in missing])
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
         return missing

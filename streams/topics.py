@@ -18,6 +18,12 @@ REQUESTS_BY_USER = "notification-requests.by-user"
 # requests never queue in front of a password reset on the intake's partitions.
 REQUESTS_LOW = "notification-requests.low"
 REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
+# Requests waiting for the end of the user's quiet hours (streams/holds.py).
+REQUESTS_HELD = "notification-requests.held"
+# Public input, key = template_id, compacted, one partition (tables/templates.py says why).
+TEMPLATES = "templates"
+TEMPLATES_DLQ = "templates.dlq"  # template records that could not be read or compiled + reason
+TEMPLATES_PARTITIONS = 1
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
@@ -83,16 +89,23 @@ class Topics:
     campaigns: Channel  # consumed: keyed by campaign_id, broadcast to campaign_partitions
     campaign_partitions: Channel
     campaigns_dlq: Channel
+    requests_held: Channel  # consumed by the hold agent (agents/holds.py)
+    templates: Channel  # consumed: upserts into the templates GlobalTable
+    templates_dlq: Channel
 
 
 def _topic(
-    app: faust.App, settings: Settings, *names: str, buffer: int | None = None
+    app: faust.App,
+    settings: Settings,
+    *names: str,
+    buffer: int | None = None,
+    partitions: int | None = None,
 ) -> faust.TopicT:
     return app.topic(
         *names,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.partitions,
+        partitions=partitions or settings.partitions,
         replicas=settings.replication_factor,
         maxsize=buffer,  # None: stream_buffer_maxsize
     )
@@ -143,4 +156,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=_topic(app, settings, CAMPAIGNS),
         campaign_partitions=_topic(app, settings, CAMPAIGN_PARTITIONS),
         campaigns_dlq=_topic(app, settings, CAMPAIGNS_DLQ),
+        # Held records wait in Kafka, not in memory, beyond a lane's worth.
+        requests_held=_topic(app, settings, REQUESTS_HELD, buffer=settings.lane_buffer_size),
+        templates=_topic(app, settings, TEMPLATES, partitions=TEMPLATES_PARTITIONS),
+        templates_dlq=_topic(app, settings, TEMPLATES_DLQ),
     )

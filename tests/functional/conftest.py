@@ -52,6 +52,9 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=channel(),
         campaign_partitions=channel(),
         campaigns_dlq=channel(),
+        requests_held=channel(),
+        templates=channel(),
+        templates_dlq=channel(),
     )
 
 
