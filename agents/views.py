@@ -20,6 +20,10 @@ from tables import (
 )
 
 
+def _hh_mm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
 def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
     prefs = preferences.get(tables.preferences, user_id)
     return {
@@ -29,6 +33,11 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
         else {
             "channels": dict(prefs.channels),
             "muted_categories": list(prefs.muted_categories),
+            "quiet_hours": {
+                channel: {"start": _hh_mm(start), "end": _hh_mm(end)}
+                for channel, (start, end) in prefs.quiet_hours.items()
+            },
+            "daily_cap": prefs.daily_cap,
         },
         "devices": [
             {"token": mask_address(token), "platform": platform}
