@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import msgspec
 from faust.web import Request, Response, View
 
 from config.logging import mask_address
@@ -16,6 +17,7 @@ from tables import (
     preferences,
     status,
     suppressions,
+    templates,
     user_attributes,
 )
 
@@ -77,3 +79,14 @@ def register_views(app: faust.App, tables: Tables) -> None:
             if found is None:
                 return self.notfound(f"no status for {notification_id}")
             return self.json(found)
+
+    @app.page("/templates/{template_id}/")
+    class TemplateView(View):
+        """This worker's copy (a GlobalTable: every worker answers for every template, so
+        the view is not routed; asking each worker shows whether a new version reached it)."""
+
+        async def get(self, request: Request, template_id: str) -> Response:
+            found = templates.stored(tables.templates, template_id)
+            if found is None:
+                return self.notfound(f"no template {template_id}")
+            return self.json(msgspec.to_builtins(found))

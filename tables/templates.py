@@ -40,9 +40,14 @@ def declare(app: faust.App, settings: Settings) -> TemplatesTable:
     )
 
 
-def stored_version(table: TemplatesTable, template_id: str) -> int | None:
+def stored(table: TemplatesTable, template_id: str) -> Template | None:
     raw = table.get(template_id)
-    return None if raw is None else from_stored(raw).version
+    return None if raw is None else from_stored(raw)
+
+
+def stored_version(table: TemplatesTable, template_id: str) -> int | None:
+    template = stored(table, template_id)
+    return None if template is None else template.version
 
 
 def upsert(table: TemplatesTable, template: Template) -> bool:

@@ -20,9 +20,18 @@ import pytest
 from config.clock import step_clock
 from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
-from scripts.workload import User, json_records, make_users, produce, read_topic, setup_users
+from scripts.workload import (
+    User,
+    json_records,
+    make_users,
+    produce,
+    read_topic,
+    setup_users,
+    wait_for_users,
+)
 from streams import topics
-from tests.integration.pipeline_harness import delivery_events
+from streams.partitioning import partition_for
+from tests.integration.pipeline_harness import PARTITIONS, delivery_events
 
 pytestmark = pytest.mark.integration
 
@@ -326,3 +335,48 @@ def test_quiet_hours_hold_until_the_window_opens_and_the_cap_counts_the_users_da
     # Each arrived once.
     pairs = [(r["notification_id"], r["address"]) for r in sandboxes.received()]
     assert len(pairs) == len(set(pairs))
+
+
+async def template_version(web_url: str, template_id: str) -> int | None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{web_url}/templates/{template_id}/") as response:
+            return int((await response.json())["version"]) if response.status == 200 else None
+
+
+def test_every_worker_holds_every_template_and_follows_its_new_versions(
+    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    first = workers()
+    second = workers(data_dir=tmp_path / "second-data")
+    users = make_users(16, sandboxes.webhook.url(""), opt_out_rate=0.0, first=82_000)
+    assert {partition_for(u.user_id, PARTITIONS) for u in users} == set(range(PARTITIONS))
+    asyncio.run(setup_users(broker, users))
+    asyncio.run(wait_for_users(first.web_url, users))
+
+    def held_by_both(version: int) -> None:
+        deadline = time.monotonic() + 60
+        for worker in (first, second):
+            while asyncio.run(template_version(worker.web_url, "order_shipped")) != version:
+                assert time.monotonic() < deadline, f"{worker.web_url} lacks version {version}"
+                time.sleep(0.1)
+
+    # The second worker holds the templates partition as a standby: it learns of a template,
+    # and of each new version, from the changelog the owner writes.
+    for version, title in ((1, "first"), (2, "second")):
+        sms = {"text": f"{title} {{{{ order_id }}}}"}
+        template = {**TEMPLATE_V1, "version": version, "locales": {"en": {"sms": sms}}}
+        asyncio.run(produce(broker, [template_record(template)]))
+        held_by_both(version)
+        requests = [
+            {"notification_id": f"v{version}-{u.user_id}", "user_id": u.user_id,
+             "template_id": "order_shipped", "data": {"order_id": "7"}, "channels": ["sms"]}
+            for u in users
+        ]  # fmt: skip
+        asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
+
+        def arrived(records: list[dict[str, Any]], prefix: str = f"v{version}-") -> bool:
+            return sum(r["notification_id"].startswith(prefix) for r in records) >= len(users)
+
+        received = sandboxes.wait_for(arrived, timeout=60)
+        bodies = {r["body"] for r in received if r["notification_id"].startswith(f"v{version}-")}
+        assert bodies == {f"{title} 7"}
