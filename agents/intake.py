@@ -192,12 +192,15 @@ class Intake:
         )
         if not deliveries and status is None:
             return Decision(reason=NO_ADDRESS)
+        reason = None
+        if status is not None:  # a release: keyed by its channels (tables/status.py)
+            reason = ",".join(decision.channels) + ("" if deliveries else f": {NO_ADDRESS}")
         await self._publish(
             request,
             EventStatus.ACCEPTED if status is None else status,
             time.time(),
             deliveries=len(deliveries),
-            reason=None if status is None else ",".join(decision.channels),
+            reason=reason,
         )
         return replace(decision, fanned_out=len(deliveries))
 
