@@ -3,7 +3,7 @@
 Quiet hours depend on the time of day in the user's zone; an integration test cannot wait for
 night. With ``NOTIFY_CLOCK_FILE`` set, the clock reads the epoch seconds written in that file
 and runs on from the moment the file was written, so a test steps a running worker's clock by
-rewriting it (tests/integration/test_quiet_hours.py). Nothing else in the worker (offsets,
+rewriting it (tests/integration/test_templates_and_quiet_hours.py). Nothing else in the worker (offsets,
 TTLs, the ledger) follows it.
 """
 
