@@ -3,8 +3,8 @@
 Quiet hours depend on the time of day in the user's zone; an integration test cannot wait for
 night. With ``NOTIFY_CLOCK_FILE`` set, the clock reads the epoch seconds written in that file
 and runs on from the moment the file was written, so a test steps a running worker's clock by
-rewriting it (tests/integration/test_templates_and_quiet_hours.py). Nothing else in the worker (offsets,
-TTLs, the ledger) follows it.
+rewriting it (tests/integration/test_templates_and_quiet_hours.py). Nothing else in the
+worker (offsets, TTLs, the ledger) follows it.
 """
 
 from __future__ import annotations
