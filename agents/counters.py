@@ -1,14 +1,26 @@
 """Failure counters: what went wrong on the paths that must never stop a worker.
 
 Plain in-process counters, bumped only when something fails, so they cost nothing on the hot
-path. One typed object, so the metrics work can export each field as one ``notify_*`` series
-(the key of each Counter becomes its label) without touching the code that counts.
+path. One typed object: agents/metrics_collectors.py exports each field as one ``notify_*``
+series when Prometheus scrapes (the key of each Counter becomes its labels).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, fields
+
+# Dead letters the operator page lists (agents/operator_page.py): the newest few, for "what is
+# failing right now"; the topics hold every one.
+RECENT_DEAD_LETTERS = 20
+
+
+@dataclass(frozen=True)
+class RecentLetter:
+    at: float
+    topic: str  # the dead-letter topic
+    source: str  # topic:partition:offset of the record
+    reason: str  # bounded (agents/dead_letter.py): never the record's content
 
 
 @dataclass
@@ -20,6 +32,10 @@ class FailureCounters:
     # by dead-letter topic: records written there, and those of them cut to a prefix
     dead_letters: Counter[str] = field(default_factory=Counter)
     dead_letters_truncated: Counter[str] = field(default_factory=Counter)
+    # by (dead-letter topic, reason kind): why records were sent there, counted as decided
+    # (invalid_record, internal_error, reroute_refused, retries_exhausted, permanent,
+    # configuration): the bounded part of the reason, whose text stays on the letter
+    dead_letter_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     # by dead-letter topic: records that could not be dead-lettered at all (only the log holds
     # them now)
     dead_letter_failures: Counter[str] = field(default_factory=Counter)
@@ -27,6 +43,9 @@ class FailureCounters:
     produce_failures: Counter[str] = field(default_factory=Counter)
     # by agent name: crashed actors restarted by agents.supervision.RestartingSupervisor
     agent_restarts: Counter[str] = field(default_factory=Counter)
+    recent_dead_letters: deque[RecentLetter] = field(
+        default_factory=lambda: deque(maxlen=RECENT_DEAD_LETTERS)
+    )
 
     def reset(self) -> None:
         """For tests: counters are process-wide."""

@@ -28,7 +28,7 @@ import msgspec
 from faust.topics import Topic
 
 from agents import produce
-from agents.counters import FAILURES
+from agents.counters import FAILURES, RecentLetter
 from config.errors import NotifyError
 from streams.faust_types import Channel, Event
 from streams.wire import InvalidRecord
@@ -167,7 +167,11 @@ async def dead_letter(topic: Channel, event: Event, reason: str) -> None:
     whole = [*letter.headers.items(), *original_headers(event.message.headers)]
     size = record_size(letter.key, letter.value, whole)
     limit = whole_copy_limit(topic)
-    log.warning("dead-lettered %s: %s", letter.source, letter.headers[REASON_HEADER].decode())
+    reason_text = letter.headers[REASON_HEADER].decode()
+    log.warning("dead-lettered %s: %s", letter.source, reason_text)
+    FAILURES.recent_dead_letters.append(
+        RecentLetter(time.time(), topic_name(topic), letter.source, reason_text)
+    )
     if size <= limit:
         try:
             pending = await produce.send_pending(topic, letter.key, letter.value, whole)

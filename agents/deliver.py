@@ -14,6 +14,7 @@ import faust
 from agents import safe
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
+from agents.metrics import Metrics
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from agents.supervision import supervised_agent
@@ -22,7 +23,7 @@ from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
-from streams.faust_types import Agent, Event, Stream
+from streams.faust_types import Agent, AgentBody, Event, Stream
 from streams.topics import Topics
 from tables import Tables, ledger
 
@@ -49,6 +50,7 @@ class Deliverer:
     tables: Tables
     providers: ProviderRegistry
     outcomes: OutcomeRouter
+    metrics: Metrics
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
@@ -56,6 +58,8 @@ class Deliverer:
     async def handle(self, event: Event, generation: int) -> None:
         if is_stale(event, generation):
             return  # its partition was revoked meanwhile: the next owner reads it again
+        message = event.message
+        self.metrics.taken(message.topic, message.timestamp, time.time())
         # An InvalidRecord is dead-lettered with its reason by the lane's wrapper (agents/safe.py).
         await self.deliver(parse_delivery(event.message.value))
 
@@ -86,11 +90,18 @@ class Deliverer:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.in_flight[delivery.delivery_id] = done
         try:
+            started = time.perf_counter()
             try:
                 result = await self.providers.send(provider_name, outbound(delivery))
             except ProviderError as exc:
+                self.metrics.provider_answered(
+                    delivery.channel, provider_name, time.perf_counter() - started
+                )
                 await self.outcomes.failed(delivery, provider_name, exc)
                 return
+            self.metrics.provider_answered(
+                delivery.channel, provider_name, time.perf_counter() - started
+            )
             await self.outcomes.succeeded(delivery, result)
         finally:
             del self.in_flight[delivery.delivery_id]
@@ -104,9 +115,15 @@ def register(
     tables: Tables,
     providers: ProviderRegistry,
     headroom: CpuHeadroom,
+    metrics: Metrics,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
-        settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
+        settings,
+        topics,
+        tables,
+        providers,
+        OutcomeRouter(settings, topics, tables, metrics),
+        metrics,
     )
     concurrency = {
         Priority.HIGH: settings.deliver_concurrency_high,
@@ -117,7 +134,8 @@ def register(
     async def handle(event: Event) -> None:
         await deliverer.handle(event, app.consumer_generation_id)
 
-    def lane_agent(limit: int, cpu_ceiling: float, name: str):  # type: ignore[no-untyped-def]
+    def lane_agent(limit: int, cpu_ceiling: float, priority: Priority) -> AgentBody:
+        name = f"deliver_{priority}"
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
         handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
 
@@ -132,6 +150,7 @@ def register(
                 limit, give_way if cpu_ceiling > 0 else None
             )
             lanes.add(lane)
+            metrics.watch_in_flight(priority, lambda: lane.in_flight)
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
@@ -163,6 +182,6 @@ def register(
     for priority in Priority:
         name = f"deliver_{priority}"
         agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
-            lane_agent(concurrency[priority], cpu_ceiling[priority], name)
+            lane_agent(concurrency[priority], cpu_ceiling[priority], priority)
         )
     return agents

@@ -115,7 +115,7 @@ def register(app: faust.App, settings: Settings, topics: Topics, clock: Clock) -
                 )
             except ProducerSendError as exc:
                 await safe.dead_letter_or_log(
-                    topics.requests_dlq, event, f"release refused: {exc}", NAME
+                    topics.requests_dlq, event, f"release refused: {exc}", NAME, "release_refused"
                 )
             except Exception:
                 log.exception("releasing a held request failed; trying again")

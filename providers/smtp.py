@@ -197,6 +197,13 @@ class RelayCircuit:
         self.open_until: float | None = None  # monotonic time; None while closed
         self.probing = False
 
+    @property
+    def state(self) -> str:
+        """One of ``providers.base.BREAKER_STATES``."""
+        if self.open_until is None:
+            return "closed"
+        return "half_open" if self._clock() >= self.open_until else "open"
+
     def use_primary(self) -> tuple[bool, bool]:
         """``(send through the primary?, is this send the half-open probe?)``."""
         if self.open_until is None:
@@ -239,6 +246,10 @@ class SmtpProvider:
             self._relays.append(_Relay(BACKUP_NAME, *backup, settings))
             threshold, cooldown = settings.smtp_failover_threshold, settings.smtp_failover_seconds
             self._circuit = RelayCircuit(threshold, cooldown)
+
+    def breaker_states(self) -> dict[str, str]:
+        """The primary relay's circuit (``smtp``), when there is a backup to fail over to."""
+        return {NAME: self._circuit.state} if self._circuit is not None else {}
 
     async def start(self) -> None:
         for relay in self._relays:

@@ -1,8 +1,14 @@
-"""The SMTP relay circuit (providers/smtp.py), on a clock the test steps."""
+"""The SMTP relay circuit (providers/smtp.py), on a clock the test steps, and its state as the
+metrics export it."""
 
 from __future__ import annotations
 
-from providers.smtp import RelayCircuit
+from prometheus_client import CollectorRegistry
+
+from agents.metrics_collectors import BreakerStates
+from config.settings import Settings
+from providers.registry import ProviderRegistry
+from providers.smtp import RelayCircuit, SmtpProvider
 
 
 class Clock:
@@ -55,3 +61,28 @@ def test_a_recipient_error_says_nothing_about_the_relay() -> None:
     _, probe = circuit.use_primary()
     circuit.outcome(probe, relay_failed=None)  # a 5xx about the mailbox
     assert circuit.use_primary() == (True, False)
+
+
+def test_its_state_is_what_the_metrics_show_half_open_by_the_clock_alone() -> None:
+    clock = Clock()
+    provider = SmtpProvider(Settings(smtp_backup_host="127.0.0.2"))
+    circuit = RelayCircuit(threshold=1, cooldown_seconds=60.0, clock=clock)
+    provider._circuit = circuit
+    registry = CollectorRegistry()
+    registry.register(BreakerStates(ProviderRegistry({"smtp": provider})))
+
+    def shown() -> dict[str, float | None]:
+        return {
+            state: registry.get_sample_value(
+                "notify_circuit_breaker_state", {"breaker": "smtp", "state": state}
+            )
+            for state in ("closed", "open", "half_open")
+        }
+
+    assert shown() == {"closed": 1.0, "open": 0.0, "half_open": 0.0}
+    failing(circuit, 1)
+    assert circuit.state == "open"
+    assert shown() == {"closed": 0.0, "open": 1.0, "half_open": 0.0}
+    clock.now += 60.0  # nothing happened but time: the cool-down is over
+    assert shown() == {"closed": 0.0, "open": 0.0, "half_open": 1.0}
+    assert ProviderRegistry({"smtp": SmtpProvider(Settings())}).breaker_states() == {}
