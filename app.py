@@ -21,6 +21,7 @@ from agents import (
     deliver,
     feedback,
     health,
+    holds,
     hot_keys,
     intake,
     metrics_view,
@@ -28,11 +29,13 @@ from agents import (
     rate_limit_views,
     retry,
     status,
+    templating,
 )
 from agents.cpu_headroom import CpuHeadroom
 from agents.metrics import Metrics
 from agents.tracing import Tracing
 from agents.views import register_views
+from config.clock import clock_from
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from providers.rate_limits import ProviderRateLimits
@@ -94,6 +97,8 @@ def build_app(
         **intake.register(app, settings, topics, tables, headroom, metrics, tracing, detector),
         "control": control.register(app, settings, topics, tables, metrics),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
+        "templates": templating.register(app, settings, topics, tables),
+        "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
     }
     lanes = deliver.register(
         app, settings, topics, tables, providers, headroom, metrics, tracing, limits

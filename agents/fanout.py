@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
 
+from msgspec import UNSET, UnsetType
+
 from agents import events
 from config.vocabulary import Channel, ContactField
 from streams.deliveries import Delivery, delivery_id_for
-from streams.records import NotificationRequest
+from streams.records import NotificationRequest, RenderedPart
 from streams.topics import Topics
 from tables import Tables, contacts, devices, suppressions
 
@@ -50,6 +52,7 @@ def expand(
 ) -> list[Delivery]:
     """Suppressed addresses (hard bounces, complaints, dead endpoints) are skipped here, at
     resolve time, so they never reach a provider again."""
+    content = request.content
     return [
         Delivery(
             delivery_id=delivery_id_for(request.notification_id, channel, address),
@@ -58,8 +61,10 @@ def expand(
             channel=channel,
             address=address,
             platform=platform,
-            title=request.title,
-            body=request.body,
+            # A template's part for the channel (agents/templating.py), else the inline text.
+            title=content[channel].title if channel in content else request.title,
+            body=content[channel].body if channel in content else request.body,
+            html=_html_of(content, channel),
             priority=request.priority,
             category=request.category,
             data=request.data,
@@ -81,6 +86,11 @@ def expand(
 def user_key(delivery: Delivery) -> bytes:
     """The lane key of a delivery: its user's (hot users are salted, agents/hot_keys.py)."""
     return delivery.user_id.encode()
+
+
+def _html_of(content: Mapping[str, RenderedPart], channel: str) -> str | UnsetType:
+    part = content.get(channel)
+    return part.html if part is not None and part.html is not None else UNSET
 
 
 def request_of(delivery: Delivery) -> NotificationRequest:

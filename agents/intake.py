@@ -1,4 +1,5 @@
-"""The intake agent: validate -> dedup -> preferences -> rate window -> fan-out -> route.
+"""The intake agent: validate -> dedup -> preferences -> rate window -> template render ->
+content dedup, daily cap, quiet hours -> fan-out -> route.
 
 Resolve, fan-out and route all key by ``user_id``, so they run in one agent over the user's own
 partition: every extra topic hop would cost a full consume/produce cycle (see BROKER.md) and
@@ -28,21 +29,26 @@ from typing import Any
 
 import faust
 
-from agents import events, produce, safe
+from agents import events, holds, produce, safe
+from agents.admission import Admission, Gate
 from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out, user_key
 from agents.hot_keys import HotKeys
 from agents.metrics import Metrics
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
 from agents.supervision import supervised_agent
+from agents.templating import Templating, rejection
 from agents.tracing import Tracing, annotate
+from config.clock import Clock, clock_from
 from config.settings import Settings
-from config.vocabulary import EventStatus
+from config.vocabulary import EventStatus, RejectReason
 from streams import topics as topic_names
 from streams.deliveries import DeliveryEvent
 from streams.faust_types import Agent, AgentBody, Channel, Event, Stream
+from streams.holds import Release, release_of
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest, parse_request
+from streams.rendering import RenderError
 from streams.request_routes import next_topic
 from streams.topics import Topics
 from tables import (
@@ -73,6 +79,7 @@ class Intake:
     topics: Topics
     tables: Tables
     metrics: Metrics
+    clock: Clock  # quiet hours and daily caps (NOTIFY_CLOCK_FILE in tests)
     # Counts each partition's deliveries and salts the lane keys of flagged users (None: off).
     hot_keys: HotKeys | None = None
     # Where a record is passed on to, by topic name (streams/request_routes.py picks the name).
@@ -86,6 +93,8 @@ class Intake:
             topic_names.REQUESTS_NORMAL: t.requests_normal,
             topic_names.REQUESTS_LOW: t.requests_low,
         }
+        self.templating = Templating(self.tables)
+        self.gate = Gate(self.settings, self.tables, self.clock)
 
     @property
     def limits(self) -> Limits:
@@ -106,7 +115,14 @@ class Intake:
             )
             await self._pass_on(self._channels[passed], request, event)
             return
-        await self.resolve(request, _source_of(message), time.time(), message.partition)
+        await self.resolve(
+            request,
+            _source_of(message),
+            time.time(),
+            release_of(message.headers),
+            message.value,
+            message.partition,
+        )
 
     async def _pass_on(self, channel: Channel, request: NotificationRequest, event: Event) -> None:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
@@ -120,18 +136,54 @@ class Intake:
         )
 
     async def resolve(
-        self, request: NotificationRequest, source: str, now: float, partition: int = 0
+        self,
+        request: NotificationRequest,
+        source: str,
+        now: float,
+        release: Release | None = None,
+        raw: bytes | None = None,
+        partition: int = 0,
     ) -> None:
-        """``partition``: the request's, which is its user's (the hot-key detector's count)."""
+        """``release``: the request is back from its quiet-hours hold (agents/holds.py); it
+        was admitted (dedup, rate window, cap) when it arrived. ``raw``: the record's bytes,
+        which a hold keeps. ``partition``: the request's, which is its user's (the hot-key
+        detector's count)."""
         t = self.tables
         window = self.settings.rate_window_seconds
+        claim = dedup.claim_of(t.dedup, request.user_id, request.dedup_key, now)
+        if release is not None and claim == release.source:
+            claim = None  # its own claim, from when it arrived
         state = UserState(
-            dedup_claim=dedup.claim_of(t.dedup, request.user_id, request.dedup_key, now),
+            dedup_claim=claim,
             preferences=preferences.get(t.preferences, request.user_id),
-            recent_accepted=rate_windows.recent(t.rate_windows, request.user_id, now, window),
+            recent_accepted=()
+            if release is not None
+            else rate_windows.recent(t.rate_windows, request.user_id, now, window),
         )
         decision = decide(request, state, source, self.limits)
-        if decision.accepted:
+        if release is not None:
+            decision = replace(decision, channels=_only(decision.channels, release.channels))
+        reason: str | None = decision.reason
+        if decision.accepted and request.template_id is not None:
+            try:
+                request, channels = self.templating.render(request, decision.channels)
+                decision = replace(decision, channels=channels)
+            except RenderError as exc:
+                decision, reason = Decision(reason=RejectReason.TEMPLATE_ERROR), rejection(exc)
+        admission = None
+        if decision.accepted and not decision.replay:
+            admission = self.gate.check(
+                request, decision.channels, state.preferences, source, release, now
+            )
+            if admission.refused is not None:
+                await self._publish(request, admission.refused, now, reason=admission.reason)
+                return
+            decision = replace(decision, channels=admission.send_now)
+        if release is not None:
+            await self._release(request, decision, release, admission, raw, now)
+            return
+        held = admission.held if admission is not None else ()
+        if decision.accepted and (decision.channels or not held):
             decision = await self._fan_out(request, decision)
         self.metrics.request_resolved(
             request.priority, decision.reason or "accepted", request.created_at, time.time()
@@ -144,11 +196,17 @@ class Intake:
             }
         )
         if not decision.accepted:
-            await self._publish(request, EventStatus.REJECTED, now, reason=decision.reason)
+            await self._publish(
+                request, EventStatus.REJECTED, now, reason=reason or decision.reason
+            )
             return
         if self.hot_keys is not None:
             self.hot_keys.observe(partition, request.user_id, decision.fanned_out, now)
+        if admission is not None and held:
+            await holds.hold(self.topics, request, admission, source, raw, now)
         if not decision.replay:
+            if admission is not None:
+                self.gate.record(request, admission, source, now)
             # A replay re-emits deliveries the ledger will drop; it must not reopen anything.
             dedup.claim(
                 t.dedup,
@@ -170,7 +228,9 @@ class Intake:
                     self.settings.dedup_ttl_seconds,
                 )
 
-    async def _fan_out(self, request: NotificationRequest, decision: Decision) -> Decision:
+    async def _fan_out(
+        self, request: NotificationRequest, decision: Decision, status: EventStatus | None = None
+    ) -> Decision:
         deliveries = await fan_out(
             self.tables,
             self.topics,
@@ -179,11 +239,55 @@ class Intake:
             decision.channels,
             key_for=user_key if self.hot_keys is None else self.hot_keys.lane_key,
         )
-        if not deliveries:
+        if not deliveries and status is None:
             return Decision(reason=NO_ADDRESS)
         self.metrics.fanned_out(deliveries)
-        await self._publish(request, EventStatus.ACCEPTED, time.time(), deliveries=len(deliveries))
+        reason = None
+        if status is not None:  # a release: keyed by its channels (tables/status.py)
+            reason = ",".join(decision.channels) + ("" if deliveries else f": {NO_ADDRESS}")
+        await self._publish(
+            request,
+            EventStatus.ACCEPTED if status is None else status,
+            time.time(),
+            deliveries=len(deliveries),
+            reason=reason,
+        )
         return replace(decision, fanned_out=len(deliveries))
+
+    async def _release(
+        self,
+        request: NotificationRequest,
+        decision: Decision,
+        release: Release,
+        admission: Admission | None,
+        raw: bytes | None,
+        now: float,
+    ) -> None:
+        """A request back from its hold: ``released`` with what it fanned out (nothing when the
+        user has turned those channels off meanwhile: the reason says why), and held again for
+        channels still in a quiet window."""
+        if decision.accepted and decision.channels:
+            decision = await self._fan_out(request, decision, EventStatus.RELEASED)
+        else:
+            why = decision.reason or (NO_ADDRESS if not (admission and admission.held) else None)
+            if why is not None:
+                key = ",".join(release.channels)
+                await self._publish(request, EventStatus.RELEASED, now, reason=f"{key}: {why}")
+        if admission is not None and admission.held:
+            await holds.hold(self.topics, request, admission, release.source, raw, now)
+        if request.fallback_channel and decision.fanned_out:
+            if not fallbacks.is_open(
+                self.tables.fallbacks, request.user_id, request.notification_id
+            ):
+                fallbacks.open_entry(
+                    self.tables.fallbacks,
+                    request.user_id,
+                    request.notification_id,
+                    decision.fanned_out,
+                    request.fallback_channel,
+                    now,
+                    self.settings.dedup_ttl_seconds,
+                )
 
     async def _publish(
         self,
@@ -205,6 +309,10 @@ class Intake:
                 deliveries=deliveries,
             ),
         )
+
+
+def _only(channels: tuple[str, ...], released: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(c for c in channels if c in released)
 
 
 def _header_items(headers: Any) -> list[tuple[str, bytes]]:
@@ -237,7 +345,7 @@ def register(
     """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
     (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
     passed on, each behind its CPU ceiling)."""
-    intake = Intake(settings, topics, tables, metrics, hot_keys)
+    intake = Intake(settings, topics, tables, metrics, clock_from(settings.clock_file), hot_keys)
     deferred = settings.passed_on_priorities()
 
     async def handle(event: Event) -> None:

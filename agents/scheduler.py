@@ -14,9 +14,17 @@ T = TypeVar("T")
 
 
 class DueScheduler(Generic[T]):
-    def __init__(self, capacity: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        clock: Callable[[], float] = time.time,
+        max_wait: float | None = None,
+    ) -> None:
+        """``max_wait``: look at the clock at least this often (a clock that can jump, as a
+        stepped test clock does, is not waited on for the whole computed delay)."""
         self.capacity = capacity
         self._clock = clock
+        self._max_wait = max_wait
         self._heap: list[tuple[float, int, T]] = []
         self._order = itertools.count()
         self._changed = asyncio.Event()
@@ -66,6 +74,8 @@ class DueScheduler(Generic[T]):
                 await self._changed.wait()
                 continue
             wait = self._heap[0][0] - self._clock()
+            if self._max_wait is not None:
+                wait = min(wait, self._max_wait)
             if wait > 0:
                 self._changed.clear()
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import msgspec
 from faust.web import Request, Response, View
 
 from config.logging import mask_address
@@ -16,8 +17,13 @@ from tables import (
     preferences,
     status,
     suppressions,
+    templates,
     user_attributes,
 )
+
+
+def _hh_mm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
@@ -29,6 +35,11 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
         else {
             "channels": dict(prefs.channels),
             "muted_categories": list(prefs.muted_categories),
+            "quiet_hours": {
+                channel: {"start": _hh_mm(start), "end": _hh_mm(end)}
+                for channel, (start, end) in prefs.quiet_hours.items()
+            },
+            "daily_cap": prefs.daily_cap,
         },
         "devices": [
             {"token": mask_address(token), "platform": platform}
@@ -68,3 +79,14 @@ def register_views(app: faust.App, tables: Tables) -> None:
             if found is None:
                 return self.notfound(f"no status for {notification_id}")
             return self.json(found)
+
+    @app.page("/templates/{template_id}/")
+    class TemplateView(View):
+        """This worker's copy (a GlobalTable: every worker answers for every template, so
+        the view is not routed; asking each worker shows whether a new version reached it)."""
+
+        async def get(self, request: Request, template_id: str) -> Response:
+            found = templates.stored(tables.templates, template_id)
+            if found is None:
+                return self.notfound(f"no template {template_id}")
+            return self.json(msgspec.to_builtins(found))

@@ -129,6 +129,17 @@ class Settings(BaseSettings):
         default=10, ge=1, description="notifications per user per window"
     )
     rate_window_seconds: int = Field(default=3600, ge=1, description="the per-user sliding window")
+    content_dedup_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="a template notification with the same user, template and rendered "
+        "content as one inside this window is refused as `duplicate_content` (0: off)",
+    )
+    clock_file: Path | None = Field(
+        default=None,
+        description="tests only: quiet hours and daily caps read the time from this file "
+        "(epoch seconds, running on from when it was written) instead of the system clock",
+    )
 
     # --- APNs (token-based auth) -----------------------------------------------------------
     apns_host: str = Field(default="api.sandbox.push.apple.com", description="APNs host")

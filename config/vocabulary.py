@@ -55,6 +55,13 @@ class EventStatus(StrEnum):
     FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
     DUPLICATE_SUPPRESSED = "duplicate_suppressed"  # ``reason`` is a DuplicateReason
     FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
+    # Quiet hours: ``held`` when channels wait for the user's quiet window to end (``at`` of
+    # the release in ``reason``), ``released`` when they are fanned out (``deliveries``; the
+    # released channels in ``channel``-order in ``reason``). ``capped``: the user's daily cap
+    # was reached; not sent.
+    HELD = "held"
+    RELEASED = "released"
+    CAPPED = "capped"
     # Reported later by providers (feedback webhooks).
     DELIVERED = "delivered"
     OPENED = "opened"
@@ -88,6 +95,8 @@ class NotificationStatus(StrEnum):
     SENT = "sent"  # every delivery is final and one succeeded
     FAILED = "failed"  # every delivery is final and none succeeded
     REJECTED = "rejected"
+    HELD = "held"  # every delivery so far is waiting for a quiet window to end
+    CAPPED = "capped"  # the user's daily cap was reached: not sent
 
 
 class RejectReason(StrEnum):
@@ -100,6 +109,11 @@ class RejectReason(StrEnum):
     NO_CHANNEL_ALLOWED = "no_channel_allowed"
     RATE_LIMITED = "rate_limited"
     NO_ADDRESS = "no_reachable_address"
+    # The template could not be rendered (unknown, a missing variable...): the event's reason
+    # is ``template_error: <template, locale, part and cause>``.
+    TEMPLATE_ERROR = "template_error"
+    # The same user, template and rendered content inside NOTIFY_CONTENT_DEDUP_SECONDS.
+    DUPLICATE_CONTENT = "duplicate_content"
 
 
 class CampaignSkip(StrEnum):

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from config.errors import NotifyError
 from config.vocabulary import (
@@ -59,6 +60,7 @@ class OutboundMessage(msgspec.Struct, frozen=True):
     category: str = ""
     # How a push is presented (sound, badge, image, ...); carried on every channel.
     push: PushOptions = NO_PUSH_OPTIONS
+    html: str | UnsetType = UNSET  # e-mail only: a template's HTML part (``body``: its text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,13 +142,18 @@ class EmailRenderer:
             "MIME-Version: 1.0",
             f'Content-Type: multipart/alternative; boundary="{boundary}"',
         ]
-        text = f"{message.title}\n\n{message.body}" if message.title else message.body
+        if message.html:
+            # A template's own HTML, with its text part (written, or made from the HTML).
+            text, markup = message.body, message.html
+        else:
+            text = f"{message.title}\n\n{message.body}" if message.title else message.body
+            markup = _render_html(message.title, message.body)
         document = (
             CRLF.join(headers)
             + f"{CRLF}{CRLF}--{boundary}{CRLF}"
             + _qp_part("text/plain", text)
             + f"--{boundary}{CRLF}"
-            + _qp_part("text/html", _render_html(message.title, message.body))
+            + _qp_part("text/html", markup)
             + f"--{boundary}--{CRLF}"
         )
         # RFC 6531: a non-ASCII mailbox on either end needs SMTPUTF8 and raw UTF-8 headers.

@@ -46,9 +46,26 @@ def topic_names(settings: Settings) -> list[str]:
         topics.HOT_KEYS,
         topics.HOT_KEY_RATES,
         topics.HOT_KEYS_DLQ,
+        topics.REQUESTS_HELD,
+        topics.TEMPLATES,
+        topics.TEMPLATES_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]
+
+
+def _new_topic(name: str, settings: Settings) -> NewTopic:
+    if name == topics.TEMPLATES:
+        # Upserts keyed by template_id: compaction keeps the newest of each (on Kafka; the
+        # embedded broker accepts the policy and keeps everything, BROKER.md).
+        return NewTopic(
+            name,
+            topics.TEMPLATES_PARTITIONS,
+            settings.replication_factor,
+            topic_configs=COMPACT,
+        )
+    compact = COMPACT if name in topics.COMPACTED else {}
+    return NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compact)
 
 
 async def create_topics(settings: Settings) -> list[str]:
@@ -60,17 +77,7 @@ async def create_topics(settings: Settings) -> list[str]:
         missing = [name for name in topic_names(settings) if name not in existing]
         if missing:
             try:
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            name,
-                            settings.partitions,
-                            settings.replication_factor,
-                            topic_configs=COMPACT if name in topics.COMPACTED else {},
-                        )
-                        for name in missing
-                    ]
-                )
+                await admin.create_topics([_new_topic(name, settings) for name in missing])
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
         return missing

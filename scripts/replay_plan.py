@@ -37,6 +37,7 @@ class Verdict(StrEnum):
     COPY = "copy"  # a replay's own copy of another record: the original is what counts
     TOO_OLD = "too-old"  # older than the ledger remembers: its sent siblings would go again
     UNREADABLE = "unreadable"  # not a record this topic carries (it was dead-lettered then)
+    HELD = "held"  # channels wait for the user's quiet hours to end: the hold will send them
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,13 @@ def judge_request(
             0.0,
             again,
         )
-    if state["status"] == NotificationStatus.REJECTED:
-        return Judgement(ref, Verdict.REJECTED, f"status: rejected, {state.get('reason')}", nid)
+    if state["status"] in (NotificationStatus.REJECTED, NotificationStatus.CAPPED):
+        why = f"status: {state['status']}, {state.get('reason')}"
+        return Judgement(ref, Verdict.REJECTED, why, nid)
+    if state.get("holding"):
+        # A replay would send the held channels now, in the user's quiet hours.
+        why = f"held until {state.get('held_until')} (quiet hours): its hold will send it"
+        return Judgement(ref, Verdict.HELD, why, nid)
     fallback = _reached_by_fallback(state)
     if fallback:
         return Judgement(ref, Verdict.SENT, fallback, nid)

@@ -9,6 +9,7 @@ a send and the cursor's write) is a duplicate the intake's dedup refuses, never 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from config.vocabulary import NO_PUSH_OPTIONS, Channel, Priority, PushOptions
+from streams.localtime import zone
 from streams.records import MAX_ID, Id, InvalidRecord, Scalar, Text, render
 from streams.segments import Predicate, SegmentError, compile_segment
 from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder
@@ -27,6 +29,8 @@ CampaignId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z
 AttributeName = Annotated[str, Meta(max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
 AttributeValue = Annotated[str, Meta(max_length=1000)] | JsonInt | float | bool
 MAX_ATTRIBUTES = 100
+TIMEZONE_ATTRIBUTE = "timezone"
+LOCALE_ATTRIBUTE = "locale"
 NOTIFICATION_PREFIX = "campaign:"
 DEFAULT_CAMPAIGN_CATEGORY = "marketing"
 DEFAULT_THROTTLE = 1000.0  # notifications per second, the whole campaign
@@ -46,6 +50,9 @@ class CampaignFields(msgspec.Struct, frozen=True):
     segment: Annotated[str, Meta(max_length=4000)] | None = None
     title: Text | None = None
     body: Text | None = None
+    # Instead of title and body: each user's request names the template, rendered at resolve
+    # time in the user's locale, with the user's attributes as ``user`` (agents/templating.py).
+    template_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
     data: dict[str, Scalar] | None = None
     channels: list[Channel] | None = None
     category: Id | None = None
@@ -74,6 +81,7 @@ class Campaign(msgspec.Struct, frozen=True):
     collapse_key: str | None = None
     ttl_seconds: int | None = None
     push: PushOptions = NO_PUSH_OPTIONS
+    template_id: str | None = None
 
 
 class CampaignCancel(msgspec.Struct, frozen=True):
@@ -105,7 +113,10 @@ def parse_campaign(raw: Raw) -> Campaign | CampaignCancel:
     if wire.action is CampaignAction.CANCEL:
         return CampaignCancel(wire.campaign_id)
     segment, title, body = wire.segment or "", wire.title or "", wire.body or ""
-    for name, value in (("segment", segment), ("title", title), ("body", body)):
+    required = [("segment", segment)]
+    if wire.template_id is None:
+        required += [("title", title), ("body", body)]
+    for name, value in required:
         if not value.strip():
             raise InvalidRecord(f"'{name}' is required to start a campaign")
     try:
@@ -127,6 +138,7 @@ def parse_campaign(raw: Raw) -> Campaign | CampaignCancel:
         collapse_key=wire.collapse_key,
         ttl_seconds=wire.ttl_seconds,
         push=wire.push or NO_PUSH_OPTIONS,
+        template_id=wire.template_id,
     )
 
 
@@ -136,7 +148,28 @@ def parse_attributes(raw: Raw) -> AttributesUpdate:
         raise InvalidRecord("'user_id' is required and must be a non-empty string")
     if len(wire.attributes) > MAX_ATTRIBUTES:
         raise InvalidRecord(f"at most {MAX_ATTRIBUTES} attributes per record")
+    _check_profile(wire.attributes)
     return AttributesUpdate(wire.user_id, wire.attributes)
+
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$")
+
+
+def _check_profile(attributes: Mapping[str, Any]) -> None:
+    """The attributes the pipeline itself reads: ``timezone`` (an IANA zone, for quiet hours
+    and the daily cap) and ``locale`` (a BCP 47 tag, for templates). A wrong one is refused
+    here, with the record, rather than silently read as UTC or the default language."""
+    tz = attributes.get(TIMEZONE_ATTRIBUTE)
+    if tz is not None:
+        if not isinstance(tz, str):
+            raise InvalidRecord("attribute 'timezone' must be a string (Europe/Lisbon)")
+        try:
+            zone(tz)
+        except InvalidRecord as exc:
+            raise InvalidRecord(f"attribute 'timezone': {exc}") from None
+    locale = attributes.get(LOCALE_ATTRIBUTE)
+    if locale is not None and not (isinstance(locale, str) and _LOCALE.match(locale)):
+        raise InvalidRecord(f"attribute 'locale' is not a language tag (pt-BR): {locale!r:.60}")
 
 
 def _text(value: Any) -> str:
@@ -184,10 +217,13 @@ def request_for(
         "user_id": user_id,
         "category": campaign.category,
         "priority": campaign.priority,
-        "title": _escaped(render(campaign.title, values)),
-        "body": _escaped(render(campaign.body, values)),
         "created_at": now,
     }
+    if campaign.template_id is not None:
+        request["template_id"] = campaign.template_id
+    else:
+        request["title"] = _escaped(render(campaign.title, values))
+        request["body"] = _escaped(render(campaign.body, values))
     if campaign.channels:
         request["channels"] = list(campaign.channels)
     if campaign.data:

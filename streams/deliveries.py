@@ -12,7 +12,7 @@ import hashlib
 from typing import Annotated, TypedDict
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from config.vocabulary import (
     NO_PUSH_OPTIONS,
@@ -83,6 +83,9 @@ class Delivery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     fallback_channel: ChannelField | None = None
     is_fallback: bool = False  # a fallback delivery never falls back again
     push: PushOptions = NO_PUSH_OPTIONS  # push presentation, on every channel (agents/fanout.py)
+    # E-mail: a template's HTML part (``body`` is then its text part). UNSET is never encoded,
+    # so a delivery without one is the same bytes it always was.
+    html: str | UnsetType = UNSET
 
     def to_json(self) -> bytes:
         return _ENCODER.encode(self)

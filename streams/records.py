@@ -74,8 +74,12 @@ class RequestFields(msgspec.Struct, frozen=True):
 
     notification_id: Id
     user_id: Id
-    title: Text
-    body: Text
+    # Required unless ``template_id`` names a template (then they are the fallback text of a
+    # channel the template has no part for, and may be left out).
+    title: Text | None = None
+    body: Text | None = None
+    template_id: Annotated[str, Meta(max_length=128)] | None = None
+    locale: Annotated[str, Meta(max_length=35)] | None = None  # else the user's attribute
     schema_version: JsonInt = SCHEMA_VERSION
     category: Id | None = None
     priority: Priority = Priority.NORMAL
@@ -89,10 +93,22 @@ class RequestFields(msgspec.Struct, frozen=True):
     push: PushOptions | None = None
 
 
+HhMm = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class QuietWindowFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Local wall time, in the user's ``timezone`` attribute; 22:00-07:00 wraps midnight."""
+
+    start: HhMm
+    end: HhMm
+
+
 class PreferencesFields(msgspec.Struct, frozen=True):
     user_id: Id
     channels: dict[Channel, bool] | None = None
     muted_categories: list[str] | None = None
+    quiet_hours: dict[Channel, QuietWindowFields] | None = None
+    daily_cap: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
 
 
 class DeviceFields(msgspec.Struct, frozen=True):
@@ -124,6 +140,16 @@ class SuppressionFields(msgspec.Struct, frozen=True, omit_defaults=True):
 # --------------------------------------------------------------------------- records
 
 
+class RenderedPart(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One channel's text rendered from a template (streams/rendering.py): push, in-app and
+    webhook title and body; the e-mail subject (``title``), text (``body``) and HTML; the SMS
+    text (``body``)."""
+
+    title: str
+    body: str
+    html: str | None = None
+
+
 class NotificationRequest(msgspec.Struct, frozen=True):
     """A validated request, its title and body rendered."""
 
@@ -141,6 +167,11 @@ class NotificationRequest(msgspec.Struct, frozen=True):
     created_at: float = 0.0  # epoch seconds; 0 means "use the record's timestamp"
     fallback_channel: ChannelField | None = None  # tried once if every delivery finally fails
     push: PushOptions = NO_PUSH_OPTIONS
+    template_id: str | None = None  # rendered per channel at resolve time (agents/templating.py)
+    locale: str | None = None
+    # Channel -> its rendered template part (title, body, e-mail HTML); a channel not in it
+    # gets ``title`` and ``body``.
+    content: dict[str, RenderedPart] = msgspec.field(default_factory=dict)
 
     @property
     def dedup_key(self) -> str:
@@ -151,6 +182,9 @@ class Preferences(msgspec.Struct, frozen=True):
     user_id: str
     channels: Mapping[str, bool] = msgspec.field(default_factory=dict)  # missing: allowed
     muted_categories: tuple[str, ...] = ()
+    # Channel -> (start, end) in minutes after local midnight (streams/localtime.py).
+    quiet_hours: Mapping[str, tuple[int, int]] = msgspec.field(default_factory=dict)
+    daily_cap: int | None = None  # notifications per local day; None: no cap
 
     def allows_channel(self, channel: str) -> bool:
         return self.channels.get(channel, True)
@@ -254,11 +288,22 @@ def parse_request(raw: Raw, default_created_at: float = 0.0) -> NotificationRequ
             f"unsupported schema_version {wire.schema_version} (supported: {SCHEMA_VERSION})"
         )
     data = _strings(wire.data)
+    if wire.template_id is not None:
+        # Rendered later, with the user's locale (agents/templating.py); inline text, if any,
+        # is kept as it came (the template's language is Jinja, not ``{name}``).
+        if not wire.template_id.strip():
+            raise InvalidRecord("'template_id' must be a non-empty string")
+        title, body = wire.title or "", wire.body or ""
+    else:
+        title = render(_non_blank(wire.title or "", "title"), data)
+        body = render(_non_blank(wire.body or "", "body"), data)
     return NotificationRequest(
         notification_id=_non_blank(wire.notification_id, "notification_id"),
         user_id=_non_blank(wire.user_id, "user_id"),
-        title=render(_non_blank(wire.title, "title"), data),
-        body=render(_non_blank(wire.body, "body"), data),
+        title=title,
+        body=body,
+        template_id=wire.template_id,
+        locale=wire.locale,
         category=wire.category or DEFAULT_CATEGORY,
         priority=wire.priority,
         channels=tuple(dict.fromkeys(wire.channels)) if wire.channels else (),
@@ -275,9 +320,23 @@ def parse_request(raw: Raw, default_created_at: float = 0.0) -> NotificationRequ
 def parse_preferences(raw: Raw) -> Preferences:
     wire = _PREFERENCES.decode(raw)
     channels: dict[str, bool] = {c: allowed for c, allowed in (wire.channels or {}).items()}
+    quiet: dict[str, tuple[int, int]] = {}
+    for channel, window in (wire.quiet_hours or {}).items():
+        if window.start == window.end:
+            raise InvalidRecord(f"quiet_hours.{channel}: start and end are the same time")
+        quiet[channel] = (_minutes(window.start), _minutes(window.end))
     return Preferences(
-        _non_blank(wire.user_id, "user_id"), channels, tuple(wire.muted_categories or ())
+        _non_blank(wire.user_id, "user_id"),
+        channels,
+        tuple(wire.muted_categories or ()),
+        quiet,
+        wire.daily_cap,
     )
+
+
+def _minutes(hh_mm: str) -> int:
+    hours, minutes = hh_mm.split(":")
+    return int(hours) * 60 + int(minutes)
 
 
 def parse_device(raw: Raw) -> DeviceRegistration:

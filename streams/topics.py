@@ -22,6 +22,12 @@ REQUESTS_LOW = "notification-requests.low"
 REQUESTS_NORMAL = "notification-requests.normal"
 REQUESTS_HIGH = "notification-requests.high"
 REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
+# Requests waiting for the end of the user's quiet hours (streams/holds.py).
+REQUESTS_HELD = "notification-requests.held"
+# Public input, key = template_id, compacted, one partition (tables/templates.py says why).
+TEMPLATES = "templates"
+TEMPLATES_DLQ = "templates.dlq"  # template records that could not be read or compiled + reason
+TEMPLATES_PARTITIONS = 1
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
@@ -99,16 +105,23 @@ class Topics:
     hot_keys: Channel  # produced by the detector; read by every worker outside the group
     hot_key_rates: Channel
     hot_keys_dlq: Channel
+    requests_held: Channel  # consumed by the hold agent (agents/holds.py)
+    templates: Channel  # consumed: upserts into the templates GlobalTable
+    templates_dlq: Channel
 
 
 def _topic(
-    app: faust.App, settings: Settings, *names: str, buffer: int | None = None
+    app: faust.App,
+    settings: Settings,
+    *names: str,
+    buffer: int | None = None,
+    partitions: int | None = None,
 ) -> faust.TopicT:
     return app.topic(
         *names,
         key_serializer="raw",
         value_serializer="raw",
-        partitions=settings.partitions,
+        partitions=partitions or settings.partitions,
         replicas=settings.replication_factor,
         maxsize=buffer,  # None: stream_buffer_maxsize
     )
@@ -164,4 +177,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         hot_keys=_topic(app, settings, HOT_KEYS),
         hot_key_rates=_topic(app, settings, HOT_KEY_RATES),
         hot_keys_dlq=_topic(app, settings, HOT_KEYS_DLQ),
+        # Held records wait in Kafka, not in memory, beyond a lane's worth.
+        requests_held=_topic(app, settings, REQUESTS_HELD, buffer=settings.lane_buffer_size),
+        templates=_topic(app, settings, TEMPLATES, partitions=TEMPLATES_PARTITIONS),
+        templates_dlq=_topic(app, settings, TEMPLATES_DLQ),
     )

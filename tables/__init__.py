@@ -10,6 +10,7 @@ from config.settings import Settings
 from tables import (
     campaign_progress,
     contacts,
+    daily_caps,
     dedup,
     devices,
     fallbacks,
@@ -19,10 +20,12 @@ from tables import (
     rate_windows,
     status,
     suppressions,
+    templates,
     user_attributes,
 )
 from tables.campaign_progress import OutcomesTable, ProgressTable
 from tables.contacts import ContactsTable
+from tables.daily_caps import DailyCapsTable
 from tables.dedup import DedupTable
 from tables.devices import DevicesTable
 from tables.fallbacks import FallbacksTable
@@ -32,6 +35,7 @@ from tables.preferences import PreferencesTable
 from tables.rate_windows import RateWindowsTable
 from tables.status import StatusTable
 from tables.suppressions import SuppressionsTable
+from tables.templates import TemplatesTable
 from tables.user_attributes import AttributesTable
 
 
@@ -53,6 +57,8 @@ class Tables:
     user_attributes: AttributesTable
     campaign_progress: ProgressTable
     campaign_outcomes: OutcomesTable
+    templates: TemplatesTable  # a GlobalTable: every worker holds every template
+    daily_caps: DailyCapsTable
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -70,4 +76,6 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         user_attributes=user_attributes.declare(app, settings),
         campaign_progress=campaign_progress.declare(app, settings),
         campaign_outcomes=campaign_progress.declare_outcomes(app, settings),
+        templates=templates.declare(app, settings),
+        daily_caps=daily_caps.declare(app, settings),
     )

@@ -55,6 +55,10 @@ def open_entry(
     table[user_id] = entries
 
 
+def is_open(table: FallbacksTable, user_id: str, notification_id: str) -> bool:
+    return notification_id in table[user_id]
+
+
 def record_outcome(
     table: FallbacksTable, user_id: str, notification_id: str, succeeded: bool
 ) -> str | None:

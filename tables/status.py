@@ -49,7 +49,10 @@ class NotificationState(TypedDict, total=False):
     requested_at: float
     fell_back_to: int
     fell_back: FallbackReport
-    reason: str | None  # why it was rejected
+    reason: str | None  # why it was rejected (or capped)
+    holding: bool  # channels are waiting for a quiet window to end (agents/holds.py)
+    held_until: str  # epoch seconds of the release, as the ``held`` event gave it
+    released: dict[str, int]  # released channels ("push,sms") -> deliveries fanned out
     repeats_rejected: int  # the same notification sent again after it was accepted
 
 
@@ -89,6 +92,20 @@ def fold(current: NotificationState | None, event: DeliveryEvent) -> Notificatio
     elif event.status == EventStatus.FELL_BACK:
         state["fell_back_to"] = max(state.get("fell_back_to", 0), event.deliveries)
         state["fell_back"] = FallbackReport(channel=event.channel, reason=event.reason)
+    elif event.status == EventStatus.HELD:
+        state["holding"] = True
+        state["held_until"] = event.reason or ""
+    elif event.status == EventStatus.RELEASED:
+        # Keyed by the channels released, so a release read twice counts once.
+        channels, _, why = (event.reason or "").partition(": ")
+        released = dict(state.get("released", {}))
+        released[channels] = max(released.get(channels, 0), event.deliveries)
+        state["released"] = released
+        state["holding"] = False
+        if why:
+            state["reason"] = why
+    elif event.status == EventStatus.CAPPED:
+        state["reason"] = event.reason
     elif event.status == EventStatus.REJECTED:
         if event.reason == RejectReason.DUPLICATE and state["expected"]:
             # The same notification sent again (a producer's retry, a record passed on twice
@@ -96,7 +113,11 @@ def fold(current: NotificationState | None, event: DeliveryEvent) -> Notificatio
             state["repeats_rejected"] = state.get("repeats_rejected", 0) + 1
             return state
         state["reason"] = event.reason
-    state["expected"] = state.get("fanned_out", 0) + state.get("fell_back_to", 0)
+    state["expected"] = (
+        state.get("fanned_out", 0)
+        + state.get("fell_back_to", 0)
+        + sum(state.get("released", {}).values())
+    )
     if event.delivery_id is not None:
         deliveries = dict(state["deliveries"])
         entry = DeliveryState(**(deliveries.get(event.delivery_id) or DeliveryState(attempts=0)))
@@ -134,9 +155,18 @@ def _delivery_after(entry: DeliveryState, event: DeliveryEvent) -> DeliveryState
 def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStatus:
     if event.status == EventStatus.REJECTED and event.delivery_id is None:
         return NotificationStatus.REJECTED
+    if event.status == EventStatus.CAPPED:
+        return NotificationStatus.CAPPED
     outcomes = [d.get("status") for d in state["deliveries"].values()]
     done = [s for s in outcomes if s in FINAL]
     succeeded = any(s in SUCCESSES for s in outcomes)
+    if state.get("holding"):
+        # Never "sent" or "failed" while channels wait: they have not been tried.
+        if succeeded:
+            return NotificationStatus.PARTIALLY_SENT
+        return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.HELD
+    if "released" in state and not state["expected"]:
+        return NotificationStatus.REJECTED  # released to nothing: turned off in the night
     if state["expected"] and len(done) >= state["expected"]:
         return NotificationStatus.SENT if succeeded else NotificationStatus.FAILED
     if succeeded:

@@ -57,6 +57,9 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         hot_keys=channel(),
         hot_key_rates=channel(),
         hot_keys_dlq=channel(),
+        requests_held=channel(),
+        templates=channel(),
+        templates_dlq=channel(),
     )
 
 

@@ -30,6 +30,7 @@ from scripts.worker_process import WorkerProcess
 from scripts.workload import User, make_users, read_topic, setup_users, wait_for_users
 from streams import topics
 from streams.deliveries import Delivery
+from streams.holds import hold_record
 from streams.partitioning import partition_for
 from streams.records import CHANNELS, PRIORITIES
 from tests.integration.pipeline_harness import PARTITIONS, received_pairs, sandbox_address
@@ -91,7 +92,8 @@ async def produce_in_order(bootstrap: str, records: list[Record]) -> None:
                 topic,
                 value,
                 key=key.encode(),
-                partition=partition_for(key, PARTITIONS),
+                # templates has one partition (tables/templates.py); the rest NOTIFY_PARTITIONS.
+                partition=0 if topic == topics.TEMPLATES else partition_for(key, PARTITIONS),
                 headers=headers,
             )
     finally:
@@ -191,6 +193,25 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
             {"user_id": owner.user_id, **schema},
             headers=[(KIND_HEADER, kind.encode())] if kind else [],
         )
+
+    # Held requests (quiet hours), due at once: each valid one is released and delivered.
+    def held(when: str) -> bytes:
+        nid = f"held-{when}"
+        expected[(nid, user.email)] += 1
+        request = {"notification_id": nid, "user_id": user.user_id, "channels": ["email"],
+                   "title": "t", "body": "b"}  # fmt: skip
+        return hold_record(time.time(), f"x:0:{when}", ["email"], orjson.dumps(request))
+
+    around_garbage(topics.REQUESTS_HELD, user.user_id, held, {"release_at": "soon"})
+
+    # Templates (one partition): each valid one is stored in the templates GlobalTable.
+    def template(when: str) -> bytes:
+        return orjson.dumps(
+            {"template_id": f"g-{when}", "version": 1,
+             "locales": {"en": {"push": {"title": "t", "body": "{{ x }}"}}}}
+        )  # fmt: skip
+
+    around_garbage(topics.TEMPLATES, "g", template, {"template_id": 5, "version": 1})
 
     # Campaigns, public and per-partition copies: each valid one targets nobody.
     def campaign(prefix: str) -> Callable[[str], bytes]:
@@ -303,9 +324,14 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
         ["ev:email"],
     )
 
+    # The valid template after the bad ones was stored: its changelog has both.
+    stored = asyncio.run(read_topic(broker, "notify-templates-changelog", lambda ms: len(ms) >= 2))
+    assert sorted(m.key for m in stored) == [b"g-after", b"g-before"]
+
     # Every bad one on its stage's dead-letter topic, with a reason and its source.
     dlq_of = {
-        topics.REQUESTS_DLQ: set(REQUEST_TOPICS),
+        topics.REQUESTS_DLQ: {*REQUEST_TOPICS, topics.REQUESTS_HELD},
+        topics.TEMPLATES_DLQ: {topics.TEMPLATES},
         topics.CONTROL_DLQ: {t for t, *_ in control},
         topics.DELIVERIES_DLQ: {t for t in bad if t.startswith("deliveries.")},
         topics.DELIVERY_EVENTS_DLQ: {topics.DELIVERY_EVENTS},

@@ -166,3 +166,24 @@ def test_progress_adds_up_over_the_workers_answers() -> None:
     assert summarize("c", 1, [])["state"] == "unknown"
     done = summarize("c", 1, [{"partitions": {"0": scan("done", 1, {})}}])
     assert done["state"] == "done" and done["missing_partitions"] == []
+
+
+def test_a_campaign_may_name_a_template_instead_of_title_and_body() -> None:
+    templated = campaign(title=None, body=None, template_id="black_friday")
+    raw = request_for(templated, "user-7", {"first_name": "Ada"}, 100.0)
+    request = parse_request(raw)
+    assert (request.template_id, request.title, request.body) == ("black_friday", "", "")
+    assert request.data == {"code": "BF26"}  # the user's attributes reach it as `user`
+    with pytest.raises(InvalidRecord, match="'title' is required"):
+        campaign(title=None, body=None)
+
+
+def test_the_attributes_the_pipeline_reads_are_checked() -> None:
+    ok = parse_attributes(
+        b'{"user_id": "u", "attributes": {"timezone": "America/Sao_Paulo", "locale": "pt_BR"}}'
+    )
+    assert ok.changes == {"timezone": "America/Sao_Paulo", "locale": "pt_BR"}
+    with pytest.raises(InvalidRecord, match="unknown time zone 'Mars/Olympus'"):
+        parse_attributes(b'{"user_id": "u", "attributes": {"timezone": "Mars/Olympus"}}')
+    with pytest.raises(InvalidRecord, match="'locale' is not a language tag"):
+        parse_attributes(b'{"user_id": "u", "attributes": {"locale": "english please"}}')

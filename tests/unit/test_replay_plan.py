@@ -191,3 +191,15 @@ def test_a_replayed_request_waits_for_its_deliveries_not_for_its_acceptance() ->
         statuses={"n1": state(accepted(1), failed, reaccepted, failed_again)}, replayed={REF: 200.0}
     )
     assert one(request(), k)[0] is Verdict.WOULD_SEND
+
+
+def test_a_held_notification_is_left_to_its_hold_and_a_capped_one_is_not_sent() -> None:
+    held = state(accepted(1), outcome("sent", "d1"), ("held", None, {"reason": "12345.000"}))
+    verdict, why = one(request(), Knowledge(statuses={"n1": held}))
+    assert (verdict, why) == (
+        Verdict.HELD,
+        "held until 12345.000 (quiet hours): its hold will send it",
+    )
+    capped = state(("capped", None, {"reason": "daily cap of 2 reached"}))
+    verdict, why = one(request(), Knowledge(statuses={"n1": capped}))
+    assert (verdict, why) == (Verdict.REJECTED, "status: capped, daily cap of 2 reached")

@@ -77,3 +77,25 @@ def test_a_request_read_again_after_a_crash_does_not_double_what_is_expected() -
     state = fold(state, ev(ACCEPTED, deliveries=2))  # the intake re-read the request
     state = fold(state, ev(SENT, "d2", channel="email"))
     assert (state["status"], state["expected"]) == (SENT, 2)
+
+
+def test_held_channels_keep_it_open_until_released_and_a_release_read_twice_counts_once() -> None:
+    # E-mail went at arrival, push was held: sent e-mail alone is not "sent".
+    state = fold(None, ev(ACCEPTED, deliveries=1))
+    state = fold(state, ev("held", reason="1796190000.000"))
+    state = fold(state, ev(SENT, "mail", channel="email"))
+    assert (state["status"], state["holding"]) == ("partially_sent", True)
+    for _ in range(2):  # the hold read again after a crash releases it twice
+        state = fold(state, ev("released", reason="push", deliveries=2))
+    assert (state["expected"], state["holding"]) == (3, False)
+    state = fold(fold(state, ev(SENT, "p1", channel="push")), ev(SENT, "p2", channel="push"))
+    assert state["status"] == SENT
+
+
+def test_wholly_held_then_released_to_nothing_and_capped() -> None:
+    state = fold(None, ev("held", reason="1796190000.000"))
+    assert (state["status"], state["expected"]) == ("held", 0)
+    state = fold(state, ev("released", reason="push: category_muted"))
+    assert (state["status"], state["reason"]) == (REJECTED, "category_muted")
+    capped = fold(None, ev("capped", reason="daily cap of 2 reached"))
+    assert (capped["status"], capped["reason"]) == ("capped", "daily cap of 2 reached")
