@@ -12,11 +12,22 @@ from dataclasses import dataclass
 import faust
 
 import patches
-from agents import campaign_views, campaigns, control, deliver, feedback, intake, retry, status
+from agents import (
+    campaign_views,
+    campaigns,
+    circuit,
+    control,
+    deliver,
+    feedback,
+    intake,
+    retry,
+    status,
+)
 from agents.cpu_headroom import CpuHeadroom
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from providers.breaker import BreakerPolicy, Breakers
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
 from streams.faust_types import Agent
@@ -49,7 +60,11 @@ def build_app(
     app = faust_app(settings)
     topics = topics_for(app, settings)
     tables = declare_tables(app, settings)
-    providers = ProviderRegistry(configured_providers(settings))
+    # One breaker per provider, as long-lived as the registry that owns them.
+    breakers = Breakers(BreakerPolicy.from_settings(settings)) if settings.breaker_enabled else None
+    providers = ProviderRegistry(configured_providers(settings), breakers)
+    if breakers is not None:
+        circuit.publish_transitions(app, topics, breakers)
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()

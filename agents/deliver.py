@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 import faust
 
 from agents import safe
+from agents.circuit import CircuitHold
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
+from agents.staleness import Staleness
 from agents.supervision import supervised_agent
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
+from providers.breaker import CircuitOpenError
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, Event, Stream
@@ -52,6 +55,12 @@ class Deliverer:
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    staleness: Staleness = field(init=False)
+    circuit_hold: CircuitHold = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.staleness = Staleness(self.settings.max_age_by_category, self.outcomes)
+        self.circuit_hold = CircuitHold(self.topics, self.outcomes)
 
     async def handle(self, event: Event, generation: int) -> None:
         if is_stale(event, generation):
@@ -82,12 +91,17 @@ class Deliverer:
                 delivery, EventStatus.DUPLICATE_SUPPRESSED, reason=DuplicateReason.READ_TWICE
             )
             return
+        if await self.staleness.expired(delivery):
+            return
         provider_name = provider_for(delivery)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.in_flight[delivery.delivery_id] = done
         try:
             try:
                 result = await self.providers.send(provider_name, outbound(delivery))
+            except CircuitOpenError as exc:  # not sent: it waits, or falls back
+                await self.circuit_hold.refused(delivery, exc)
+                return
             except ProviderError as exc:
                 await self.outcomes.failed(delivery, provider_name, exc)
                 return

@@ -55,6 +55,9 @@ class EventStatus(StrEnum):
     FAILED = "failed"  # final: dead-lettered, or the recipient is invalid
     DUPLICATE_SUPPRESSED = "duplicate_suppressed"  # ``reason`` is a DuplicateReason
     FELL_BACK = "fell_back"  # every delivery failed; the fallback channel was fanned out once
+    # Not sent now, no attempt spent: its provider's circuit breaker is open (agents/circuit.py).
+    HELD = "held"
+    EXPIRED = "expired"  # final: older than its ttl or its category's maximum age at send time
     # Reported later by providers (feedback webhooks).
     DELIVERED = "delivered"
     OPENED = "opened"
@@ -74,6 +77,7 @@ SUCCESSES: tuple[EventStatus, ...] = (
 FINAL: tuple[EventStatus, ...] = (
     *SUCCESSES,
     EventStatus.FAILED,
+    EventStatus.EXPIRED,
     EventStatus.BOUNCED,
     EventStatus.COMPLAINED,
 )
@@ -87,6 +91,7 @@ class NotificationStatus(StrEnum):
     PARTIALLY_SENT = "partially_sent"  # some delivery succeeded, others are not final yet
     SENT = "sent"  # every delivery is final and one succeeded
     FAILED = "failed"  # every delivery is final and none succeeded
+    EXPIRED = "expired"  # every delivery expired before it could be sent
     REJECTED = "rejected"
 
 

@@ -37,6 +37,8 @@ CAMPAIGNS = "campaigns"  # public input, key = campaign_id, JSON (start or cance
 # scans its own share of the users.
 CAMPAIGN_PARTITIONS = "campaigns.partitions"
 CAMPAIGNS_DLQ = "campaigns.dlq"  # campaign records that could not be read + reason
+# Every circuit-breaker state change of every worker (key = the breaker's name: a provider).
+PROVIDER_CIRCUITS = "provider-circuits"
 
 
 def retry_topic(delay_seconds: float) -> str:
@@ -83,6 +85,7 @@ class Topics:
     campaigns: Channel  # consumed: keyed by campaign_id, broadcast to campaign_partitions
     campaign_partitions: Channel
     campaigns_dlq: Channel
+    provider_circuits: Channel  # produced: breaker transitions (agents/circuit.py)
 
 
 def _topic(
@@ -143,4 +146,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=_topic(app, settings, CAMPAIGNS),
         campaign_partitions=_topic(app, settings, CAMPAIGN_PARTITIONS),
         campaigns_dlq=_topic(app, settings, CAMPAIGNS_DLQ),
+        provider_circuits=_topic(app, settings, PROVIDER_CIRCUITS),
     )

@@ -138,7 +138,10 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
     done = [s for s in outcomes if s in FINAL]
     succeeded = any(s in SUCCESSES for s in outcomes)
     if state["expected"] and len(done) >= state["expected"]:
-        return NotificationStatus.SENT if succeeded else NotificationStatus.FAILED
+        if succeeded:
+            return NotificationStatus.SENT
+        expired = all(s == EventStatus.EXPIRED for s in done)
+        return NotificationStatus.EXPIRED if expired else NotificationStatus.FAILED
     if succeeded:
         return NotificationStatus.PARTIALLY_SENT
     return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.PENDING

@@ -52,6 +52,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         campaigns=channel(),
         campaign_partitions=channel(),
         campaigns_dlq=channel(),
+        provider_circuits=channel(),
     )
 
 
