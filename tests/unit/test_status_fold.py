@@ -77,3 +77,21 @@ def test_a_request_read_again_after_a_crash_does_not_double_what_is_expected() -
     state = fold(state, ev(ACCEPTED, deliveries=2))  # the intake re-read the request
     state = fold(state, ev(SENT, "d2", channel="email"))
     assert (state["status"], state["expected"]) == (SENT, 2)
+
+
+def test_expired_is_final_and_a_notification_of_expired_deliveries_expired() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=2))
+    state = fold(state, ev("expired", "d1", channel="push", reason="61s old, max age 60s"))
+    state = fold(state, ev(RETRYING, "d1", channel="push"))  # a late report never reopens it
+    assert state["deliveries"]["d1"]["status"] == "expired"
+    state = fold(state, ev("held", "d2", channel="push", reason="circuit_open: apns"))
+    assert state["status"] == "accepted" and state["deliveries"]["d2"]["attempts"] == 0
+    state = fold(state, ev("expired", "d2", channel="push"))
+    assert state["status"] == "expired"
+
+
+def test_expired_beside_a_failure_is_a_failure() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=2))
+    state = fold(state, ev("expired", "d1", channel="push"))
+    state = fold(state, ev(FAILED, "d2", channel="sms"))
+    assert state["status"] == "failed"
