@@ -271,7 +271,8 @@ def provider_failed(error: BaseException) -> bool | None:
 
 class GuardedProvider:
     """A provider behind its breaker: refused calls raise ``CircuitOpenError`` without reaching
-    the provider; every admitted call's outcome is recorded."""
+    the provider, and so does a provider failure that finds the breaker no longer closed;
+    every admitted call's outcome is recorded."""
 
     def __init__(self, provider: Provider, breaker: CircuitBreaker) -> None:
         self.provider, self.breaker = provider, breaker
@@ -290,14 +291,17 @@ class GuardedProvider:
         permit = self.breaker.admit()
         if permit is None:
             raise CircuitOpenError(self.provider.name, self.breaker.retry_in())
-        verdict: bool | None = None
         try:
             result = await self.provider.send(message)
         except BaseException as exc:
             verdict = provider_failed(exc)
-            raise
-        else:
-            verdict = False
-            return result
-        finally:
             self.breaker.record(permit, verdict)
+            if verdict and self.breaker.state is not BreakerState.CLOSED:
+                # The breaker is open (or still deciding): this failure is the outage's, not
+                # the delivery's, and must not spend one of its retries either. A trial that
+                # failed waits for the next verdict like every refused delivery.
+                wait = max(self.breaker.retry_in(), HALF_OPEN_WAIT_SECONDS)
+                raise CircuitOpenError(self.provider.name, wait) from exc
+            raise
+        self.breaker.record(permit, False)
+        return result

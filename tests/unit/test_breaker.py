@@ -191,3 +191,17 @@ def test_only_transient_and_throttled_failures_count() -> None:
         asyncio.run(guarded.send(MESSAGE))
     assert provider.calls == before  # the provider was not asked
     assert refused.value.retry_after == 30.0 and refused.value.code == "circuit_open"
+
+
+def test_a_failure_that_finds_the_breaker_open_spends_no_attempt() -> None:
+    provider = Scripted()
+    breaker = CircuitBreaker("fcm", BreakerPolicy(window=2, open_seconds=10), Clock())
+    guarded = GuardedProvider(provider, breaker)
+    provider.answers = [TransientError("fcm", "UNAVAILABLE"), TransientError("fcm", "UNAVAILABLE")]
+    with pytest.raises(TransientError) as first:
+        asyncio.run(guarded.send(MESSAGE))
+    assert not isinstance(first.value, CircuitOpenError)  # closed: an ordinary retry
+    with pytest.raises(CircuitOpenError) as second:  # this one opened it: held, not retried
+        asyncio.run(guarded.send(MESSAGE))
+    assert second.value.retry_after == 10.0
+    assert isinstance(second.value.__cause__, TransientError)
