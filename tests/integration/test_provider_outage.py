@@ -49,7 +49,6 @@ def assert_calls_bounded(figures: Figures) -> None:
     assert opens(figures) >= 2  # a 30 s outage outlasts a 10 s open period
     bound = SEED.breaker_window + IN_FLIGHT + SEED.breaker_half_open_calls * (opens(figures) - 1)
     assert figures.fcm_failed_calls <= bound
-    assert figures.circuit_transitions[-1] == "fcm:half_open->closed"
 
 
 def test_an_outage_opens_the_breaker_and_loses_nothing(
@@ -67,6 +66,7 @@ def test_an_outage_opens_the_breaker_and_loses_nothing(
     assert (figures.lost, figures.duplicates, figures.dead_lettered) == (0, 0, 0)
     assert figures.pushes_delivered == 2000 and figures.fell_back == 0
     assert_calls_bounded(figures)
+    assert figures.circuit_transitions[-1] == "fcm:half_open->closed"  # trials passed: closed
     # Held deliveries spent no attempt: only failures while the breaker was still closed did.
     assert figures.by_status["held"] > 0
     assert figures.by_status.get("retrying", 0) <= SEED.breaker_window
