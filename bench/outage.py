@@ -62,6 +62,7 @@ class Figures:
     others_max_latency_seconds: float  # request -> webhook sandbox, worst one
     circuit_transitions: list[str] = field(default_factory=list)
     by_status: dict[str, int] = field(default_factory=dict)
+    circuits_view: dict[str, Any] = field(default_factory=dict)  # the worker's /providers/circuits/
 
 
 def outage_users(count: int, webhook_base: str, seed: int = 12) -> list[User]:
@@ -176,9 +177,22 @@ def run_outage(
         except TimeoutError:
             log("not every push arrived")
         time.sleep(1.0)  # late duplicates, dead letters and events
-        return _figures(bootstrap, sandboxes, sent, push_ids, recovered_at)
+        figures = _figures(bootstrap, sandboxes, sent, push_ids, recovered_at)
+        figures.circuits_view = asyncio.run(_circuits_view(worker.web_url))
+        return figures
     finally:
         worker.stop()
+
+
+async def _circuits_view(web_url: str) -> dict[str, Any]:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{web_url}/providers/circuits/") as response,
+    ):
+        found = await response.json() if response.status == 200 else {}
+    return found if isinstance(found, dict) else {}
 
 
 async def create_topics_for(values: dict[str, Any]) -> None:

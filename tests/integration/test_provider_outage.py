@@ -67,6 +67,10 @@ def test_an_outage_opens_the_breaker_and_loses_nothing(
     assert figures.pushes_delivered == 2000 and figures.fell_back == 0
     assert_calls_bounded(figures)
     assert figures.circuit_transitions[-1] == "fcm:half_open->closed"  # trials passed: closed
+    view = figures.circuits_view  # the worker's web view of its breakers
+    assert view["breakers"]["fcm"]["state"] == "closed" and view["breakers"]["fcm"]["refused"] > 0
+    opened = [t for t in view["transitions"] if (t["breaker"], t["state"]) == ("fcm", "open")]
+    assert opened == [{"breaker": "fcm", "state": "open", "count": opens(figures)}]
     # Held deliveries spent no attempt: only failures while the breaker was still closed did.
     assert figures.by_status["held"] > 0
     assert figures.by_status.get("retrying", 0) <= SEED.breaker_window
