@@ -19,11 +19,14 @@ from agents import (
     control,
     deliver,
     feedback,
+    health,
     intake,
+    metrics_view,
     retry,
     status,
 )
 from agents.cpu_headroom import CpuHeadroom
+from agents.metrics import Metrics
 from agents.views import register_views
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
@@ -44,6 +47,7 @@ class Pipeline:
     tables: Tables
     providers: ProviderRegistry
     agents: dict[str, Agent]
+    metrics: Metrics
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -68,20 +72,24 @@ def build_app(
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
     # One CPU sampler for every agent that gives way to urgent work.
     headroom = CpuHeadroom()
+    # One declared metrics object, in a registry of this app's own (agents/metrics.py).
+    metrics = Metrics(settings.prices_usd)
     agents: dict[str, Agent] = {
-        **intake.register(app, settings, topics, tables, headroom),
-        "control": control.register(app, settings, topics, tables),
-        "status": status.register(app, settings, topics, tables),
+        **intake.register(app, settings, topics, tables, headroom, metrics),
+        "control": control.register(app, settings, topics, tables, metrics),
+        "status": status.register(app, settings, topics, tables, metrics),
     }
-    lanes = deliver.register(app, settings, topics, tables, providers, headroom)
+    lanes = deliver.register(app, settings, topics, tables, providers, headroom, metrics)
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
     agents.update(retry.register(app, settings, topics))
     agents.update(campaigns.register(app, settings, topics, tables))
     register_views(app, tables)
+    health.register_views(app)
     campaign_views.register_views(app, topics, tables, settings.partitions)
     feedback.register(app, settings, topics)
-    return Pipeline(app, settings, topics, tables, providers, agents)
+    metrics_view.register(app, tables, providers, metrics)
+    return Pipeline(app, settings, topics, tables, providers, agents, metrics)
 
 
 pipeline = build_app()

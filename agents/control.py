@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from agents import produce, safe
+from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams import topics as topic_names
@@ -23,6 +24,7 @@ from streams.faust_types import Agent, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import (
     InvalidRecord,
+    Preferences,
     parse_contact,
     parse_device,
     parse_preferences,
@@ -51,14 +53,12 @@ class ControlWriter:
     settings: Settings
     topics: Topics
     tables: Tables
+    metrics: Metrics
 
     def __post_init__(self) -> None:
         t = self.tables
         self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]] = {
-            topic_names.PREFERENCES: (
-                parse_preferences,
-                lambda r: preferences.put(t.preferences, r),
-            ),
+            topic_names.PREFERENCES: (parse_preferences, self._put_preferences),
             topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
             topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
             topic_names.SUPPRESSIONS: (
@@ -70,6 +70,18 @@ class ControlWriter:
                 lambda r: user_attributes.apply(t.user_attributes, r),
             ),
         }
+
+    def _put_preferences(self, prefs: Preferences) -> None:
+        before = preferences.get(self.tables.preferences, prefs.user_id)
+        # An unsubscribe: a channel the user allowed (a channel left out is allowed) now off.
+        switched_off = [
+            channel
+            for channel, allowed in prefs.channels.items()
+            if not allowed and (before is None or before.allows_channel(channel))
+        ]
+        if switched_off:
+            self.metrics.unsubscribed(switched_off)
+        preferences.put(self.tables.preferences, prefs)
 
     async def handle(self, event: Event) -> None:
         message = event.message
@@ -95,8 +107,10 @@ class ControlWriter:
         apply(record)
 
 
-def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:
-    writer = ControlWriter(settings, topics, tables)
+def register(
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
+) -> Agent:
+    writer = ControlWriter(settings, topics, tables, metrics)
 
     async def apply_control_records(stream: Stream) -> None:
         async for event in stream.events():

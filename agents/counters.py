@@ -1,8 +1,8 @@
 """Failure counters: what went wrong on the paths that must never stop a worker.
 
 Plain in-process counters, bumped only when something fails, so they cost nothing on the hot
-path. One typed object, so the metrics work can export each field as one ``notify_*`` series
-(the key of each Counter becomes its label) without touching the code that counts.
+path. One typed object: agents/metrics_collectors.py exports each field as one ``notify_*``
+series when Prometheus scrapes (the key of each Counter becomes its labels).
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ class FailureCounters:
     # by dead-letter topic: records written there, and those of them cut to a prefix
     dead_letters: Counter[str] = field(default_factory=Counter)
     dead_letters_truncated: Counter[str] = field(default_factory=Counter)
+    # by (dead-letter topic, reason kind): why records were sent there, counted as decided
+    # (invalid_record, internal_error, reroute_refused, retries_exhausted, permanent,
+    # configuration): the bounded part of the reason, whose text stays on the letter
+    dead_letter_reasons: Counter[tuple[str, str]] = field(default_factory=Counter)
     # by dead-letter topic: records that could not be dead-lettered at all (only the log holds
     # them now)
     dead_letter_failures: Counter[str] = field(default_factory=Counter)

@@ -15,6 +15,7 @@ from agents import safe
 from agents.circuit import CircuitHold
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
+from agents.metrics import Metrics
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
 from agents.staleness import Staleness
@@ -52,6 +53,7 @@ class Deliverer:
     tables: Tables
     providers: ProviderRegistry
     outcomes: OutcomeRouter
+    metrics: Metrics
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
@@ -65,6 +67,8 @@ class Deliverer:
     async def handle(self, event: Event, generation: int) -> None:
         if is_stale(event, generation):
             return  # its partition was revoked meanwhile: the next owner reads it again
+        message = event.message
+        self.metrics.taken(message.topic, message.timestamp, time.time())
         # An InvalidRecord is dead-lettered with its reason by the lane's wrapper (agents/safe.py).
         await self.deliver(parse_delivery(event.message.value))
 
@@ -97,14 +101,25 @@ class Deliverer:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.in_flight[delivery.delivery_id] = done
         try:
+            started = time.perf_counter()
             try:
                 result = await self.providers.send(provider_name, outbound(delivery))
-            except CircuitOpenError as exc:  # not sent: it waits, or falls back
+            except CircuitOpenError as exc:  # not sent (or failed, and it opened): it waits
+                if exc.__cause__ is not None:  # the provider was asked and answered
+                    self.metrics.provider_answered(
+                        delivery.channel, provider_name, time.perf_counter() - started
+                    )
                 await self.circuit_hold.refused(delivery, exc)
                 return
             except ProviderError as exc:
+                self.metrics.provider_answered(
+                    delivery.channel, provider_name, time.perf_counter() - started
+                )
                 await self.outcomes.failed(delivery, provider_name, exc)
                 return
+            self.metrics.provider_answered(
+                delivery.channel, provider_name, time.perf_counter() - started
+            )
             await self.outcomes.succeeded(delivery, result)
         finally:
             del self.in_flight[delivery.delivery_id]
@@ -118,9 +133,15 @@ def register(
     tables: Tables,
     providers: ProviderRegistry,
     headroom: CpuHeadroom,
+    metrics: Metrics,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
-        settings, topics, tables, providers, OutcomeRouter(settings, topics, tables)
+        settings,
+        topics,
+        tables,
+        providers,
+        OutcomeRouter(settings, topics, tables, metrics),
+        metrics,
     )
     concurrency = {
         Priority.HIGH: settings.deliver_concurrency_high,

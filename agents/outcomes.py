@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass, field
 
 from agents import dead_letter, events, produce
+from agents.counters import FAILURES
 from agents.failure_plan import FailureAction, FailurePlan, plan_failure
 from agents.fallback import Fallback
+from agents.metrics import Metrics, error_type
 from config.settings import Settings
 from config.vocabulary import Channel, DeviceAction, EventStatus
-from providers.base import ProviderError, SendResult
+from providers.base import ProviderError, SendResult, TransientError
 from streams.deliveries import Delivery, DeliveryEvent
 from streams.records import DeviceFields, SuppressionFields, to_json
 from streams.topics import Topics
@@ -26,6 +28,7 @@ class OutcomeRouter:
     settings: Settings
     topics: Topics
     tables: Tables
+    metrics: Metrics
     fallback: Fallback = field(init=False)
 
     def __post_init__(self) -> None:
@@ -33,6 +36,7 @@ class OutcomeRouter:
 
     async def succeeded(self, delivery: Delivery, result: SendResult) -> None:
         now = time.time()
+        self.metrics.delivered_by(delivery, result.provider, result.segments, now)
         ledger.record_sent(
             self.tables.ledger,
             delivery.user_id,
@@ -66,6 +70,7 @@ class OutcomeRouter:
     async def failed(self, delivery: Delivery, provider: str, error: ProviderError) -> None:
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
         now = time.time()
+        self.metrics.failed_by(delivery.channel, provider, error)
         if plan.action is FailureAction.RETRY:
             await self._retry(delivery, provider, plan, now)
             return
@@ -73,6 +78,11 @@ class OutcomeRouter:
             await self._forget_address(delivery, plan.reason)
         elif plan.action is FailureAction.DEAD_LETTER:
             final = delivery.after_failure(plan.reason, now, not_before=0.0)
+            # A transient error dead-letters only once the schedule is used up.
+            kind = "retries_exhausted" if isinstance(error, TransientError) else error_type(error)
+            FAILURES.dead_letter_reasons[
+                dead_letter.topic_name(self.topics.deliveries_dlq), kind
+            ] += 1
             await produce.send(
                 self.topics.deliveries_dlq,
                 delivery.user_id.encode(),
@@ -90,6 +100,7 @@ class OutcomeRouter:
         if plan.tier is None:  # plan_failure gives every RETRY plan a tier
             raise ValueError(f"a retry plan without a tier: {plan}")
         again = delivery.after_failure(plan.reason, now, not_before=now + plan.wait)
+        self.metrics.retried(delivery.channel, plan.tier)
         await produce.send(
             self.topics.retries[plan.tier], delivery.user_id.encode(), again.to_json()
         )
@@ -105,6 +116,7 @@ class OutcomeRouter:
         control topics, so the change is applied on the user's partition like any other."""
         key = delivery.user_id.encode()
         if delivery.channel == Channel.PUSH:
+            self.metrics.invalid_token(delivery.platform or "")
             record = DeviceFields(
                 user_id=delivery.user_id,
                 token=delivery.address,

@@ -76,7 +76,11 @@ def _tier_agent(  # type: ignore[no-untyped-def]
             except ProducerSendError as exc:
                 # Refused outright (too large): trying again would refuse it again, forever.
                 await safe.dead_letter_or_log(
-                    topics.deliveries_dlq, event, f"re-route refused: {exc}", name
+                    topics.deliveries_dlq,
+                    event,
+                    f"re-route refused: {exc}",
+                    name,
+                    "reroute_refused",
                 )
             except Exception:
                 log.exception("re-routing retry %s failed; trying again", delivery.delivery_id)

@@ -38,17 +38,21 @@ async def handle_safely(event: Event, handler: Handler, dead_letters: Channel, s
         return True
     except InvalidRecord as exc:
         FAILURES.invalid_records[stage] += 1
-        reason = str(exc)
+        reason, kind = str(exc), "invalid_record"
     except Exception as exc:
         FAILURES.internal_errors[stage] += 1
         log.exception("%s failed on %s", stage, dead_letter.source_of(event))
-        reason = f"internal error: {type(exc).__name__}: {exc}"
-    await dead_letter_or_log(dead_letters, event, reason, stage)
+        reason, kind = f"internal error: {type(exc).__name__}: {exc}", "internal_error"
+    await dead_letter_or_log(dead_letters, event, reason, stage, kind)
     return False
 
 
-async def dead_letter_or_log(dead_letters: Channel, event: Event, reason: str, stage: str) -> None:
-    """Dead-letter ``event``; if even that fails, log it as lost. Never raises an Exception."""
+async def dead_letter_or_log(
+    dead_letters: Channel, event: Event, reason: str, stage: str, kind: str
+) -> None:
+    """Dead-letter ``event``; if even that fails, log it as lost. Never raises an Exception.
+    ``kind`` is the reason's bounded class, the ``reason`` label of the dead-letter metric."""
+    FAILURES.dead_letter_reasons[dead_letter.topic_name(dead_letters), kind] += 1
     try:
         await dead_letter.dead_letter(dead_letters, event, reason)
     except Exception as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import faust
 
 from agents import safe
+from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams.campaigns import campaign_of
@@ -15,9 +16,14 @@ from streams.topics import Topics
 from tables import Tables, campaign_progress, status
 
 
-def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:
+def register(
+    app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
+) -> Agent:
     async def fold(event: Event) -> None:
         delivery_event = parse_event(event.message.value)
+        # Each event is folded once, by its partition's owner: summed over workers, the count
+        # is the topic's (receipts, opens and clicks included).
+        metrics.event_folded(delivery_event.channel, delivery_event.status)
         campaign_id = campaign_of(delivery_event.notification_id)
         if campaign_id is None:
             status.record(tables.status, delivery_event)

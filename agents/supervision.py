@@ -16,6 +16,8 @@ agent does come back, but:
 is counted in ``FAILURES.agent_restarts`` and logged at ERROR; an actor that crashes again soon
 after its restart waits a growing delay (up to ``MAX_BACKOFF_SECONDS``) instead of exhausting a
 rate limit; and a wake-up that found no future is repeated until the supervisor takes it.
+It also remembers when each actor crashed, so that the liveness probe (agents/health.py) can
+tell a crash being handled from an actor that stays dead (``stuck_actors``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import faust
 from mode import OneForOneSupervisor
 from mode.types import ServiceT
 
 from agents.counters import FAILURES
-from streams.faust_types import Agent, Channel, Stream
+from streams.faust_types import Agent, AgentBody, Channel
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ MAX_BACKOFF_SECONDS = 10.0
 # An actor that ran this long since its last restart is healthy again: no back-off next time.
 HEALTHY_AFTER_SECONDS = 30.0
 WAKEUP_RETRY_SECONDS = 0.05
+# A crashed actor is replaced within its back-off plus one supervisor poll (5 s); one still
+# crashed well after that is stuck, and the worker is no longer alive (agents/health.py).
+STUCK_AFTER_SECONDS = 3 * MAX_BACKOFF_SECONDS
 
 
 def agent_name(service: ServiceT) -> str:
@@ -54,13 +59,33 @@ class RestartingSupervisor(OneForOneSupervisor):
         # Per actor slot (its index): when it was last restarted and the delay it waited.
         self._restarted_at: dict[int, float] = {}
         self._backoff: dict[int, float] = {}
+        # Per actor slot: when it was first seen crashed and not yet replaced.
+        self._crashed_at: dict[int, float] = {}
 
     def wakeup(self) -> None:
+        # Faust wakes the supervisor when an actor crashes: the moment the crash is known.
+        self._note_crashes(time.monotonic())
         if self._please_wakeup is None and not self.should_stop:
             # The supervisor is between two waits (or not waiting yet): try again shortly, or
             # the crashed actor stays dead until the 5-second poll.
             self.loop.call_later(WAKEUP_RETRY_SECONDS, self._wakeup_if_crashed)
         super().wakeup()
+
+    def _note_crashes(self, now: float) -> None:
+        for service in self._services:
+            index = self._index.get(service)
+            if service.crashed and index is not None:
+                self._crashed_at.setdefault(index, now)
+
+    def stuck_actors(self, now: float) -> list[str]:
+        """Actors crashed for longer than ``STUCK_AFTER_SECONDS`` without a replacement."""
+        self._note_crashes(now)
+        stuck: list[str] = []
+        for service in self._services:
+            crashed_at = self._crashed_at.get(self._index.get(service, -1), now)
+            if service.crashed and now - crashed_at > STUCK_AFTER_SECONDS:
+                stuck.append(agent_name(service))
+        return stuck
 
     def _wakeup_if_crashed(self) -> None:
         if any(service.crashed for service in self._services):
@@ -98,20 +123,20 @@ class RestartingSupervisor(OneForOneSupervisor):
             self._restarted_at[index] = time.monotonic()
         if self.replacement is None:
             await service.restart()
+            self._crashed_at.pop(index, None)
             return
         replacement = await self.replacement(service, index)
         replacement.supervisor = self
         self.insert(index, replacement)
+        self._crashed_at.pop(index, None)
         # Started here, not at the next poll: a replacement that crashes at once is then seen
         # as crashed (started and not operational) instead of as "not started yet".
         await replacement.maybe_start()
 
 
-def supervised_agent(
-    app: faust.App, channel: Channel, name: str
-) -> Callable[[Callable[[Stream], Awaitable[None]]], Agent]:
+def supervised_agent(app: faust.App, channel: Channel, name: str) -> Callable[[AgentBody], Agent]:
     """``app.agent`` with the restarting supervisor every agent of this app runs under."""
-    agent: Callable[[Callable[[Stream], Awaitable[None]]], Agent] = app.agent(
+    agent: Callable[[AgentBody], Agent] = app.agent(
         channel, name=name, supervisor_strategy=RestartingSupervisor
     )
     return agent

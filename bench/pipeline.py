@@ -59,12 +59,14 @@ def running_pipeline(
     workers: int,
     workdir: Path,
     name: str,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[list[WorkerProcess]]:
     """Topics, ``workers`` worker processes, and every user loaded through the control topics
-    and visible in the tables (so no request is resolved before its user exists)."""
+    and visible in the tables (so no request is resolved before its user exists).
+    ``extra_env`` (``NOTIFY_*`` variables) is for A/B runs of one setting."""
     values = pipeline_settings(broker, sandboxes, workdir, f"notify-bench-{name}")
     asyncio.run(create_topics(Settings(**values)))
-    procs = start_workers("app", values, workers, workdir, name)
+    procs = start_workers("app", values, workers, workdir, name, extra_env)
     try:
         asyncio.run(setup_users(broker.bootstrap, users))
         # The /users/ view answers from whichever worker owns the user (table_route).

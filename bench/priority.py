@@ -44,7 +44,7 @@ from streams import topics
 REQUEST_VIAS = ("requests", "low-topic")
 
 
-async def _produce_backlog(bootstrap: str, records: list[dict[str, Any]], via: str) -> None:
+async def produce_backlog(bootstrap: str, records: list[dict[str, Any]], via: str) -> None:
     if via in REQUEST_VIAS:
         topic = topics.REQUESTS_LOW if via == "low-topic" else topics.REQUESTS
         await produce_json(bootstrap, topic, records, stamp="created_at")
@@ -59,8 +59,11 @@ async def _produce_backlog(bootstrap: str, records: list[dict[str, Any]], via: s
         await produce_json(bootstrap, topic, bodies, stamp="requested_at")
 
 
-async def _send_paced(
-    bootstrap: str, requests: list[dict[str, Any]], pause: Callable[[int], float]
+async def send_paced(
+    bootstrap: str,
+    requests: list[dict[str, Any]],
+    pause: Callable[[int], float],
+    topic: str = topics.REQUESTS,
 ) -> None:
     """Send requests one at a time (no batching delay), stamping created_at at send, sleeping
     ``pause(i)`` seconds after the i-th."""
@@ -70,7 +73,7 @@ async def _send_paced(
         for i, request in enumerate(requests):
             request["created_at"] = time.time()
             await producer.send_and_wait(
-                topics.REQUESTS, key=request["user_id"].encode(), value=orjson.dumps(request)
+                topic, key=request["user_id"].encode(), value=orjson.dumps(request)
             )
             await asyncio.sleep(pause(i))
     finally:
@@ -97,7 +100,7 @@ def spread_over_drain(
     return pause
 
 
-def _latencies(
+def latencies(
     received: Sequence[dict[str, Any]], requests: dict[str, dict[str, Any]]
 ) -> list[float]:
     return [
@@ -107,7 +110,7 @@ def _latencies(
     ]
 
 
-def _after_accept(
+def after_accept(
     events: Sequence[dict[str, Any]], received: Sequence[dict[str, Any]]
 ) -> list[float]:
     """ms from each notification's ``accepted`` event to each of its sandbox arrivals."""
@@ -146,7 +149,7 @@ def run(
     with running_pipeline(broker, sandboxes, users, workers, workdir, f"priority-{via}") as procs:
         # Baseline: the same kind of request on the idle pipeline, one at a time.
         log(f"priority: {len(idle)} high requests on the idle pipeline")
-        asyncio.run(_send_paced(broker.bootstrap, idle, lambda i: 0.05))
+        asyncio.run(send_paced(broker.bootstrap, idle, lambda i: 0.05))
         wait_for_count(lambda: received_count(sandboxes), idle_expected, stall_timeout)
 
         log(f"priority: {backlog_expected:,} low deliveries (via {via}), then {trickle} high")
@@ -154,9 +157,9 @@ def run(
         started = time.time()
 
         async def backlog_then_trickle() -> None:
-            await _produce_backlog(broker.bootstrap, records, via)
+            await produce_backlog(broker.bootstrap, records, via)
             pause = spread_over_drain(sandboxes, target, len(highs), expected_rate)
-            await _send_paced(broker.bootstrap, highs, pause)
+            await send_paced(broker.bootstrap, highs, pause)
 
         pids = [p.pid for p in procs]
         worker_cpu = CpuMeter(pids).start()
@@ -205,23 +208,23 @@ def run(
         "high_requests_sent_during_drain": len(in_drain),
         "high_expected_deliveries": high_expected,
         "high_delivered": sum(r.get("notification_id") in highs_by_id for r in received),
-        "high_latency_ms_during_drain": summarize(_latencies(high_received, in_drain)),
+        "high_latency_ms_during_drain": summarize(latencies(high_received, in_drain)),
         "high_latency_ms_during_drain_by_channel": summarize_groups(
             (in_drain[r["notification_id"]]["channels"][0], latency)
-            for r, latency in zip(high_received, _latencies(high_received, in_drain), strict=True)
+            for r, latency in zip(high_received, latencies(high_received, in_drain), strict=True)
         ),
         # Where the high requests' time went: up to the intake agent's "accepted" event, and
         # from there (their own lane) to the sandbox.
         "high_intake_latency_ms_during_drain": intake_latencies(
             events, in_drain, group=lambda r: "high"
         )["all"],
-        "high_lane_latency_ms_during_drain": summarize(_after_accept(events, high_received)),
-        "high_latency_ms_all": summarize(_latencies(received, highs_by_id)),
-        "idle_high_latency_ms": summarize(_latencies(received, idle_by_id)),
+        "high_lane_latency_ms_during_drain": summarize(after_accept(events, high_received)),
+        "high_latency_ms_all": summarize(latencies(received, highs_by_id)),
+        "idle_high_latency_ms": summarize(latencies(received, idle_by_id)),
         "idle_high_intake_latency_ms": intake_latencies(events, idle_by_id, group=lambda r: "high")[
             "all"
         ],
         "idle_high_lane_latency_ms": summarize(
-            _after_accept(events, [r for r in received if r.get("notification_id") in idle_by_id])
+            after_accept(events, [r for r in received if r.get("notification_id") in idle_by_id])
         ),
     }

@@ -145,4 +145,47 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
                 f"s in {pr['phase_seconds']:.1f} s",
             ),
         ]
+    if st := results.get("storm"):
+        rows += storm_rows(st)
+    return rows
+
+
+TAIL = ("p50", "p95", "p99", "max")
+
+
+def storm_rows(st: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row(f"storm via {st['via']}", " ".join(f"{k}={v}" for k, v in st["worker_env"].items()), "")
+    ]
+    for group, d in st["drains"].items():
+        rows.append(
+            metric(
+                f"  {group} drain rate ({d['delivered']:,}/{d['expected']:,})",
+                d["deliveries_per_second"],
+                f"notif/s, {d['drain_seconds']:.0f} s",
+            )
+        )
+    rows += [
+        Row("  rate_limited rejections", str(st["delivery_events"]["rate_limited"]), ""),
+        Row(
+            f"  high during storm (n={st['high_latency_ms']['count']})",
+            fmt_latency(st["high_latency_ms"], TAIL),
+            "ms p50/p95/p99/max",
+        ),
+        Row(
+            "    of which until intake accepted",
+            fmt_latency(st["high_intake_latency_ms"], TAIL),
+            "ms p50/p95/p99/max",
+        ),
+        Row(
+            "    of which accepted -> sandbox",
+            fmt_latency(st["high_lane_latency_ms"], TAIL),
+            "ms p50/p95/p99/max",
+        ),
+        Row(
+            "  CPU s worker / broker / harness",
+            " / ".join(f"{v:.1f}" for v in st["cpu_seconds_during_phase"].values()),
+            f"s in {st['phase_seconds']:.1f} s",
+        ),
+    ]
     return rows

@@ -1,4 +1,4 @@
-"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|priority] [options]``.
+"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|priority|storm] [options]``.
 
 Each measured phase gets a fresh embedded broker; the provider sandboxes (no added latency)
 run in this process for the whole run. Writes one JSON file and prints a table. See
@@ -24,14 +24,16 @@ from typing import Any
 
 import orjson
 
-from bench import minimal, pipeline, priority, raw, workload
+from bench import minimal, pipeline, priority, raw, storm, workload
 from bench.common import BENCH_RATE_LIMIT, fresh_broker, log
 from bench.report import ratios, table_rows
 from bench.stats import format_table
 from providers.sandboxes.stack import SandboxStack
 from scripts.workload import make_users
 
-SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority")
+SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority", "storm")
+# The storm drains ~240,000 deliveries (5 minutes here): its own sub-command, not part of "all".
+IN_ALL = ("raw", "minimal", "pipeline", "priority")
 # The full-size isolation scenario is its own sub-command: 100,000 deliveries take a while.
 FULL_BACKLOG = 100_000
 DEFAULT_BACKLOG = 10_000
@@ -58,6 +60,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="deliveries",
     )
     parser.add_argument("--stall-timeout", type=float, default=60.0)
+    parser.add_argument("--storm-via", choices=storm.VIAS, default="public")
+    parser.add_argument(
+        "--storm-backlog", type=int, default=100_000, help="storm: low deliveries on the lanes"
+    )
+    parser.add_argument(
+        "--storm-low", type=int, default=50_000, help="storm: low requests in one burst"
+    )
+    parser.add_argument(
+        "--storm-normal", type=int, default=20_000, help="storm: normal requests in one burst"
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NOTIFY_NAME=VALUE",
+        help="storm: a setting for its workers (repeatable), for A/B runs",
+    )
     parser.add_argument(
         "--minimal-eager-handoff",
         action="store_true",
@@ -107,7 +126,7 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         stamped = [{**r, "created_at": time.time()} for r in requests]
         records = [(r["user_id"].encode(), orjson.dumps(r)) for r in stamped]
         results: dict[str, Any] = {}
-        wanted = {args.scenario} if args.scenario != "all" else set(SCENARIOS)
+        wanted = {args.scenario} if args.scenario != "all" else set(IN_ALL)
         if "raw" in wanted:
             with fresh_broker(workdir, "raw") as broker:
                 log(f"raw aiokafka: {len(records):,} records")
@@ -148,6 +167,24 @@ def run_phases(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         stall_timeout=args.stall_timeout,
                     )
                 sandboxes.clear()
+        if "storm" in wanted:
+            with fresh_broker(workdir, "storm") as broker:
+                results["storm"] = storm.run(
+                    broker,
+                    sandboxes,
+                    users,
+                    {
+                        "backlog": args.storm_backlog,
+                        "low_requests": args.storm_low,
+                        "normal_requests": args.storm_normal,
+                    },
+                    args.trickle,
+                    args.workers,
+                    workdir,
+                    via=args.storm_via,
+                    stall_timeout=args.stall_timeout,
+                    worker_env=dict(kv.split("=", 1) for kv in args.worker_env),
+                )
         return results
     finally:
         sandboxes.stop()

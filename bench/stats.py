@@ -96,9 +96,9 @@ def fmt_ratio(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def fmt_latency(summary: Mapping[str, float]) -> str:
-    """``p50 / p95 / p99`` in ms from a ``summarize`` result."""
-    return " / ".join(_number(summary.get(k), 0) for k in ("p50", "p95", "p99"))
+def fmt_latency(summary: Mapping[str, float], keys: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
+    """``p50 / p95 / p99`` (or ``keys``) in ms from a ``summarize`` result."""
+    return " / ".join(_number(summary.get(k), 0) for k in keys)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,19 @@ def backlog_deliveries(users: Sequence[User], count: int, inapp_url: str) -> lis
     return out
 
 
+def _digest(notification_id: str, user: User) -> dict[str, Any]:
+    return {
+        "notification_id": notification_id,
+        "user_id": user.user_id,
+        "category": "digest",
+        "priority": "low",
+        "channels": list(BACKLOG_CHANNELS),
+        "title": "Weekly digest",
+        "body": "Here is what you missed",
+        "created_at": 0.0,
+    }
+
+
 def backlog_requests(
     users: Sequence[User], deliveries: int, inapp_url: str
 ) -> tuple[list[dict[str, Any]], int]:
@@ -107,20 +120,20 @@ def backlog_requests(
     out: list[dict[str, Any]] = []
     total = 0
     while total < deliveries:
-        user = users[len(out) % len(users)]
-        request = {
-            "notification_id": f"backlog-{len(out):06d}",
-            "user_id": user.user_id,
-            "category": "digest",
-            "priority": "low",
-            "channels": list(BACKLOG_CHANNELS),
-            "title": "Weekly digest",
-            "body": "Here is what you missed",
-            "created_at": 0.0,
-        }
+        request = _digest(f"backlog-{len(out):06d}", users[len(out) % len(users)])
         total += expected_deliveries([request], by_user, inapp_url)
         out.append(request)
     return out, total
+
+
+def low_request_burst(users: Sequence[User], count: int, prefix: str) -> list[dict[str, Any]]:
+    """``count`` low-priority in_app + webhook requests (a campaign arriving as requests)."""
+    return [_digest(f"{prefix}-{i:06d}", users[i % len(users)]) for i in range(count)]
+
+
+def normal_request_burst(users: Sequence[User], count: int, prefix: str) -> list[dict[str, Any]]:
+    """``count`` normal-priority requests, channels mixed as in the pipeline phase."""
+    return [{**r, "priority": "normal"} for r in RequestMix(users, prefix=prefix).make(count)]
 
 
 def high_requests(users: Sequence[User], count: int, prefix: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ Secrets are ``SecretStr`` so that ``repr()`` and log lines never show them.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.vocabulary import Channel
+from config.vocabulary import Channel, Priority
 
 
 class BrokerFlavor(StrEnum):
@@ -243,8 +244,12 @@ class Settings(BaseSettings):
         default=8, ge=1, description="in-flight sends, normal lane"
     )
     deliver_concurrency_low: int = Field(default=4, ge=1, description="in-flight sends, low lane")
+    # 0.85 for both normal ceilings: `bench.run storm --storm-via priority-topics` took the
+    # high p99 from 4,507 to 377 ms (max 5,335 -> 535) while a 20,000-request normal burst
+    # drained at 335-360 deliveries/s instead of 719 (two runs: p99 377 and 327 ms); the low
+    # ones stay below, at 0.75.
     deliver_cpu_ceiling_normal: float = Field(
-        default=0.0,
+        default=0.85,
         ge=0,
         description="the normal lane takes no new record while the worker uses more than this "
         "share of a core (0: never), so a saturated worker keeps CPU for the high lane",
@@ -257,6 +262,32 @@ class Settings(BaseSettings):
         description="low-priority requests are resolved by their own agent, behind the low "
         "ceiling (false: in line with every other request)",
     )
+    normal_requests_wait: bool = Field(
+        default=True,
+        description="normal-priority requests on the public topic are passed on to "
+        "`notification-requests.normal` and resolved by their own agent, so only high ones "
+        "are resolved in line (false: in line with the high ones)",
+    )
+    normal_requests_cpu_ceiling: float = Field(
+        default=0.85,
+        ge=0,
+        description="the normal-request agent takes no new request while the worker uses more "
+        "than this share of a core (0: never), so a burst of them leaves CPU for high ones",
+    )
+
+    # --- Metrics ---------------------------------------------------------------------------
+    # Seed 000 §5's cost per 1000 notifications: push and in-app $0.002 (compute), e-mail $0.10
+    # (SendGrid), SMS $7.50 (Twilio, per segment). Webhooks cost nothing per message.
+    prices_usd: dict[str, dict[str, float]] = Field(
+        default={
+            "push": {"apns": 0.000002, "fcm": 0.000002},
+            "email": {"smtp": 0.0001, "smtp-backup": 0.0001},
+            "sms": {"sms": 0.0075},
+            "in_app": {"webhook": 0.000002},
+        },
+        description="US dollars per accepted message (SMS: per segment), channel -> provider, "
+        "JSON; counted in `notify_delivery_cost_dollars_total`",
+    )
 
     def retry_schedule(self, channel: str) -> tuple[float, ...]:
         schedules: dict[str, tuple[float, ...]] = {
@@ -267,6 +298,11 @@ class Settings(BaseSettings):
             Channel.IN_APP: self.retry_in_app,
         }
         return schedules[channel]
+
+    def passed_on_priorities(self) -> frozenset[Priority]:
+        """The priorities the intake passes on to their own request topic."""
+        waits = {Priority.NORMAL: self.normal_requests_wait, Priority.LOW: self.low_requests_wait}
+        return frozenset(p for p, wait in waits.items() if wait)
 
     def retry_delays(self) -> list[float]:
         """Every distinct wait in any schedule: one retry tier topic each."""
@@ -284,6 +320,8 @@ def configuration_table() -> str:
             shown = "(secret)" if default.get_secret_value() else ""
         elif isinstance(default, tuple):
             shown = f"`{list(default)}`"
+        elif isinstance(default, dict):
+            shown = f"`{json.dumps(default)}`"
         elif isinstance(default, bool):
             shown = f"`{str(default).lower()}`"
         elif default is None or default == "":

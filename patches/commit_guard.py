@@ -260,6 +260,13 @@ def _seek_with_known_base(original: Any) -> Any:
     return perform_seek
 
 
+def committed_offsets(consumer: Any) -> dict[TP, int]:
+    """The committed offset (the next one to process) of each assigned partition the consumer
+    knows one for: after the seek above, every acked partition of the assignment. Read by the
+    lag metric (agents/metrics_collectors.py), which must not ask the broker at every scrape."""
+    return {tp: offset for tp, offset in consumer._committed_offset.items() if offset is not None}
+
+
 def check_upstream() -> None:
     upstream = {name: getattr(Consumer, name) for name in EXPECTED_SOURCE}
     require_unchanged("patches/commit_guard.py", upstream, EXPECTED_SOURCE)

@@ -32,7 +32,8 @@ LIBRARIES = {
 #   (aioapns 4.0 has no host/port argument; the sandbox and regional endpoints need one).
 # - agents/supervision.py: RestartingSupervisor reads the supervisor's _please_wakeup,
 #   _services and _index (mode's OneForOneSupervisor loses a wake-up that comes between two
-#   waits and offers no hook to retry it).
+#   waits and offers no hook to retry it); its stuck_actors, which agents/health.py's
+#   liveness asks, reads the same _services and _index.
 # - tables/user_attributes.py: scan reads the RocksDB store's per-partition databases
 #   (Store._dbs, filled by _db_for_partition, emptied by revoke_partitions), skips its
 #   offset_key like _visible_items does and decodes values with _decode_value (a table

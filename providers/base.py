@@ -121,3 +121,15 @@ class Provider(Protocol):
     async def stop(self) -> None: ...
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
+
+
+BREAKER_STATES = ("closed", "open", "half_open")
+
+
+@runtime_checkable
+class ReportsBreakers(Protocol):
+    """A provider with circuit breakers says what state each is in (one of BREAKER_STATES),
+    by breaker name; the metrics read it at every scrape (``notify_circuit_breaker_state``).
+    Read, not pushed: a breaker turns half-open when its cool-down ends, with no event."""
+
+    def breaker_states(self) -> Mapping[str, str]: ...

@@ -36,6 +36,7 @@ from providers.base import (
     OutboundMessage,
     Provider,
     ProviderError,
+    ReportsBreakers,
     SendResult,
     ThrottledError,
     TransientError,
@@ -118,7 +119,7 @@ class CircuitBreaker:
         self.name, self.policy = name, policy
         self._clock = clock
         self._on_change = on_change
-        self.state = BreakerState.CLOSED
+        self._state = BreakerState.CLOSED
         self._generation = 0
         self._window: deque[bool] = deque(maxlen=policy.window)  # True = failed
         self._open_until = 0.0
@@ -130,14 +131,21 @@ class CircuitBreaker:
         self._trial_limit = math.ceil(policy.failure_rate * policy.half_open_calls)
         self.refused = 0  # calls refused since creation (for metrics)
 
+    @property
+    def state(self) -> BreakerState:
+        """Read by the metrics at every scrape as well as by ``admit``: an open breaker whose
+        time is over turns half-open when it is next looked at, with or without a call."""
+        if self._state is BreakerState.OPEN and self._clock() >= self._open_until:
+            self._change(BreakerState.HALF_OPEN, self._failure_rate(), len(self._window))
+        return self._state
+
     def admit(self) -> Permit | None:
         """A permit to call the provider now, or None (``retry_in()`` says for how long)."""
-        if self.state is BreakerState.OPEN:
-            if self._clock() < self._open_until:
-                self.refused += 1
-                return None
-            self._change(BreakerState.HALF_OPEN, self._failure_rate(), len(self._window))
-        if self.state is BreakerState.HALF_OPEN:
+        state = self.state
+        if state is BreakerState.OPEN:
+            self.refused += 1
+            return None
+        if state is BreakerState.HALF_OPEN:
             if self._trials_out >= self.policy.half_open_calls:
                 self.refused += 1
                 return None
@@ -147,9 +155,9 @@ class CircuitBreaker:
 
     def retry_in(self) -> float:
         """Seconds until this breaker may admit a call again (0 while it admits calls)."""
-        if self.state is BreakerState.OPEN:
+        if self._state is BreakerState.OPEN:
             return max(0.0, self._open_until - self._clock())
-        if self.state is BreakerState.HALF_OPEN:
+        if self._state is BreakerState.HALF_OPEN:
             full = self._trials_out >= self.policy.half_open_calls
             return HALF_OPEN_WAIT_SECONDS if full else 0.0
         return 0.0
@@ -193,7 +201,7 @@ class CircuitBreaker:
         self._change(BreakerState.OPEN, rate, calls)
 
     def _change(self, state: BreakerState, rate: float, calls: int) -> None:
-        previous, self.state = self.state, state
+        previous, self._state = self._state, state
         self._generation += 1
         self._trials_out = self._trial_failures = self._trial_successes = 0
         transition = Transition(
@@ -212,7 +220,7 @@ class CircuitBreaker:
 
     def snapshot(self) -> dict[str, object]:
         return {
-            "state": self.state,
+            "state": self.state,  # first: it may turn half-open, which resets the trials
             "failure_rate": round(self._failure_rate(), 3),
             "calls_in_window": len(self._window),
             "retry_in": round(self.retry_in(), 3),
@@ -280,6 +288,13 @@ class GuardedProvider:
     @property
     def name(self) -> str:
         return self.provider.name
+
+    def breaker_states(self) -> dict[str, str]:
+        """This provider's breaker and any of its own (providers.base.ReportsBreakers), for the
+        ``notify_circuit_breaker_state`` metric."""
+        inner = self.provider
+        own = dict(inner.breaker_states()) if isinstance(inner, ReportsBreakers) else {}
+        return {self.breaker.name: self.breaker.state, **own}
 
     async def start(self) -> None:
         await self.provider.start()

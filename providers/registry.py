@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from mode import Service
 
 from config.settings import Settings
-from providers.base import ConfigurationError, OutboundMessage, Provider, ProviderName, SendResult
+from providers.base import (
+    ConfigurationError,
+    OutboundMessage,
+    Provider,
+    ProviderName,
+    ReportsBreakers,
+    SendResult,
+)
 from providers.breaker import Breakers, GuardedProvider
 
 log = logging.getLogger(__name__)
@@ -78,6 +85,14 @@ class ProviderRegistry(Service):
             for provider in self.providers.values():
                 await provider.stop()
             self._clients_open = False
+
+    def breaker_states(self) -> dict[str, str]:
+        """Every provider's circuit breakers: name -> state (providers.base.ReportsBreakers)."""
+        states: dict[str, str] = {}
+        for provider in self.providers.values():
+            if isinstance(provider, ReportsBreakers):
+                states.update(provider.breaker_states())
+        return states
 
     async def send(self, provider_name: str, message: OutboundMessage) -> SendResult:
         await self.open_clients()

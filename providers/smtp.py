@@ -212,6 +212,11 @@ class SmtpProvider:
             threshold, cooldown = settings.smtp_failover_threshold, settings.smtp_failover_seconds
             self._circuit = relay_breaker(threshold, cooldown)
 
+    def breaker_states(self) -> dict[str, str]:
+        """The primary relay's circuit (``smtp/primary``), when there is a backup to fail over
+        to (the provider's own breaker, ``smtp``, is reported by its GuardedProvider)."""
+        return {self._circuit.name: self._circuit.state} if self._circuit is not None else {}
+
     async def start(self) -> None:
         for relay in self._relays:
             relay.open()

@@ -408,7 +408,13 @@ async def _lost_diagnostics(
     nids = {nid for nid, _ in lost}
     ids = set(lost.values())
     names = await topic_names(bootstrap)
-    requests_topics = [topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW]
+    requests_topics = [
+        topics.REQUESTS,
+        topics.REQUESTS_BY_USER,
+        topics.REQUESTS_HIGH,
+        topics.REQUESTS_NORMAL,
+        topics.REQUESTS_LOW,
+    ]
     lanes = [n for n in names if n.startswith("deliveries.")]
     ledger = [n for n in names if "delivery_ledger" in n and n.endswith("-changelog")]
     records = await read_topics(bootstrap, [*requests_topics, *lanes, *ledger])

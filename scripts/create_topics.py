@@ -21,6 +21,8 @@ def topic_names(settings: Settings) -> list[str]:
     return [
         topics.REQUESTS,
         topics.REQUESTS_BY_USER,
+        topics.REQUESTS_HIGH,
+        topics.REQUESTS_NORMAL,
         topics.REQUESTS_LOW,
         topics.REQUESTS_DLQ,
         topics.PREFERENCES,

@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
     window = window_of(args, now)
     read = await read_window(bootstrap, args.topic, window)
     records, spans = read.records, read.spans
-    found = candidates(args.topic, records, read.partitions, settings)
+    found = candidates(args.topic, records)
     nids = {c.request.notification_id for c in found if isinstance(c, RequestCandidate)}
     nids |= {c.delivery.notification_id for c in found if isinstance(c, DeliveryCandidate)}
     judgements = plan(found, await knowledge(bootstrap, settings, nids, now), now, args.again)

@@ -15,10 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from config.vocabulary import SUCCESSES, EventStatus, NotificationStatus, Priority
-from streams import topics
+from config.vocabulary import SUCCESSES, EventStatus, NotificationStatus
 from streams.deliveries import Delivery
-from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest
 from tables.status import DeliveryState, NotificationState
 
@@ -37,7 +35,6 @@ class Verdict(StrEnum):
     REPLAYED = "replayed"  # an earlier replay re-sent it and no outcome has come back yet
     REPEATED = "repeated"  # an earlier record in the window is the same notification or delivery
     COPY = "copy"  # a replay's own copy of another record: the original is what counts
-    PASSED_ON = "passed-on"  # resolved from its copy on another topic: replay that topic
     TOO_OLD = "too-old"  # older than the ledger remembers: its sent siblings would go again
     UNREADABLE = "unreadable"  # not a record this topic carries (it was dead-lettered then)
 
@@ -71,7 +68,9 @@ class Knowledge:
 class RequestCandidate:
     ref: str  # topic:partition:offset
     request: NotificationRequest
-    claimed_on: str  # the topic whose record claimed the request's idempotency key
+    # The record the request's idempotency key was claimed as: itself, or the one it was passed
+    # on from (agents/intake.py names it in ``x-request-of``). A replay re-sends it as that one.
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -108,21 +107,6 @@ class Judgement:
     @property
     def sends(self) -> bool:
         return self.verdict is Verdict.WOULD_SEND
-
-
-def claiming_topic(
-    topic: str, request: NotificationRequest, partition: int, partitions: int, low_wait: bool
-) -> str:
-    """The topic whose record claims the request's idempotency key, as agents/intake.py passes
-    records on: a low-priority request is resolved from its copy on ``notification-requests.low``
-    (``NOTIFY_LOW_REQUESTS_WAIT``), one off its user's partition from its re-keyed copy."""
-    if low_wait and request.priority == Priority.LOW and topic != topics.REQUESTS_LOW:
-        return topics.REQUESTS_LOW
-    if topic in (topics.REQUESTS, topics.REQUESTS_LOW) and not is_on_home_partition(
-        request.user_id, partition, partitions
-    ):
-        return topics.REQUESTS_LOW if topic == topics.REQUESTS_LOW else topics.REQUESTS_BY_USER
-    return topic
 
 
 def plan(
@@ -163,9 +147,6 @@ def judge_request(
 ) -> Judgement:
     request, ref = candidate.request, candidate.ref
     nid = request.notification_id
-    topic = ref.rsplit(":", 2)[0]
-    if candidate.claimed_on != topic:
-        return Judgement(ref, Verdict.PASSED_ON, f"resolved from {candidate.claimed_on}", nid)
     if request.created_at and request.created_at + knowledge.ledger_seconds < now:
         # A request replay fans every delivery out again and trusts the ledger to drop the
         # ones that went out; past its window the ledger has forgotten them.

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.intake import REPLAY_OF_HEADER
+from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from config.settings import Settings
 from config.vocabulary import DeviceAction, SuppressionAction
 from scripts.dlq import read_all
@@ -34,7 +34,6 @@ from scripts.replay_plan import (
     ReplayCopy,
     RequestCandidate,
     Unreadable,
-    claiming_topic,
 )
 from streams import topics
 from streams.deliveries import parse_delivery, parse_event
@@ -42,7 +41,13 @@ from streams.records import InvalidRecord, parse_device, parse_request, parse_su
 from tables.status import NotificationState, fold
 
 REPLAY_ID_HEADER = "x-replay-id"
-REQUEST_TOPICS = (topics.REQUESTS, topics.REQUESTS_LOW, topics.REQUESTS_BY_USER)
+REQUEST_TOPICS = (
+    topics.REQUESTS,
+    topics.REQUESTS_HIGH,
+    topics.REQUESTS_NORMAL,
+    topics.REQUESTS_LOW,
+    topics.REQUESTS_BY_USER,
+)
 IDLE_SECONDS = 2.0  # a partition that answers no fetch for this long counts as read
 
 
@@ -169,9 +174,7 @@ async def _read(
     return records, spans
 
 
-def candidates(
-    topic: str, records: Iterable[Any], partitions: int, settings: Settings
-) -> list[Candidate]:
+def candidates(topic: str, records: Iterable[Any]) -> list[Candidate]:
     """Each record as what the plan judges: a request, a delivery, a replay's copy or junk."""
     out: list[Candidate] = []
     for m in records:
@@ -185,10 +188,8 @@ def candidates(
         try:
             if topic in REQUEST_TOPICS:
                 request = parse_request(m.value, default_created_at=m.timestamp / 1000)
-                claimed = claiming_topic(
-                    topic, request, m.partition, partitions, settings.low_requests_wait
-                )
-                out.append(RequestCandidate(ref, request, claimed))
+                origin = headers.get(REQUEST_OF_HEADER)
+                out.append(RequestCandidate(ref, request, origin.decode() if origin else ref))
             else:
                 out.append(DeliveryCandidate(ref, parse_delivery(m.value)))
         except InvalidRecord as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from agents.intake import REPLAY_OF_HEADER
+from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from scripts import dlq
 from scripts.replay_read import REPLAY_ID_HEADER, REQUEST_TOPICS
 from streams import topics
@@ -33,6 +33,10 @@ def copy_of(topic: str, message: Any, replay_id: str) -> Copy:
     """Pure: what to produce for ``message`` (read from ``topic``). ValueError if nothing can
     be (a truncated dead letter holds only a prefix of its record)."""
     ref = f"{topic}:{message.partition}:{message.offset}"
+    if topic in REQUEST_TOPICS:
+        # A request passed on is re-sent as the record it was passed on from: that is the
+        # record its idempotency key was claimed as (agents/intake.py).
+        ref = dict(message.headers or ()).get(REQUEST_OF_HEADER, ref.encode()).decode()
     marks = [(REPLAY_OF_HEADER, ref.encode()), (REPLAY_ID_HEADER, replay_id.encode())]
     if topic in REQUEST_TOPICS:
         # Byte for byte, on the topic it came from, keeping its timestamp (a request without

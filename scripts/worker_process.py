@@ -51,6 +51,12 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.env.get('NOTIFY_WEB_PORT', '6066')}"
 
     def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
+        self.launch()
+        self.wait_ready(ready_timeout)
+        return self
+
+    def launch(self) -> WorkerProcess:
+        """Starts the process without waiting for it to be ready (``wait_ready`` does)."""
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # the child owns it
         self.process = subprocess.Popen(
@@ -70,7 +76,6 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        self.wait_ready(ready_timeout)
         return self
 
     def log_text(self) -> str:

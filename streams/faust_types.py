@@ -3,6 +3,7 @@ arguments; every record here travels as raw bytes and is decoded by ``streams/wi
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 from faust.types import AgentT, ChannelT, EventT, StreamT, TableT
@@ -12,3 +13,4 @@ Channel: TypeAlias = ChannelT[Any]
 Stream: TypeAlias = StreamT[Any]
 Agent: TypeAlias = AgentT[Any]
 Table: TypeAlias = TableT[Any, Any]
+AgentBody: TypeAlias = Callable[[Stream], Awaitable[None]]

@@ -17,6 +17,10 @@ REQUESTS_BY_USER = "notification-requests.by-user"
 # Low-priority requests (campaigns, digests) wait here for spare CPU, so that a campaign's
 # requests never queue in front of a password reset on the intake's partitions.
 REQUESTS_LOW = "notification-requests.low"
+# Normal-priority requests wait here, so that a burst of them never queues in front of a
+# password reset either; urgent producers may write to the high topic, which no burst shares.
+REQUESTS_NORMAL = "notification-requests.normal"
+REQUESTS_HIGH = "notification-requests.high"
 REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
@@ -69,7 +73,9 @@ class Topics:
 
     requests: Channel  # consumed: the public topic and its re-keyed twin
     requests_by_user: Channel
-    requests_low: Channel  # consumed by its own agent, behind the CPU ceiling
+    requests_high: Channel  # consumed by its own agent: no burst shares its partitions
+    requests_normal: Channel  # consumed by its own agent, behind the normal CPU ceiling
+    requests_low: Channel  # consumed by its own agent, behind the low CPU ceiling
     requests_dlq: Channel
     control: Channel
     control_by_user: Channel
@@ -106,6 +112,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         requests=_topic(app, settings, REQUESTS, REQUESTS_BY_USER),
         requests_by_user=_topic(app, settings, REQUESTS_BY_USER),
         # Like a low lane: a campaign's requests wait in Kafka, not in this worker's memory.
+        requests_high=_topic(app, settings, REQUESTS_HIGH),
+        requests_normal=_topic(app, settings, REQUESTS_NORMAL, buffer=settings.lane_buffer_size),
         requests_low=_topic(app, settings, REQUESTS_LOW, buffer=settings.lane_buffer_size),
         requests_dlq=_topic(app, settings, REQUESTS_DLQ),
         control=_topic(

@@ -16,7 +16,8 @@ these; agents/campaign_views.py asks each worker for the partitions it owns.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypeAlias, TypedDict
+from collections.abc import Iterator
+from typing import Any, NotRequired, TypeAlias, TypedDict
 
 import faust
 from faust.types import TableT
@@ -180,3 +181,13 @@ def tally(
 def outcomes(table: OutcomesTable, campaign_id: str, partition: int) -> Outcomes | None:
     value = table.get(key(campaign_id, partition))
     return Outcomes(**value) if value is not None else None
+
+
+def entries(table: ProgressTable | OutcomesTable) -> Iterator[tuple[str, int, Any]]:
+    """(campaign_id, partition, stored value) of every entry on this worker's active
+    partitions: what the metrics export (agents/metrics_collectors.py)."""
+    for raw, value in table.items():
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        campaign_id, _, partition = text.rpartition(":")
+        if campaign_id and partition.isdigit() and value is not None:
+            yield campaign_id, int(partition), value

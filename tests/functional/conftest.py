@@ -36,6 +36,8 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         requests=channel(),
         requests_by_user=channel(),
+        requests_high=channel(),
+        requests_normal=channel(),
         requests_low=channel(),
         requests_dlq=channel(),
         control=channel(),
@@ -89,8 +91,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         deliver_concurrency_high=1,
         deliver_concurrency_normal=1,
         deliver_concurrency_low=1,
-        # The test process's own CPU use must not decide when a low delivery is taken.
+        # The test process's own CPU use must not decide when a delivery or request is taken.
         deliver_cpu_ceiling_low=0.0,
+        deliver_cpu_ceiling_normal=0.0,
+        normal_requests_cpu_ceiling=0.0,
+        # Most tests put normal requests on the intake and read what resolving them produced;
+        # the pass-on to notification-requests.normal has its own tests (test_urgent_first.py).
+        normal_requests_wait=False,
     )
     base.update(overrides)
     return Settings(**base)

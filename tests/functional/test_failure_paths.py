@@ -106,7 +106,7 @@ async def test_invalid_push_token_is_unregistered_not_retried(
 
 
 def router(pipeline: Pipeline) -> OutcomeRouter:
-    return OutcomeRouter(pipeline.settings, pipeline.topics, pipeline.tables)
+    return OutcomeRouter(pipeline.settings, pipeline.topics, pipeline.tables, pipeline.metrics)
 
 
 async def test_fallback_channel_is_used_once_when_every_delivery_failed(

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from faust.types.agents import AgentTestWrapperT
 
 from agents import dead_letter
 from agents.counters import FAILURES
-from agents.supervision import RestartingSupervisor
+from agents.supervision import STUCK_AFTER_SECONDS, RestartingSupervisor
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.deliveries import DeliveryEvent
@@ -261,6 +262,13 @@ async def test_a_crashed_agent_is_restarted_counted_and_keeps_consuming(
         for value in (b"1", b"boom", b"2", b"boom", b"3"):
             await test.put(value, wait=False)
         await eventually(lambda: seen == [b"1", b"2", b"3"], timeout=5)
+        # Both crashes were handled: no actor is stuck, however long after them the liveness
+        # probe asks (agents/health.py). (Not agent_faults: test_context marks its wrapper
+        # crashed at any actor error, which a worker's agents are not.)
+        later = time.monotonic() + 10 * STUCK_AFTER_SECONDS
+        supervisor = test.supervisor
+        assert isinstance(supervisor, RestartingSupervisor)
+        assert supervisor.stuck_actors(later) == []
     assert FAILURES.agent_restarts["fragile"] == 2
     restarts = [r.getMessage() for r in caplog.records if "restarting it" in r.getMessage()]
     assert len(restarts) == 2 and "a bug outside any handler" in restarts[0]

@@ -35,6 +35,13 @@ from streams.records import CHANNELS, PRIORITIES
 from tests.integration.pipeline_harness import PARTITIONS, received_pairs, sandbox_address
 
 pytestmark = pytest.mark.integration
+REQUEST_TOPICS = (
+    topics.REQUESTS,
+    topics.REQUESTS_BY_USER,
+    topics.REQUESTS_HIGH,
+    topics.REQUESTS_NORMAL,
+    topics.REQUESTS_LOW,
+)
 
 # Over the 1 MiB an aiokafka producer sends by default and the worker's producer limit
 # (Faust's producer_max_request_size, 1,000,000): its dead letter cannot be a whole copy.
@@ -149,13 +156,14 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
             bad[topic] += 1
         records.append((topic, key, valid("after"), headers))
 
-    # Requests: the public topic, its re-keyed twin and the low topic; e-mail only.
-    for topic in (topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW):
+    # Requests: the public topic, its re-keyed twin and the priority topics; e-mail only.
+    own_priority = {topics.REQUESTS_HIGH: "high", topics.REQUESTS_LOW: "low"}
+    for topic in REQUEST_TOPICS:
 
         def request(when: str, topic: str = topic) -> bytes:
             nid = f"{topic}-{when}"
             expected[(nid, user.email)] += 1
-            priority = "low" if topic == topics.REQUESTS_LOW else "normal"
+            priority = own_priority.get(topic, "normal")
             return orjson.dumps(
                 {"notification_id": nid, "user_id": user.user_id, "priority": priority,
                  "channels": ["email"], "title": "t", "body": "b"}
@@ -274,7 +282,7 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
 
     # Every bad one on its stage's dead-letter topic, with a reason and its source.
     dlq_of = {
-        topics.REQUESTS_DLQ: {topics.REQUESTS, topics.REQUESTS_BY_USER, topics.REQUESTS_LOW},
+        topics.REQUESTS_DLQ: set(REQUEST_TOPICS),
         topics.CONTROL_DLQ: {t for t, *_ in control},
         topics.DELIVERIES_DLQ: {t for t in bad if t.startswith("deliveries.")},
         topics.DELIVERY_EVENTS_DLQ: {topics.DELIVERY_EVENTS},

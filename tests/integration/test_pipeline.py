@@ -194,8 +194,22 @@ def test_malformed_requests_are_dead_lettered_and_the_partition_keeps_moving(
     )
 
 
-def test_bulk_producers_may_write_low_requests_straight_to_the_low_topic(
-    broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess]
+@pytest.mark.parametrize(
+    "topic,priority",
+    [
+        (topics.REQUESTS_LOW, "low"),
+        # Urgent producers write to the high topic, which no burst shares; normal ones may
+        # write to the normal topic and skip the intake's pass-on hop.
+        (topics.REQUESTS_HIGH, "high"),
+        (topics.REQUESTS_NORMAL, "normal"),
+    ],
+)
+def test_producers_may_write_requests_straight_to_their_priority_topic(
+    broker: str,
+    sandboxes: SandboxStack,
+    workers: Callable[..., WorkerProcess],
+    topic: str,
+    priority: str,
 ) -> None:
     [user] = make_users(1, sandboxes.webhook.url("/"), opt_out_rate=0)
     home = partition_for(user.user_id, PARTITIONS)
@@ -203,7 +217,7 @@ def test_bulk_producers_may_write_low_requests_straight_to_the_low_topic(
     load_users(broker, workers(), [user])
 
     def digest(nid: str) -> bytes:
-        request = {"notification_id": nid, "user_id": user.user_id, "priority": "low"}
+        request = {"notification_id": nid, "user_id": user.user_id, "priority": priority}
         return orjson.dumps({**request, "channels": ["email"], "title": "t", "body": "b"})
 
     async def send() -> None:
@@ -212,7 +226,7 @@ def test_bulk_producers_may_write_low_requests_straight_to_the_low_topic(
         try:
             for nid, partition in (("at-home", home), ("elsewhere", elsewhere)):
                 await producer.send_and_wait(
-                    topics.REQUESTS_LOW, digest(nid), key=user.user_id.encode(), partition=partition
+                    topic, digest(nid), key=user.user_id.encode(), partition=partition
                 )
         finally:
             await producer.stop()

@@ -1,10 +1,16 @@
 """The SMTP primary relay's breaker (providers/smtp.py: the provider breaker configured as "a
-run of N failures, one probe"), on a clock the test steps."""
+run of N failures, one probe"), on a clock the test steps, and the states the metrics export
+(the provider's own breaker and the relay's)."""
 
 from __future__ import annotations
 
-from providers.breaker import BreakerState, CircuitBreaker, Permit
-from providers.smtp import relay_breaker
+from prometheus_client import CollectorRegistry
+
+from agents.metrics_collectors import BreakerStates
+from config.settings import Settings
+from providers.breaker import BreakerPolicy, Breakers, BreakerState, CircuitBreaker, Permit
+from providers.registry import ProviderRegistry
+from providers.smtp import SmtpProvider, relay_breaker
 
 
 class Clock:
@@ -70,3 +76,31 @@ def test_a_recipient_error_says_nothing_about_the_relay() -> None:
     circuit.record(primary(circuit), None)  # a 5xx about the mailbox
     assert circuit.state is BreakerState.CLOSED
     assert not primary(circuit).trial
+
+
+def test_the_states_are_what_the_metrics_show_half_open_by_the_clock_alone() -> None:
+    clock = Clock()
+    provider = SmtpProvider(Settings(smtp_backup_host="127.0.0.2"))
+    circuit = relay_breaker(threshold=1, cooldown_seconds=60.0, clock=clock)
+    provider._circuit = circuit
+    breakers = Breakers(BreakerPolicy(), clock)
+    registry = CollectorRegistry()
+    registry.register(BreakerStates(ProviderRegistry({"smtp": provider}, breakers)))
+
+    def shown(breaker: str) -> dict[str, float | None]:
+        return {
+            state: registry.get_sample_value(
+                "notify_circuit_breaker_state", {"breaker": breaker, "state": state}
+            )
+            for state in ("closed", "open", "half_open")
+        }
+
+    closed = {"closed": 1.0, "open": 0.0, "half_open": 0.0}
+    assert shown("smtp") == shown("smtp/primary") == closed
+    failing(circuit, 1)
+    assert circuit.state == "open"
+    assert shown("smtp/primary") == {"closed": 0.0, "open": 1.0, "half_open": 0.0}
+    assert shown("smtp") == closed  # the backup takes the mail: the provider is fine
+    clock.now += 60.0  # nothing happened but time: the cool-down is over
+    assert shown("smtp/primary") == {"closed": 0.0, "open": 0.0, "half_open": 1.0}
+    assert ProviderRegistry({"smtp": SmtpProvider(Settings())}).breaker_states() == {}

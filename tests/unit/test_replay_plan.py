@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-import pytest
 
 from config.vocabulary import EventStatus
 from scripts.replay_plan import (
@@ -16,12 +15,9 @@ from scripts.replay_plan import (
     RequestCandidate,
     Unreadable,
     Verdict,
-    claiming_topic,
     plan,
 )
-from streams import topics
 from streams.deliveries import Delivery, DeliveryEvent
-from streams.partitioning import partition_for
 from streams.records import NotificationRequest
 from tables.status import NotificationState, fold
 
@@ -55,7 +51,7 @@ def outcome(status: str, delivery_id: str, **extra: Any) -> tuple[str, str, dict
 def request(**kw: Any) -> RequestCandidate:
     values: dict[str, Any] = {"created_at": NOW - 60, **kw}
     req = NotificationRequest("n1", "u1", "t", "b", **values)
-    return RequestCandidate(REF, req, topics.REQUESTS)
+    return RequestCandidate(REF, req, REF)
 
 
 def delivery(delivery_id: str = "n1:email:aa", **kw: Any) -> DeliveryCandidate:
@@ -183,35 +179,6 @@ def test_records_of_one_delivery_are_replayed_once_and_copies_never() -> None:
         Verdict.COPY,
         Verdict.UNREADABLE,
     ]
-
-
-@pytest.mark.parametrize(
-    "topic,priority,home,low_wait,expected",
-    [
-        (topics.REQUESTS, "normal", True, True, topics.REQUESTS),
-        (topics.REQUESTS, "low", True, True, topics.REQUESTS_LOW),
-        (topics.REQUESTS, "low", True, False, topics.REQUESTS),
-        (topics.REQUESTS, "normal", False, True, topics.REQUESTS_BY_USER),
-        (topics.REQUESTS_LOW, "low", True, True, topics.REQUESTS_LOW),
-        (topics.REQUESTS_BY_USER, "normal", False, True, topics.REQUESTS_BY_USER),
-    ],
-)
-def test_the_claiming_topic_follows_the_intakes_pass_ons(
-    topic: str, priority: str, home: bool, low_wait: bool, expected: str
-) -> None:
-    req = NotificationRequest("n1", "u1", "t", "b", priority=priority)
-    own = partition_for("u1", 8)
-    partition = own if home else (own + 1) % 8
-    assert claiming_topic(topic, req, partition, 8, low_wait) == expected
-
-
-def test_a_request_resolved_from_another_topic_is_left_to_that_topics_replay() -> None:
-    req = NotificationRequest("n1", "u1", "t", "b", priority="low", created_at=NOW)
-    judgement = plan([RequestCandidate(REF, req, topics.REQUESTS_LOW)], Knowledge(), NOW)[0]
-    assert (judgement.verdict, judgement.why) == (
-        Verdict.PASSED_ON,
-        "resolved from notification-requests.low",
-    )
 
 
 def test_a_replayed_request_waits_for_its_deliveries_not_for_its_acceptance() -> None:

@@ -8,9 +8,8 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from config.settings import Settings
 from scripts.replay import parse_offsets, parse_time
-from scripts.replay_plan import DeliveryCandidate, ReplayCopy, Unreadable
+from scripts.replay_plan import DeliveryCandidate, ReplayCopy, RequestCandidate, Unreadable
 from scripts.replay_read import candidates
 from scripts.replay_send import Pace, copy_of
 from streams import topics
@@ -78,14 +77,12 @@ def test_copies_are_told_apart_from_dead_letters_that_failed_again() -> None:
     d = Delivery("n1:email:aa", "n1", "u1", "email", "a@example.com", "t", "b", "low")
     marked = [("x-replay-of", b"deliveries.dlq:0:1")]
     lane = topics.delivery_topic("email", "low")
-    [copy] = candidates(lane, [record(lane, d.to_json(), marked)], 4, Settings())
+    [copy] = candidates(lane, [record(lane, d.to_json(), marked)])
     assert copy == ReplayCopy(f"{lane}:2:41", "deliveries.dlq:0:1")
     # A replayed delivery that failed again is dead-lettered with its headers: a new failure.
     [letter, junk] = candidates(
         topics.DELIVERIES_DLQ,
         [record(topics.DELIVERIES_DLQ, d.to_json(), marked), record(lane, b"[]")],
-        4,
-        Settings(),
     )
     assert isinstance(letter, DeliveryCandidate) and isinstance(junk, Unreadable)
 
@@ -106,3 +103,17 @@ async def test_the_pace_spaces_records_by_the_rate() -> None:
     await pace.wait()
     await pace.wait()
     assert slept == [0.25, 0.25, 0.25]
+
+
+def test_a_request_passed_on_is_judged_and_re_sent_as_the_record_it_came_from() -> None:
+    # agents/intake.py names the public record on the copy it passes on; that record claimed
+    # the idempotency key, so a replay of the copy must present itself as it.
+    req = orjson.dumps({"notification_id": "n1", "user_id": "u1", "title": "t", "body": "b"})
+    origin = [("x-request-of", b"notification-requests:3:17")]
+    normal = topics.REQUESTS_NORMAL
+    [passed, direct] = candidates(normal, [record(normal, req, origin), record(normal, req)])
+    assert isinstance(passed, RequestCandidate) and isinstance(direct, RequestCandidate)
+    assert (passed.origin, direct.origin) == ("notification-requests:3:17", f"{normal}:2:41")
+    copy = dict(copy_of(normal, record(normal, req, origin), "replay-1").headers)
+    assert copy["x-replay-of"] == b"notification-requests:3:17"
+    assert copy["x-request-of"] == b"notification-requests:3:17"
