@@ -61,6 +61,8 @@ def changed(name: str, default: Any) -> Any:
         return default + 0.5
     if isinstance(default, tuple):
         return [7.0, 70.0]
+    if name == "max_age_by_category":  # category -> seconds
+        return {"otp": 300.0}
     if isinstance(default, dict):  # the price table: channel -> provider -> dollars
         return {**default, "sms": {"sms": 0.0125}}
     if default is None:  # the optional paths
