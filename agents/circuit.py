@@ -8,7 +8,8 @@ partition unacked) would have been simpler, but a lane carries every provider of
 eight held FCM pushes would fill the normal lane and stop its e-mails behind an outage they have
 nothing to do with. In the tier it is acked only once back on its lane (agents/retry.py), so a
 crash re-reads it there; a tier past ``retry_pending_cap`` stops reading, so a long outage waits
-on the broker, not in a worker's memory.
+on the broker, not in a worker's memory. A send that failed and found the breaker open or
+half-open (one in flight when it opened, a failed trial) comes here too (providers/breaker.py).
 
 A delivery whose notification names a fallback channel is not held: it fails at once (no attempt
 spent on the provider) and the fallback fans it out on that channel, once per notification
