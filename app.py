@@ -17,6 +17,7 @@ import patches
 from agents import (
     campaign_views,
     campaigns,
+    circuit,
     control,
     deliver,
     feedback,
@@ -38,6 +39,7 @@ from agents.views import register_views
 from config.clock import clock_from
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from providers.breaker import BreakerPolicy, Breakers
 from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
@@ -79,7 +81,11 @@ def build_app(
     app = faust_app(settings)
     topics = topics_for(app, settings)
     tables = declare_tables(app, settings)
-    providers = ProviderRegistry(configured_providers(settings))
+    # One breaker per provider, as long-lived as the registry that owns them.
+    breakers = Breakers(BreakerPolicy.from_settings(settings)) if settings.breaker_enabled else None
+    providers = ProviderRegistry(configured_providers(settings), breakers)
+    if breakers is not None:
+        circuit.publish_transitions(app, topics, breakers)
     app.service(providers)  # type: ignore[arg-type]  # an instance is accepted and started
     # The group's members as of the last assignment (each member's URL in it): the share of
     # each provider rate a worker keeps to when the shared buckets in Redis are out of reach.

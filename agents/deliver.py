@@ -12,16 +12,19 @@ from dataclasses import dataclass, field
 import faust
 
 from agents import safe
+from agents.circuit import CircuitHold
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane, is_stale
 from agents.metrics import Metrics, error_type
 from agents.outcomes import OutcomeRouter
 from agents.route import provider_for
+from agents.staleness import Staleness
 from agents.supervision import supervised_agent
 from agents.tracing import Tracing, annotate
 from config.settings import Settings
 from config.vocabulary import DuplicateReason, EventStatus, Priority
 from providers.base import OutboundMessage, ProviderError
+from providers.breaker import CircuitOpenError
 from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
@@ -57,6 +60,12 @@ class Deliverer:
     # A delivery read twice (a rebalance hands its partition back while the first copy is being
     # sent) waits for the first copy's outcome instead of sending again or being acked early.
     in_flight: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    staleness: Staleness = field(init=False)
+    circuit_hold: CircuitHold = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.staleness = Staleness(self.settings.max_age_by_category, self.outcomes)
+        self.circuit_hold = CircuitHold(self.topics, self.outcomes)
 
     async def handle(self, event: Event, generation: int) -> None:
         if is_stale(event, generation):
@@ -92,6 +101,8 @@ class Deliverer:
                 delivery, EventStatus.DUPLICATE_SUPPRESSED, reason=DuplicateReason.READ_TWICE
             )
             return
+        if await self.staleness.expired(delivery):
+            return
         provider_name = provider_for(delivery)
         annotate(
             {
@@ -109,6 +120,13 @@ class Deliverer:
                 async with self.limits.slot(provider_name):
                     started = time.perf_counter()  # the provider's time, not the token wait
                     result = await self.providers.send(provider_name, outbound(delivery))
+            except CircuitOpenError as exc:  # not sent (or failed, and it opened): it waits
+                if exc.__cause__ is not None:  # the provider was asked and answered
+                    self.metrics.provider_answered(
+                        delivery.channel, provider_name, time.perf_counter() - started
+                    )
+                await self.circuit_hold.refused(delivery, exc, owner)
+                return
             except ProviderError as exc:
                 self.metrics.provider_answered(
                     delivery.channel, provider_name, time.perf_counter() - started

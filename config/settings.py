@@ -237,6 +237,31 @@ class Settings(BaseSettings):
         description="retries held in memory per tier; past it the tier stops reading (they "
         "wait in Kafka), so an outage cannot exhaust a worker's memory",
     )
+    # Seed 000 §2's breaker: 50 % failures over the last 100 calls open it for 30 s, then 10
+    # trial calls decide. Only transient and throttled failures count (providers/breaker.py).
+    breaker_enabled: bool = Field(
+        default=True,
+        description="a circuit breaker per provider: while open, its deliveries wait in a "
+        "retry tier without spending an attempt, or take their fallback channel",
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="share of failed calls in the window that opens it"
+    )
+    breaker_window: int = Field(
+        default=100, ge=1, description="calls the failure rate is computed over (sliding)"
+    )
+    breaker_open_seconds: float = Field(
+        default=30.0, gt=0, description="how long an open breaker refuses calls"
+    )
+    breaker_half_open_calls: int = Field(
+        default=10, ge=1, description="trial calls let through once the open time is over"
+    )
+    max_age_by_category: dict[str, float] = Field(
+        default={},
+        description="per category, the age (seconds since the request) past which a delivery "
+        'is not sent but `expired` (JSON object, e.g. `{"otp": 300}`); a request\'s '
+        "`ttl_seconds` applies as well, the shorter wins",
+    )
     feedback_token: SecretStr = Field(
         default=SecretStr(""),
         description="bearer token the provider feedback webhook must present (empty: any)",

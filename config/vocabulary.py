@@ -62,6 +62,10 @@ class EventStatus(StrEnum):
     HELD = "held"
     RELEASED = "released"
     CAPPED = "capped"
+    # Not sent now, no attempt spent: its provider's circuit breaker is open (agents/circuit.py).
+    # (Not ``held``: that is a notification's channels waiting for the user's quiet hours.)
+    DEFERRED = "deferred"
+    EXPIRED = "expired"  # final: older than its ttl or its category's maximum age at send time
     # Reported later by providers (feedback webhooks).
     DELIVERED = "delivered"
     OPENED = "opened"
@@ -81,6 +85,7 @@ SUCCESSES: tuple[EventStatus, ...] = (
 FINAL: tuple[EventStatus, ...] = (
     *SUCCESSES,
     EventStatus.FAILED,
+    EventStatus.EXPIRED,
     EventStatus.BOUNCED,
     EventStatus.COMPLAINED,
 )
@@ -94,6 +99,7 @@ class NotificationStatus(StrEnum):
     PARTIALLY_SENT = "partially_sent"  # some delivery succeeded, others are not final yet
     SENT = "sent"  # every delivery is final and one succeeded
     FAILED = "failed"  # every delivery is final and none succeeded
+    EXPIRED = "expired"  # every delivery expired before it could be sent
     REJECTED = "rejected"
     HELD = "held"  # every delivery so far is waiting for a quiet window to end
     CAPPED = "capped"  # the user's daily cap was reached: not sent

@@ -17,6 +17,7 @@ from providers.base import (
     ReportsBreakers,
     SendResult,
 )
+from providers.breaker import Breakers, GuardedProvider
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,21 @@ def configured_providers(settings: Settings) -> dict[str, Provider]:
 
 
 class ProviderRegistry(Service):
-    """Starts every provider when the worker starts; stops them when it stops."""
+    """Starts every provider when the worker starts; stops them when it stops. With
+    ``breakers``, each provider is called through its own circuit breaker, which lives as long
+    as the registry (providers/breaker.py)."""
 
-    def __init__(self, providers: Mapping[str, Provider], **kwargs: object) -> None:
+    def __init__(
+        self, providers: Mapping[str, Provider], breakers: Breakers | None = None, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.providers = dict(providers)
+        self.breakers = breakers
+        self.providers: dict[str, Provider] = dict(providers)
+        if breakers is not None:
+            self.providers = {
+                name: GuardedProvider(provider, breakers.get(name))
+                for name, provider in self.providers.items()
+            }
         self._clients_open = False
         self._opening: asyncio.Lock | None = None
 

@@ -5,7 +5,8 @@ so connections are kept open and handed to one send at a time. Replies are trans
 the provider vocabulary of ``providers.base``: 4xx → transient, 5xx → permanent, dead mailbox
 → invalid recipient.
 
-With ``smtp_backup_host`` set, the primary relay sits behind a circuit breaker: a run of
+With ``smtp_backup_host`` set, the primary relay sits behind a circuit breaker (the providers'
+own, providers/breaker.py, configured as a run of failures and one probe): a run of
 ``smtp_failover_threshold`` relay failures (connection errors, timeouts, 4xx) sends mail to the
 backup for ``smtp_failover_seconds``; then one mail probes the primary (half-open) and its
 success moves mail back. 5xx replies are about the recipient or the message and say nothing
@@ -35,6 +36,7 @@ from providers.base import (
     TransientError,
     not_started,
 )
+from providers.breaker import BreakerPolicy, CircuitBreaker
 from providers.email_message import EmailRenderer, RenderedEmail
 
 log = logging.getLogger(__name__)
@@ -180,53 +182,16 @@ async def _transact(client: aiosmtplib.SMTP, mail: RenderedEmail, sender: str, t
     await client.sendmail(sender, [to], mail.data, mail_options=options)
 
 
-class RelayCircuit:
-    """Closed: mail goes to the primary relay. Open: to the backup until the cool-down ends.
-    Half-open: one probe mail tries the primary while the others keep using the backup.
-    ``clock`` (monotonic seconds) is injected so that tests step the cool-down."""
-
-    def __init__(
-        self,
-        threshold: int,
-        cooldown_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.threshold, self.cooldown = threshold, cooldown_seconds
-        self._clock = clock
-        self.failures = 0  # consecutive relay failures of the primary
-        self.open_until: float | None = None  # monotonic time; None while closed
-        self.probing = False
-
-    @property
-    def state(self) -> str:
-        """One of ``providers.base.BREAKER_STATES``."""
-        if self.open_until is None:
-            return "closed"
-        return "half_open" if self._clock() >= self.open_until else "open"
-
-    def use_primary(self) -> tuple[bool, bool]:
-        """``(send through the primary?, is this send the half-open probe?)``."""
-        if self.open_until is None:
-            return True, False
-        probe = not self.probing and self._clock() >= self.open_until
-        self.probing = self.probing or probe
-        return probe, probe
-
-    def outcome(self, probe: bool, relay_failed: bool | None) -> None:
-        """After a send through the primary: True = a relay failure (connection, timeout,
-        4xx), False = mail accepted, None = nothing about the relay (5xx, cancelled)."""
-        self.probing = self.probing and not probe
-        if relay_failed is None or (self.open_until is not None and not probe):
-            return  # (or a send begun before the circuit opened: the probe decides)
-        if not relay_failed:
-            if self.open_until is not None:
-                log.warning("smtp: the primary relay answers again; mail goes back to it")
-            self.failures, self.open_until = 0, None
-            return
-        self.failures += 1
-        if probe or self.failures >= self.threshold:
-            log.warning("smtp: %d failures on the primary relay; using the backup", self.failures)
-            self.open_until = self._clock() + self.cooldown
+def relay_breaker(
+    threshold: int, cooldown_seconds: float, clock: Callable[[], float] = time.monotonic
+) -> CircuitBreaker:
+    """The primary relay's breaker: open after ``threshold`` consecutive relay failures (a
+    window of that many calls, all failed), then one probe mail (the one trial). While it is
+    open, mail goes to the backup instead of waiting."""
+    policy = BreakerPolicy(
+        failure_rate=1.0, window=threshold, open_seconds=cooldown_seconds, half_open_calls=1
+    )
+    return CircuitBreaker(f"{NAME}/primary", policy, clock)
 
 
 class SmtpProvider:
@@ -240,16 +205,17 @@ class SmtpProvider:
         self._renderer = EmailRenderer(settings)
         self._primary = _Relay(NAME, settings.smtp_host, settings.smtp_port, settings)
         self._relays = [self._primary]
-        self._circuit: RelayCircuit | None = None
+        self._circuit: CircuitBreaker | None = None
         if settings.smtp_backup_host:
             backup = settings.smtp_backup_host, settings.smtp_backup_port
             self._relays.append(_Relay(BACKUP_NAME, *backup, settings))
             threshold, cooldown = settings.smtp_failover_threshold, settings.smtp_failover_seconds
-            self._circuit = RelayCircuit(threshold, cooldown)
+            self._circuit = relay_breaker(threshold, cooldown)
 
     def breaker_states(self) -> dict[str, str]:
-        """The primary relay's circuit (``smtp``), when there is a backup to fail over to."""
-        return {NAME: self._circuit.state} if self._circuit is not None else {}
+        """The primary relay's circuit (``smtp/primary``), when there is a backup to fail over
+        to (the provider's own breaker, ``smtp``, is reported by its GuardedProvider)."""
+        return {self._circuit.name: self._circuit.state} if self._circuit is not None else {}
 
     async def start(self) -> None:
         for relay in self._relays:
@@ -261,7 +227,8 @@ class SmtpProvider:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         mail = self._renderer.render(message)
-        primary, probe = self._circuit.use_primary() if self._circuit else (True, False)
+        permit = self._circuit.admit() if self._circuit else None
+        primary = self._circuit is None or permit is not None
         relay = self._relays[0 if primary else -1]
         verdict: bool | None = None  # what this send says about the primary relay
         try:
@@ -271,6 +238,7 @@ class SmtpProvider:
             verdict = True
             raise
         finally:
-            if primary and self._circuit is not None:
-                self._circuit.outcome(probe, verdict)
+            # A 5xx is about the recipient or the message: None, neither counted nor a reset.
+            if permit is not None and self._circuit is not None:
+                self._circuit.record(permit, verdict)
         return SendResult(provider=relay.name, provider_message_id=mail.message_id)

@@ -49,6 +49,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.REQUESTS_HELD,
         topics.TEMPLATES,
         topics.TEMPLATES_DLQ,
+        topics.PROVIDER_CIRCUITS,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]

@@ -55,6 +55,9 @@ HOT_KEYS_DLQ = "hot-keys.dlq"  # unreadable records of either + reason
 # Created with cleanup.policy=compact: only each key's latest record matters.
 COMPACTED = (HOT_KEYS, HOT_KEY_RATES)
 
+# Every circuit-breaker state change of every worker (key = the breaker's name: a provider).
+PROVIDER_CIRCUITS = "provider-circuits"
+
 
 def retry_topic(delay_seconds: float) -> str:
     return f"deliveries.retry.{tier_label(delay_seconds)}"
@@ -108,6 +111,7 @@ class Topics:
     requests_held: Channel  # consumed by the hold agent (agents/holds.py)
     templates: Channel  # consumed: upserts into the templates GlobalTable
     templates_dlq: Channel
+    provider_circuits: Channel  # produced: breaker transitions (agents/circuit.py)
 
 
 def _topic(
@@ -181,4 +185,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         requests_held=_topic(app, settings, REQUESTS_HELD, buffer=settings.lane_buffer_size),
         templates=_topic(app, settings, TEMPLATES, partitions=TEMPLATES_PARTITIONS),
         templates_dlq=_topic(app, settings, TEMPLATES_DLQ),
+        provider_circuits=_topic(app, settings, PROVIDER_CIRCUITS),
     )

@@ -136,8 +136,8 @@ def cancel_requested(table: ProgressTable, campaign_id: str, partition: int) -> 
 def _bucket(status: str | None, reason: str | None) -> str | None:
     if status in _DELIVERED:
         return "delivered"
-    if status == NotificationStatus.FAILED:
-        return "failed"
+    if status in (NotificationStatus.FAILED, NotificationStatus.EXPIRED):
+        return "failed"  # an expired notification reached nobody either
     if status == NotificationStatus.REJECTED:
         return f"rejected:{reason or 'unknown'}"
     return None

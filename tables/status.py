@@ -168,7 +168,10 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
     if "released" in state and not state["expected"]:
         return NotificationStatus.REJECTED  # released to nothing: turned off in the night
     if state["expected"] and len(done) >= state["expected"]:
-        return NotificationStatus.SENT if succeeded else NotificationStatus.FAILED
+        if succeeded:
+            return NotificationStatus.SENT
+        expired = all(s == EventStatus.EXPIRED for s in done)
+        return NotificationStatus.EXPIRED if expired else NotificationStatus.FAILED
     if succeeded:
         return NotificationStatus.PARTIALLY_SENT
     return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.PENDING

@@ -62,6 +62,8 @@ def changed(name: str, default: Any) -> Any:
         return default + 0.5
     if isinstance(default, tuple):
         return [7.0, 70.0]
+    if name == "max_age_by_category":  # category -> seconds
+        return {"otp": 300.0}
     if isinstance(default, StrEnum):  # another of its choices
         return next(choice.value for choice in type(default) if choice != default)
     if isinstance(default, dict):  # the price table: channel -> provider -> dollars

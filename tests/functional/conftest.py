@@ -60,6 +60,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         requests_held=channel(),
         templates=channel(),
         templates_dlq=channel(),
+        provider_circuits=channel(),
     )
 
 

@@ -99,3 +99,21 @@ def test_wholly_held_then_released_to_nothing_and_capped() -> None:
     assert (state["status"], state["reason"]) == (REJECTED, "category_muted")
     capped = fold(None, ev("capped", reason="daily cap of 2 reached"))
     assert (capped["status"], capped["reason"]) == ("capped", "daily cap of 2 reached")
+
+
+def test_expired_is_final_and_a_notification_of_expired_deliveries_expired() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=2))
+    state = fold(state, ev("expired", "d1", channel="push", reason="61s old, max age 60s"))
+    state = fold(state, ev(RETRYING, "d1", channel="push"))  # a late report never reopens it
+    assert state["deliveries"]["d1"]["status"] == "expired"
+    state = fold(state, ev("deferred", "d2", channel="push", reason="circuit_open: apns"))
+    assert state["status"] == "accepted" and state["deliveries"]["d2"]["attempts"] == 0
+    state = fold(state, ev("expired", "d2", channel="push"))
+    assert state["status"] == "expired"
+
+
+def test_expired_beside_a_failure_is_a_failure() -> None:
+    state = fold(None, ev(ACCEPTED, deliveries=2))
+    state = fold(state, ev("expired", "d1", channel="push"))
+    state = fold(state, ev(FAILED, "d2", channel="sms"))
+    assert state["status"] == "failed"
