@@ -24,7 +24,7 @@ from agents import (
     health,
     holds,
     hot_keys,
-    intake,
+    intake_agents,
     metrics_view,
     operator_page,
     rate_limit_views,
@@ -100,7 +100,9 @@ def build_app(
     app.service(tracing)  # type: ignore[arg-type]  # an instance is accepted and started
     detector = hot_keys.start(app, settings, topics) if settings.hot_key_enabled else None
     agents: dict[str, Agent] = {
-        **intake.register(app, settings, topics, tables, headroom, metrics, tracing, detector),
+        **intake_agents.register(
+            app, settings, topics, tables, headroom, metrics, tracing, detector
+        ),
         "control": control.register(app, settings, topics, tables, metrics),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
         "templates": templating.register(app, settings, topics, tables),

@@ -25,26 +25,22 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-import faust
-
-from agents import events, holds, produce, safe
+from agents import events, holds, produce
 from agents.admission import Admission, Gate
-from agents.cpu_headroom import CpuHeadroom
 from agents.fanout import fan_out, user_key
 from agents.hot_keys import HotKeys
 from agents.metrics import Metrics
+from agents.request_origin import passed_on_headers, source_of
 from agents.resolve import NO_ADDRESS, Decision, Limits, UserState, decide
-from agents.supervision import supervised_agent
 from agents.templating import Templating, rejection
-from agents.tracing import Tracing, annotate
-from config.clock import Clock, clock_from
+from agents.tracing import annotate
+from config.clock import Clock
 from config.settings import Settings
 from config.vocabulary import EventStatus, RejectReason
 from streams import topics as topic_names
 from streams.deliveries import DeliveryEvent
-from streams.faust_types import Agent, AgentBody, Channel, Event, Stream
+from streams.faust_types import Channel, Event
 from streams.holds import Release, release_of
 from streams.partitioning import is_on_home_partition
 from streams.records import NotificationRequest, parse_request
@@ -60,17 +56,6 @@ from tables import (
 )
 
 log = logging.getLogger(__name__)
-
-# Set by ``scripts.replay`` on a copy of a request: the ``topic:partition:offset`` of the record
-# it copies. The copy then stands for that record in the dedup check, so it is resolved as a
-# replay of it (fanned out again, the ledger dropping what went out) and not refused as a
-# duplicate; a copy of a record that never claimed its key is still one.
-REPLAY_OF_HEADER = "x-replay-of"
-# A request passed on (to its priority's topic, or re-keyed) names the record it came from, so
-# the copy that resolves it claims the idempotency key as that record: a replay of either copy
-# then re-sends as the same request (scripts/replay_read.py reads it).
-REQUEST_OF_HEADER = "x-request-of"
-_ORIGIN_HEADERS = (REPLAY_OF_HEADER, REQUEST_OF_HEADER)
 
 
 @dataclass
@@ -117,7 +102,7 @@ class Intake:
             return
         await self.resolve(
             request,
-            _source_of(message),
+            source_of(message),
             time.time(),
             release_of(message.headers),
             message.value,
@@ -128,11 +113,12 @@ class Intake:
         """The record as it came, keyed by user_id, with its own timestamp (a request without
         ``created_at`` is timed from it)."""
         message = event.message
-        headers = _header_items(message.headers)
-        if not any(name in _ORIGIN_HEADERS for name, _ in headers):
-            headers.append((REQUEST_OF_HEADER, _source_of(message).encode()))
         await produce.send(
-            channel, request.user_id.encode(), message.value, headers, message.timestamp
+            channel,
+            request.user_id.encode(),
+            message.value,
+            passed_on_headers(message),
+            message.timestamp,
         )
 
     async def resolve(
@@ -313,86 +299,3 @@ class Intake:
 
 def _only(channels: tuple[str, ...], released: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for c in channels if c in released)
-
-
-def _header_items(headers: Any) -> list[tuple[str, bytes]]:
-    items = headers.items() if isinstance(headers, dict) else headers or ()
-    return [
-        (name, value if isinstance(value, bytes) else str(value).encode()) for name, value in items
-    ]
-
-
-def _source_of(message: Any) -> str:
-    """The record this one is, for the dedup claim: itself, the one a replay copies, or the one
-    it was passed on from."""
-    found = dict(_header_items(message.headers))
-    for name in _ORIGIN_HEADERS:
-        if name in found:
-            return found[name].decode(errors="replace")
-    return f"{message.topic}:{message.partition}:{message.offset}"
-
-
-def register(
-    app: faust.App,
-    settings: Settings,
-    topics: Topics,
-    tables: Tables,
-    headroom: CpuHeadroom,
-    metrics: Metrics,
-    tracing: Tracing,
-    hot_keys: HotKeys | None = None,
-) -> dict[str, Agent]:
-    """``resolve_requests`` (the public topic and its re-keyed twin), ``resolve_high_requests``
-    (the high topic), and ``resolve_normal_requests`` / ``resolve_low_requests`` (what they
-    passed on, each behind its CPU ceiling)."""
-    intake = Intake(settings, topics, tables, metrics, clock_from(settings.clock_file), hot_keys)
-    deferred = settings.passed_on_priorities()
-
-    async def handle(event: Event) -> None:
-        with tracing.span("notify.intake", event.message.headers):
-            await intake.handle(event, deferred)
-
-    async def resolve_here(event: Event) -> None:
-        with tracing.span("notify.intake", event.message.headers):
-            await intake.handle(event)
-
-    def passing_on(name: str) -> AgentBody:
-        async def agent(stream: Stream) -> None:
-            async for event in stream.events():
-                await safe.handle_safely(event, handle, topics.requests_dlq, name)
-
-        return agent
-
-    def behind_ceiling(name: str, ceiling: float) -> AgentBody:
-        async def agent(stream: Stream) -> None:
-            headroom.start()
-            async for event in stream.events():
-                if ceiling > 0:
-                    await headroom.wait_below(ceiling)
-                await safe.handle_safely(event, resolve_here, topics.requests_dlq, name)
-
-        return agent
-
-    # (key, topic, agent name, body): one agent, so one FIFO stream buffer, per topic group.
-    specs = (
-        ("resolve", topics.requests, "resolve_requests", passing_on("resolve_requests")),
-        (
-            "resolve_high",
-            topics.requests_high,
-            "resolve_high_requests",
-            passing_on("resolve_high_requests"),
-        ),
-        (
-            "resolve_normal",
-            topics.requests_normal,
-            "resolve_normal_requests",
-            behind_ceiling("resolve_normal_requests", settings.normal_requests_cpu_ceiling),
-        ),
-        (
-            "resolve_low",
-            topics.requests_low,
-            "resolve_low_requests",
-            behind_ceiling("resolve_low_requests", settings.deliver_cpu_ceiling_low),
-        ),
-    )
-    return {key: supervised_agent(app, topic, name)(body) for key, topic, name, body in specs}

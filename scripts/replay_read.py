@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
+from agents.request_origin import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from config.settings import Settings
 from config.vocabulary import DeviceAction, SuppressionAction
 from scripts.dlq import read_all

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
+from agents.request_origin import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from scripts import dlq
 from scripts.replay_read import REPLAY_ID_HEADER, REQUEST_TOPICS
 from streams import topics

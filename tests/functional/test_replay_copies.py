@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from agents.intake import REPLAY_OF_HEADER
+from agents.request_origin import REPLAY_OF_HEADER
 from app import Pipeline
 from tables import dedup
 from tests.functional.conftest import values

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agents.intake import REPLAY_OF_HEADER, REQUEST_OF_HEADER
+from agents.request_origin import REPLAY_OF_HEADER, REQUEST_OF_HEADER
 from app import Pipeline, build_app
 from tables import dedup
 from tests.functional.conftest import channel_topics, make_settings, sent, values
