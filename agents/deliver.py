@@ -81,6 +81,13 @@ class Deliverer:
         ledger, retries): ``user_id``, or a hot user's ``user_id#n`` (agents/hot_keys.py), so
         every copy of a delivery finds its ledger entry on the partition it is read from."""
         owner = owner or delivery.user_id
+        annotate(
+            {
+                "notify.delivery_id": delivery.delivery_id,
+                "notify.channel": delivery.channel,
+                "notify.attempt": delivery.attempt,
+            }
+        )
         first = self.in_flight.get(delivery.delivery_id)
         if first is not None:
             await asyncio.shield(first)
@@ -104,14 +111,7 @@ class Deliverer:
         if await self.staleness.expired(delivery):
             return
         provider_name = provider_for(delivery)
-        annotate(
-            {
-                "notify.delivery_id": delivery.delivery_id,
-                "notify.channel": delivery.channel,
-                "notify.provider": provider_name,
-                "notify.attempt": delivery.attempt,
-            }
-        )
+        annotate({"notify.provider": provider_name})
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.in_flight[delivery.delivery_id] = done
         try:

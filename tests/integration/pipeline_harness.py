@@ -35,6 +35,12 @@ def worker_settings(
         "web_port": free_port(),
         "partitions": PARTITIONS,
         "log_commits": True,  # a failing test's worker.log then shows every commit
+        # The normal ceilings keep CPU for urgent work on a saturated worker (bench.run storm
+        # measures them; tests/functional/test_urgent_first.py tests them). Here pytest, the
+        # broker, the sandboxes and the workers share two cores, so the worker's share says
+        # little and would only slow the normal lane's drain.
+        "deliver_cpu_ceiling_normal": 0.0,
+        "normal_requests_cpu_ceiling": 0.0,
         **sandboxes.settings_overrides(),
     }
     values.update(overrides)

@@ -207,19 +207,23 @@ def test_a_notifications_spans_share_one_trace_across_workers(
         by_id = {s.span_id: s for s in found}
         intakes = [s for s in found if s.name == "notify.intake"]
         # The first intake span continues the producer's span; a normal request is passed on
-        # to its own topic and resolved by a second intake span, the first one's child.
-        assert [s.parent_id for s in intakes if s.parent_id not in by_id] == [producer_span]
+        # to its own topic and resolved by a second intake span, the first one's child. (A
+        # record read again after the group's first rebalance gives its reader's span, with the
+        # same parent: at least once.)
+        assert {s.parent_id for s in intakes if s.parent_id not in by_id} == {producer_span}
         resolved = [s for s in intakes if s.attributes.get("notify.outcome") == "accepted"]
-        assert len(resolved) == 1, intakes
+        assert resolved, intakes
         assert all(s.attributes["notify.notification_id"] == nid for s in intakes)
+        resolved_ids = {s.span_id for s in resolved}
         sends = [s for s in found if s.name == "notify.send"]
         assert {s.attributes["notify.channel"] for s in sends} == {"webhook", "email"}
-        # A first attempt continues the intake's span; a retry, the attempt before it.
+        # A first attempt continues the intake's span; a retry, the attempt before it. (A copy
+        # read twice has a span too, without a provider: the ledger or the first copy answered.)
         for send in sends:
-            parent = (
-                resolved[0] if send.attributes["notify.attempt"] == 0 else by_id[send.parent_id]
-            )
-            assert send.parent_id == parent.span_id and parent.trace_id == trace_id
+            if send.attributes["notify.attempt"] == 0:
+                assert send.parent_id in resolved_ids
+            else:
+                assert by_id[send.parent_id].name == "notify.send"
         # Status folds hang off the span that produced their event (intake or a send).
         statuses = [s for s in found if s.name == "notify.status"]
         assert statuses and all(s.parent_id in by_id for s in statuses)
