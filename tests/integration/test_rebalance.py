@@ -45,8 +45,14 @@ def test_retries_held_at_a_rebalance_are_read_again_by_the_next_owner(
 ) -> None:
     users = make_users(40, sandboxes.webhook.url("/"), opt_out_rate=0, first=3000)
     requests = webhook_requests(users, "held", 200)
-    # Long enough waits that the retries are held in memory when the second worker joins.
-    schedule = {"retry_webhook": [3.0, 3.0, 20.0, 20.0], "rate_limit_per_user": 1000}
+    # Long enough waits that the retries are held in memory when the second worker joins. The
+    # webhook breaker opens on this outage too and defers what it refuses to the same tiers;
+    # 3 s open (not the seed's 30) keeps its trials within the test's time.
+    schedule = {
+        "retry_webhook": [3.0, 3.0, 20.0, 20.0],
+        "rate_limit_per_user": 1000,
+        "breaker_open_seconds": 3.0,
+    }
     first = workers(**schedule)
     asyncio.run(setup_users(broker, users))
     asyncio.run(users_loaded(first.web_url, users))
