@@ -15,7 +15,8 @@ over a window: the price of not paying a Redis round trip per send (measured in 
 Redis unreachable (or no ``NOTIFY_REDIS_URL``): each worker uses a bucket of its own at the
 configured rate divided by the number of workers in the consumer group (``live_workers``,
 counted from the last partition assignment), logs one warning per outage, and goes back to
-the shared bucket once a call succeeds again (tried at most once a second meanwhile).
+the shared bucket once a call succeeds again (tried at most once a second meanwhile). A
+fallback's bucket starts empty: the shared one may have just granted its burst.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ RETRY_REDIS_SECONDS = 1.0
 # A redis call that has not answered in this long is treated as Redis being down: sends go on
 # at the local share instead of stalling behind a dead connection.
 REDIS_TIMEOUT_SECONDS = 0.25
+# Connecting and loading the script at start may take longer than one call (a busy machine).
+WARM_UP_SECONDS = 5.0
 FLOOR_SHARE = 0.01  # a throttle never cuts a provider below 1 % of its configured rate
 # A webhook's 429 comes from one subscriber's endpoint, not from a provider every send shares:
 # the delivery still waits out its Retry-After in the retry tier (agents/failure_plan.py), but
@@ -149,6 +152,7 @@ class ProviderLimiter:
         self._clock = clock
         self._workers = 1
         self._local = LocalBucket(shape, clock())
+        self._on_shared = shared.bucket is not None
         self._leased = 0
         self._lease_granted = 0  # the last lease's size, and when it was granted
         self._lease_at = 0.0
@@ -230,8 +234,12 @@ class ProviderLimiter:
                 grant = await self.shared.bucket.take(self.key, self.shape, wanted)
             except (RedisError, OSError, TimeoutError) as exc:
                 self.shared.failed(exc, self._share())
+                if self._on_shared:
+                    self._on_shared = False
+                    self._local.drain(self._clock())
             else:
                 self.shared.answered()
+                self._on_shared = True
                 return grant
         self._reshape()
         return self._local.take(wanted, self._clock())
@@ -303,6 +311,15 @@ class ProviderRateLimits(Service):
                     live_workers,
                     clock,
                 )
+
+    async def on_start(self) -> None:
+        if self.shared.bucket is None:
+            return
+        try:
+            await asyncio.wait_for(self.shared.bucket.load(), WARM_UP_SECONDS)
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Not fatal: the first send tries again and falls back if Redis is still away.
+            log.warning("Redis not reachable at start (%s: %s)", type(exc).__name__, exc)
 
     async def on_stop(self) -> None:
         if self._client is not None:

@@ -76,6 +76,12 @@ class LocalBucket:
         self.rate = shape.rate * share
         self.tokens = min(self.tokens, self._capacity())
 
+    def drain(self, now: float) -> None:
+        """Empty, filling from ``now``: a worker that falls back from the shared bucket must not
+        add a full bucket of its own on top of what the shared one already let through."""
+        self.tokens = 0.0
+        self.ts = max(self.ts, now)
+
     def take(self, wanted: int, now: float) -> Grant:
         base = self.shape.rate
         self.rate = min(self.rate, base)
@@ -115,7 +121,13 @@ class SharedBucket:
     def __init__(self, client: Redis) -> None:
         # register_script runs EVALSHA and reloads the script by itself after a NOSCRIPT
         # (a restarted Redis has an empty script cache).
+        self._client = client
         self._script = client.register_script(LUA_SOURCE)
+
+    async def load(self) -> None:
+        """Connects and loads the script ahead of the first send, which would otherwise pay the
+        connect, a NOSCRIPT and the load within one call's short timeout."""
+        await self._client.script_load(LUA_SOURCE)
 
     async def take(
         self, key: str, shape: BucketShape, wanted: int, now: float | None = None

@@ -119,7 +119,9 @@ def test_two_workers_together_keep_to_the_provider_rate(
 
     assert_each_once(sandboxes, users, requests)
     times = arrivals(sandboxes)
-    print(f"\nshared: busiest second {busiest_second(times)}, {len(times)} sends")
+    errors = [rate_view(worker)["redis_errors"] for worker in (first, second)]
+    print(f"\nshared: busiest second {busiest_second(times)}, {len(times)} sends, "
+          f"Redis errors {errors}")  # fmt: skip
     # At most the rate plus the burst (a full bucket at the start) in any second, and one
     # lease per worker (RATE * 0.05 s rounds to a single token here).
     assert busiest_second(times) <= RATE + RATE * 1.0 + 2

@@ -139,3 +139,39 @@ async def test_a_webhook_429_is_one_subscribers_and_cuts_no_shared_rate() -> Non
     assert counted["webhook"] == 0
     assert counted["sms"] == 1
     assert limits.snapshot()["mode"] == "local (no NOTIFY_REDIS_URL)"
+
+
+class OnceThenGoneBucket(RecordingBucket):
+    """A shared bucket that grants its first ask, then cannot be reached."""
+
+    async def take(self, key: str, shape: BucketShape, wanted: int) -> Grant:
+        if self.asked:
+            raise ConnectionError("redis gone")
+        return await super().take(key, shape, wanted)
+
+
+async def test_a_fallback_from_the_shared_bucket_starts_empty() -> None:
+    now = [0.0]
+    shape = BucketShape(20, 1.0, 0.05, 0.5, 0.01)
+    shared = SharedState(OnceThenGoneBucket(), lambda: now[0])  # type: ignore[arg-type]
+    limiter = ProviderLimiter("k", shape, 0.05, shared, lambda: 2, clock=lambda: now[0])
+    await limiter.acquire()  # the shared bucket's single-token lease
+    now[0] += 1.0  # the lease lapses; the next take finds Redis gone
+
+    async def sends_within(seconds: float) -> int:
+        sent = 0
+        deadline = now[0] + seconds
+        while now[0] < deadline:
+            task = asyncio.ensure_future(limiter.acquire())
+            await asyncio.sleep(0)
+            if task.done():
+                sent += 1
+                continue
+            task.cancel()
+            now[0] += 0.01
+        return sent
+
+    # The worker's share is 10/s. A local bucket full from the start would let 10 go at once
+    # on top of what the shared bucket granted; an empty one fills at the share: ~10 in 1 s.
+    assert await sends_within(0.25) <= 3
+    assert limiter.local_rate == 10
