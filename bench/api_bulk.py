@@ -75,7 +75,7 @@ def phase(
     workdir: Path,
 ) -> dict[str, Any]:
     token, sha256 = new_key("bench")
-    keys = json.dumps([{"id": "bench", "sha256": sha256, "scopes": ["send"],
+    keys = json.dumps([{"id": "bench", "sha256": sha256, "scopes": ["send", "read"],
                         "rate_per_second": 1e6}])  # fmt: skip
     by_user = {u.user_id: u for u in users}
     expected = expected_deliveries(
@@ -84,7 +84,14 @@ def phase(
     with (
         fresh_broker(workdir, f"api-{path}") as broker,
         running_pipeline(
-            broker, sandboxes, users, 1, workdir, f"api-{path}", {"NOTIFY_API_KEYS": keys}
+            broker,
+            sandboxes,
+            users,
+            1,
+            workdir,
+            f"api-{path}",
+            {"NOTIFY_API_KEYS": keys},
+            {"Authorization": f"Bearer {token}"},
         ) as procs,
     ):
         meter = CpuMeter([p.pid for p in procs]).start()
