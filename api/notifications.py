@@ -74,8 +74,10 @@ def checked(obj: dict[str, Any]) -> tuple[bytes, bytes]:
 
     The intake's own parser first (one msgspec decode, what the topic path checks, so a 202 is
     never refused downstream for its form); the field-by-field pass only for a refused one,
-    to list every bad field. Checking every field first cost the bulk route ~1.4 ms of worker
-    CPU per request over the topic path (bench.api_bulk)."""
+    to list every bad field. Measured with ``python -m bench.api_bulk --requests 10000`` (one
+    run each): checking every field first, the bulk route took 5,011 requests/s in and 5.11 ms
+    of worker CPU per request (topic path 3.70); the parser first, 10,607/s and 3.52 ms (topic
+    path 3.26 in the same run)."""
     raw = orjson.dumps(obj)
     try:
         request = parse_request(raw)
