@@ -29,6 +29,7 @@ CHART_MANAGED = {
     "sms_auth_token": "secrets.smsAuthToken",
     "webhook_signing_secret": "secrets.webhookSigningSecret",
     "feedback_token": "secrets.feedbackToken",
+    "unsubscribe_secret": "secrets.unsubscribeSecret",
 }
 
 # Settings the templates read (cross-checks and the termination grace period).
@@ -156,6 +157,7 @@ def values_schema() -> dict[str, Any]:
                 "smsAuthToken": secret_ref("NOTIFY_SMS_AUTH_TOKEN"),
                 "webhookSigningSecret": secret_ref("NOTIFY_WEBHOOK_SIGNING_SECRET"),
                 "feedbackToken": secret_ref("NOTIFY_FEEDBACK_TOKEN"),
+                "unsubscribeSecret": secret_ref("NOTIFY_UNSUBSCRIBE_SECRET"),
             }
         ),
         "secretsDir": {"type": "string", "pattern": "^/"},

@@ -13,6 +13,7 @@ from tables import (
     daily_caps,
     dedup,
     devices,
+    erasures,
     fallbacks,
     inbox,
     ledger,
@@ -28,6 +29,7 @@ from tables.contacts import ContactsTable
 from tables.daily_caps import DailyCapsTable
 from tables.dedup import DedupTable
 from tables.devices import DevicesTable
+from tables.erasures import ErasedUsersTable
 from tables.fallbacks import FallbacksTable
 from tables.inbox import InboxTable
 from tables.ledger import LedgerTable
@@ -59,6 +61,7 @@ class Tables:
     campaign_outcomes: OutcomesTable
     templates: TemplatesTable  # a GlobalTable: every worker holds every template
     daily_caps: DailyCapsTable
+    erased_users: ErasedUsersTable  # a GlobalTable: every lane must know every erased user
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -78,4 +81,5 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         campaign_outcomes=campaign_progress.declare_outcomes(app, settings),
         templates=templates.declare(app, settings),
         daily_caps=daily_caps.declare(app, settings),
+        erased_users=erasures.declare(app, settings),
     )

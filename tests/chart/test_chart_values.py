@@ -113,6 +113,7 @@ def test_provider_credentials_come_from_existing_secrets(renderer: Renderer) -> 
         ("NOTIFY_SMS_AUTH_TOKEN", "notify-sms"),
         ("NOTIFY_WEBHOOK_SIGNING_SECRET", "notify-webhooks"),
         ("NOTIFY_FEEDBACK_TOKEN", "notify-feedback"),
+        ("NOTIFY_UNSUBSCRIBE_SECRET", "notify-unsubscribe"),
     ]:
         assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == secret
     pod = one(manifests, "StatefulSet")["spec"]["template"]["spec"]

@@ -15,7 +15,7 @@ import pytest
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.records import CHANNELS, PRIORITIES
-from streams.topics import Topics
+from streams.topics import USER_DATA_CONTROL, Topics
 
 
 class Recorder(faust.Channel):
@@ -61,6 +61,9 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         templates=channel(),
         templates_dlq=channel(),
         provider_circuits=channel(),
+        user_data_control=tuple(channel() for _ in USER_DATA_CONTROL),
+        erased_users=channel(),
+        audit_events=channel(),
     )
 
 
