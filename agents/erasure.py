@@ -93,8 +93,8 @@ class Erasures:
         details = {f"deleted.{table}": str(count) for table, count in deleted.items()}
         details.update({f"address.{field}": masked for field, masked in addresses.items()})
         details["devices"] = str(device_count)
-        if record.request_id:
-            details["request_id"] = record.request_id
+        if record.requested_by:
+            details["requested_by"] = record.requested_by
         await self._audit(AuditAction.USER_ERASED, user_id, details)
         log.info("erased user %s (%d keys)", user_id, sum(deleted.values()))
 

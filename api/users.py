@@ -19,6 +19,7 @@ from faust.web import Request, Response, View
 from agents.views import user_snapshot
 from api.body import field_errors, invalid_record, read_object
 from api.context import ApiContext
+from api.erasure import Erasure
 from api.errors import ApiError, not_found
 from api.guard import operation
 from api.keys import Scope
@@ -72,6 +73,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         )
     }
     tables = ctx.tables
+    erasure = Erasure(app, ctx)
 
     def snapshot(user_id: str) -> dict[str, Any]:
         found = user_snapshot(tables, user_id, mask=_unmasked)
@@ -96,6 +98,9 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
             return self.json(snapshot(user_id))
+
+        async def delete(self, request: Request, user_id: str) -> Response:
+            return await erasure.delete(request, user_id)  # declared there (api/erasure.py)
 
     @app.page("/v1/users/{user_id}/preferences")
     class Preferences(View):

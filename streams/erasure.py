@@ -28,7 +28,7 @@ class UserErasure(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # When the user asked (epoch seconds): deliveries of requests made up to then are
     # cancelled. 0: the record's timestamp.
     requested_at: float = 0.0
-    request_id: str = ""  # who asked (the API's request id), for the audit event
+    requested_by: str = ""  # who asked (the API key's id), for the audit event
 
 
 class Unsubscribe(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -47,7 +47,7 @@ async def test_an_erasure_deletes_the_users_values_and_says_so(pipeline: Pipelin
     assert rate_windows.recent(t.rate_windows, "u1", time.time(), 3600)
     assert attributes_of(t.user_attributes, "u1") == {"plan": "pro"}
 
-    await erase(pipeline, request_id="req-7")
+    await erase(pipeline, requested_by="key-7")
 
     assert contacts.get(t.contacts, "u1") == {}
     assert devices.tokens(t.devices, "u1") == {}
@@ -69,7 +69,7 @@ async def test_an_erasure_deletes_the_users_values_and_says_so(pipeline: Pipelin
     details = audit["details"]
     assert details["address.email"] == "u***@example.com"  # masked, never the address
     assert "u1@example.com" not in orjson.dumps(audit).decode()
-    assert details["deleted.contacts"] == "1" and details["request_id"] == "req-7"
+    assert details["deleted.contacts"] == "1" and details["requested_by"] == "key-7"
 
 
 async def test_an_erasure_read_twice_does_the_same(pipeline: Pipeline) -> None:
