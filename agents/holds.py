@@ -68,7 +68,9 @@ async def hold(
     ``reason``. ``source`` is the record that claimed the request's idempotency key."""
     if raw is None:
         raise ValueError("a request is held as the record it arrived as")
-    record = hold_record(admission.release_at, source, admission.held, raw)
+    record = hold_record(
+        admission.release_at, source, admission.held, raw, max(request.created_at, 0.0)
+    )
     await produce.send(topics.requests_held, request.user_id.encode(), record)
     await events.publish(
         topics.delivery_events,
@@ -112,6 +114,7 @@ def register(app: faust.App, settings: Settings, topics: Topics, clock: Clock) -
                     event.message.key,
                     bytes(held.request),
                     release_headers(held),
+                    timestamp=held.created_at or None,
                 )
             except ProducerSendError as exc:
                 await safe.dead_letter_or_log(

@@ -31,7 +31,7 @@ from streams import topics as topic_names
 from streams.erasure import Unsubscribe, UserErasure, encode
 
 
-class Unsubscribed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Unsubscribed(msgspec.Struct, frozen=True, kw_only=True):
     """Written to the broker: the user's next notification of it is not sent."""
 
     status: str = "accepted"

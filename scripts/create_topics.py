@@ -33,6 +33,10 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CONTACTS,
         topics.SUPPRESSIONS,
         topics.USER_ATTRIBUTES,
+        topics.USER_ERASURES,
+        topics.USER_UNSUBSCRIBES,
+        topics.ERASED_USERS,
+        topics.AUDIT_EVENTS,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
@@ -62,6 +66,14 @@ def _new_topic(name: str, settings: Settings) -> NewTopic:
         return NewTopic(
             name,
             topics.TEMPLATES_PARTITIONS,
+            settings.replication_factor,
+            topic_configs=COMPACT,
+        )
+    if name == topics.ERASED_USERS:
+        # A marker per erased user, read whole by every worker: one partition, compacted.
+        return NewTopic(
+            name,
+            topics.ERASED_USERS_PARTITIONS,
             settings.replication_factor,
             topic_configs=COMPACT,
         )
