@@ -22,6 +22,7 @@ from agents import (
     circuit,
     control,
     deliver,
+    erasure,
     feedback,
     health,
     holds,
@@ -118,6 +119,7 @@ def build_app(
         "control": control.register(app, settings, topics, tables, metrics),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
         "templates": templating.register(app, settings, topics, tables),
+        "erased_users": erasure.register(app, topics, tables),
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
         "api_keys": api_keys.register(app, topics, tables),
     }

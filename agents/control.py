@@ -1,25 +1,29 @@
 """Control topics into tables: preferences, devices, contacts, suppressions, attributes.
 
 A producer sets a user up with plain Kafka messages (key = user_id, JSON value) on
-``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``.
+``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``;
+``user-erasures`` forgets a user and ``user-unsubscribes`` mutes a category or a channel
+(agents/erasure.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from agents import produce, safe
+from agents.erasure import Erasures
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from config.settings import Settings
 from streams import topics as topic_names
 from streams.campaigns import parse_attributes
+from streams.erasure import parse_erasure, parse_unsubscribe
 from streams.faust_types import Agent, Event, Stream
 from streams.partitioning import is_on_home_partition
 from streams.records import (
@@ -39,6 +43,15 @@ log = logging.getLogger(__name__)
 # A record re-keyed through the by-user topic remembers which control topic it came from.
 KIND_HEADER = "x-control-kind"
 
+Applier = Callable[[Any, float], Awaitable[None]]  # (record, the record's timestamp)
+
+
+def _at_once(apply: Callable[[Any], None]) -> Applier:
+    async def applier(record: Any, timestamp: float) -> None:
+        apply(record)
+
+    return applier
+
 
 def control_kind(topic: str, headers: Any) -> str:
     """The control topic a record belongs to: its own, or the one its re-key header names."""
@@ -57,18 +70,24 @@ class ControlWriter:
 
     def __post_init__(self) -> None:
         t = self.tables
-        self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]] = {
-            topic_names.PREFERENCES: (parse_preferences, self._put_preferences),
-            topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
-            topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
+        erasures = Erasures(self.settings, self.topics, self.tables, self.metrics)
+        self._appliers: dict[str, tuple[Callable[[Any], Any], Applier]] = {
+            topic_names.PREFERENCES: (parse_preferences, _at_once(self._put_preferences)),
+            topic_names.DEVICES: (parse_device, _at_once(lambda r: devices.apply(t.devices, r))),
+            topic_names.CONTACTS: (
+                parse_contact,
+                _at_once(lambda r: contacts.apply(t.contacts, r)),
+            ),
             topic_names.SUPPRESSIONS: (
                 parse_suppression,
-                lambda r: suppressions.apply(t.suppressions, r, time.time()),
+                _at_once(lambda r: suppressions.apply(t.suppressions, r, time.time())),
             ),
             topic_names.USER_ATTRIBUTES: (
                 parse_attributes,
-                lambda r: user_attributes.apply(t.user_attributes, r),
+                _at_once(lambda r: user_attributes.apply(t.user_attributes, r)),
             ),
+            topic_names.USER_ERASURES: (parse_erasure, erasures.erase),
+            topic_names.USER_UNSUBSCRIBES: (parse_unsubscribe, erasures.unsubscribe),
         }
 
     def _put_preferences(self, prefs: Preferences) -> None:
@@ -89,6 +108,8 @@ class ControlWriter:
         appliers = self._appliers
         if kind not in appliers:
             raise InvalidRecord(f"unknown kind {quoted(kind)}")
+        if message.value is None and kind in topic_names.USER_DATA_CONTROL:
+            return  # an erasure's tombstone (agents/erasure.py): the user's values are gone
         parse, apply = appliers[kind]
         try:
             record = parse(message.value)
@@ -104,7 +125,7 @@ class ControlWriter:
                 {KIND_HEADER: kind.encode()},
             )
             return
-        apply(record)
+        await apply(record, message.timestamp or 0.0)
 
 
 def register(

@@ -22,7 +22,7 @@ from agents.staleness import Staleness
 from agents.supervision import supervised_agent
 from agents.tracing import Tracing, annotate
 from config.settings import Settings
-from config.vocabulary import DuplicateReason, EventStatus, Priority
+from config.vocabulary import DuplicateReason, EventStatus, Priority, RejectReason
 from providers.base import OutboundMessage, ProviderError
 from providers.breaker import CircuitOpenError
 from providers.rate_limits import ProviderRateLimits
@@ -30,7 +30,7 @@ from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
 from streams.faust_types import Agent, AgentBody, Event, Stream
 from streams.topics import Topics
-from tables import Tables, ledger
+from tables import Tables, erasures, ledger
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,12 @@ class Deliverer:
                 "notify.attempt": delivery.attempt,
             }
         )
+        if erasures.refuses(self.tables.erased_users, delivery.user_id, delivery.requested_at):
+            # Its user was erased after the request (agents/erasure.py): never sent.
+            await self.outcomes.publish(
+                delivery, EventStatus.CANCELLED, reason=RejectReason.USER_ERASED
+            )
+            return
         first = self.in_flight.get(delivery.delivery_id)
         if first is not None:
             await asyncio.shield(first)

@@ -58,7 +58,9 @@ async def hold(
     ``reason``. ``source`` is the record that claimed the request's idempotency key."""
     if raw is None:
         raise ValueError("a request is held as the record it arrived as")
-    record = hold_record(admission.release_at, source, admission.held, raw)
+    record = hold_record(
+        admission.release_at, source, admission.held, raw, max(request.created_at, 0.0)
+    )
     await produce.send(topics.requests_held, request.user_id.encode(), record)
     await events.publish(
         topics.delivery_events,
@@ -87,7 +89,13 @@ def register(app: faust.App, settings: Settings, topics: Topics, clock: Clock) -
 
     async def release(event: Event, held: HoldFields) -> None:
         await produce.send(
-            topics.requests_by_user, event.message.key, bytes(held.request), release_headers(held)
+            topics.requests_by_user,
+            event.message.key,
+            bytes(held.request),
+            release_headers(held),
+            # Its own time, not the release's: a request is timed from when it was made (the
+            # erasure check refuses one made before the user was erased).
+            timestamp=held.created_at or None,
         )
 
     policy = HoldPolicy(NAME, "release", due, release, topics.requests_dlq)

@@ -50,6 +50,7 @@ from streams.topics import Topics
 from tables import (
     Tables,
     dedup,
+    erasures,
     fallbacks,
     preferences,
     rate_windows,
@@ -145,6 +146,7 @@ class Intake:
             recent_accepted=()
             if release is not None
             else rate_windows.recent(t.rate_windows, request.user_id, now, window),
+            erased=erasures.refuses(t.erased_users, request.user_id, request.created_at),
         )
         decision = decide(request, state, source, self.limits)
         if release is not None:

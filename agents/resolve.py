@@ -36,6 +36,7 @@ class UserState:
     dedup_claim: str | None  # source that claimed this request's idempotency key, if any
     preferences: Preferences | None
     recent_accepted: Sequence[float]
+    erased: bool = False  # the user was erased after this request was made (tables/erasures.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,8 @@ class Limits:
 
 def decide(request: NotificationRequest, state: UserState, source: str, limits: Limits) -> Decision:
     """Order matters: a duplicate is reported as such even if the user is also over the limit."""
+    if state.erased:
+        return Decision(reason=RejectReason.USER_ERASED)
     channels = allowed_channels(request, state.preferences)
     if state.dedup_claim is not None:
         if state.dedup_claim == source:

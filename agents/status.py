@@ -6,15 +6,17 @@ from __future__ import annotations
 import faust
 
 from agents import safe
+from agents.erasure import Erasures
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from agents.tracing import Tracing, annotate
 from config.settings import Settings
+from config.vocabulary import EventStatus
 from streams.campaigns import campaign_of
 from streams.deliveries import parse_event
 from streams.faust_types import Agent, Event, Stream
 from streams.topics import Topics
-from tables import Tables, campaign_progress, status
+from tables import Tables, campaign_progress, erasures, status
 
 
 def register(
@@ -25,12 +27,21 @@ def register(
     metrics: Metrics,
     tracing: Tracing,
 ) -> Agent:
+    erasure = Erasures(settings, topics, tables, metrics)
+
+    def erased(user_id: str, requested_at: float) -> bool:
+        return erasures.refuses(tables.erased_users, user_id, requested_at)
+
     async def fold(event: Event) -> None:
         with tracing.span("notify.status", event.message.headers):
             await fold_one(event)
 
     async def fold_one(event: Event) -> None:
         delivery_event = parse_event(event.message.value)
+        if delivery_event.status == EventStatus.ERASED:
+            # Not about one notification: the user's history on this partition is forgotten.
+            await erasure.anonymise_history(delivery_event.user_id, event.message.partition)
+            return
         annotate(
             {
                 "notify.notification_id": delivery_event.notification_id,
@@ -42,11 +53,11 @@ def register(
         metrics.event_folded(delivery_event.channel, delivery_event.status)
         campaign_id = campaign_of(delivery_event.notification_id)
         if campaign_id is None:
-            status.record(tables.status, delivery_event)
+            status.record(tables.status, delivery_event, erased)
             return
         # A campaign's notification: its progress counts it by the status it is now in.
         before = status.get(tables.status, delivery_event.notification_id)
-        status.record(tables.status, delivery_event)
+        status.record(tables.status, delivery_event, erased)
         after = status.get(tables.status, delivery_event.notification_id)
         campaign_progress.tally(
             tables.campaign_outcomes,

@@ -11,7 +11,7 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import key_routes, notifications, templates, users
+from api import erasure, key_routes, notifications, templates, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
@@ -42,6 +42,7 @@ def register_api(app: faust.App, ctx: ApiContext, gate: ApiGate) -> None:
     notifications.register(app, ctx)
     users.register(app, ctx)
     templates.register(app, ctx)
+    erasure.register(app, ctx)
 
     @app.page("/openapi.json")
     class OpenApi(View):

@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 from agents.views import user_snapshot
 from api.body import check_fields, invalid_record, read_object
 from api.context import ApiContext, reply
+from api.erasure import Erasure
 from api.errors import ApiError, not_found
 from api.guard import operation
 from api.keys import Scope
@@ -87,6 +88,7 @@ PARTS = (
 def register(app: faust.App, ctx: ApiContext) -> None:
     topic = {p.topic: app.topic(p.topic, key_type=bytes, value_type=bytes) for p in PARTS}
     tables = ctx.tables
+    erasure = Erasure(app, ctx)
 
     def snapshot(user_id: str) -> dict[str, Any]:
         found = user_snapshot(tables, user_id, mask=_unmasked)
@@ -115,6 +117,9 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
             return self.json(snapshot(user_id))
+
+        async def delete(self, request: Request, user_id: str) -> Response:
+            return await erasure.delete(request, user_id)  # declared there (api/erasure.py)
 
     def part_view(spec: UserPart) -> type[View]:
         """The GET of one part of a user, and its write (PUT or POST) to its control topic."""

@@ -24,7 +24,12 @@ def mask(text: str) -> str:
 
 
 def mask_address(address: str) -> str:
-    """An address shown in a view or log: e-mail, phone, token or URL."""
+    """An address shown in a view or log: e-mail, phone, token or URL (a webhook's path and
+    query often name the user: only its scheme and host are shown)."""
+    if address.startswith(("http://", "https://")):
+        scheme, _, rest = address.partition("://")
+        host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]  # no credentials
+        return f"{scheme}://{host}/***"
     return mask(address) if address else address
 
 

@@ -193,10 +193,18 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="how long mail stays on the backup before a probe"
     )
     email_from: str = Field(default="notifications@example.com", description="From: address")
-    email_unsubscribe_url: str = Field(
+    public_base_url: str = Field(
         default="",
-        description="one-click unsubscribe endpoint (RFC 8058); empty: a mailto: to "
+        description="the API's public address (`https://notify.example.com`): e-mails carry "
+        "one-click unsubscribe links under it (RFC 8058); empty: a mailto: to "
         "`NOTIFY_EMAIL_FROM` only",
+    )
+    unsubscribe_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC-SHA256 key of the unsubscribe links (no link without one)",
+    )
+    unsubscribe_link_days: float = Field(
+        default=60.0, gt=0, description="how long an e-mail's unsubscribe link stays valid"
     )
 
     # --- SMS (Twilio-compatible REST) ------------------------------------------------------

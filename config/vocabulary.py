@@ -66,6 +66,11 @@ class EventStatus(StrEnum):
     # (Not ``held``: that is a notification's channels waiting for the user's quiet hours.)
     DEFERRED = "deferred"
     EXPIRED = "expired"  # final: older than its ttl or its category's maximum age at send time
+    # Final: not sent because its user was erased after the request (agents/erasure.py).
+    CANCELLED = "cancelled"
+    # Not about one notification: the user's history on this partition of the events topic is
+    # to be anonymised (one copy per partition, ``notification_id`` empty; agents/erasure.py).
+    ERASED = "erased"
     # Reported later by providers (feedback webhooks).
     DELIVERED = "delivered"
     OPENED = "opened"
@@ -86,6 +91,7 @@ FINAL: tuple[EventStatus, ...] = (
     *SUCCESSES,
     EventStatus.FAILED,
     EventStatus.EXPIRED,
+    EventStatus.CANCELLED,
     EventStatus.BOUNCED,
     EventStatus.COMPLAINED,
 )
@@ -103,6 +109,7 @@ class NotificationStatus(StrEnum):
     REJECTED = "rejected"
     HELD = "held"  # every delivery so far is waiting for a quiet window to end
     CAPPED = "capped"  # the user's daily cap was reached: not sent
+    CANCELLED = "cancelled"  # every delivery was cancelled: its user was erased
 
 
 class RejectReason(StrEnum):
@@ -120,6 +127,8 @@ class RejectReason(StrEnum):
     TEMPLATE_ERROR = "template_error"
     # The same user, template and rendered content inside NOTIFY_CONTENT_DEDUP_SECONDS.
     DUPLICATE_CONTENT = "duplicate_content"
+    # The user was erased after this request was made (a held or in-flight request).
+    USER_ERASED = "user_erased"
 
 
 class CampaignSkip(StrEnum):
@@ -144,6 +153,13 @@ class DuplicateReason(StrEnum):
 
     ALREADY_SENT = "already sent"  # the delivery ledger holds the send
     READ_TWICE = "read twice"  # a second copy arrived while the first was in flight, and failed
+
+
+class AuditAction(StrEnum):
+    """What an ``audit-events`` record reports (agents/erasure.py)."""
+
+    USER_ERASED = "user_erased"
+    UNSUBSCRIBED = "unsubscribed"
 
 
 class DeviceAction(StrEnum):
@@ -174,11 +190,13 @@ if TYPE_CHECKING:
     PriorityField = str
     PlatformField = str
     EventStatusField = str
+    AuditActionField = str
 else:
     ChannelField = Channel
     PriorityField = Priority
     PlatformField = Platform
     EventStatusField = EventStatus
+    AuditActionField = AuditAction
 
 
 # 64 bits, like every integer orjson writes (streams.wire.JsonInt, above this module).

@@ -16,13 +16,15 @@ import html
 import json
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from config.settings import Settings
 from providers.base import InvalidRecipientError, OutboundMessage, PermanentError, ProviderName
+from providers.unsubscribe import UnsubscribeLinks
 
 NAME = ProviderName.SMTP
 CRLF = "\r\n"
@@ -55,12 +57,12 @@ def _render_html(title: str, body: str) -> str:
     )
 
 
-def _list_unsubscribe(message: OutboundMessage, settings: Settings, sender: str) -> str:
+def _list_unsubscribe(one_click: str | None, sender: str) -> str:
+    """RFC 2369: the signed one-click link first (RFC 8058: clients POST it), then a mailto:
+    for clients that only know that."""
     links = [f"<mailto:{sender}?subject={quote('unsubscribe')}>"]
-    if settings.email_unsubscribe_url:
-        query = urlencode({"user_id": message.user_id, "category": message.category})
-        sep = "&" if "?" in settings.email_unsubscribe_url else "?"
-        links.insert(0, f"<{settings.email_unsubscribe_url}{sep}{query}>")
+    if one_click:
+        links.insert(0, f"<{one_click}>")
     return ", ".join(links)
 
 
@@ -98,16 +100,14 @@ class EmailRenderer:
     header, the Message-ID domain) is worked out once."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._links = UnsubscribeLinks(settings)
         name, address = parseaddr(settings.email_from)
         self.sender = address or settings.email_from
         self._domain = self.sender.rpartition("@")[2] or None
         # formataddr encodes a non-ASCII display name (RFC 2047) and quotes specials.
         self._from = f"From: {formataddr((name, self.sender), charset='utf-8')}"
         self._unsubscribe_post = (
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click"
-            if settings.email_unsubscribe_url
-            else None
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click" if self._links.enabled else None
         )
 
     def render(self, message: OutboundMessage) -> RenderedEmail:
@@ -124,7 +124,13 @@ class EmailRenderer:
             "delivery_id": message.delivery_id,
             "user_id": message.user_id,
         }
-        unsubscribe = _list_unsubscribe(message, self._settings, self.sender)
+        # The link mutes the e-mail's category for its user (api/erasure.py honours it).
+        one_click = (
+            self._links.url(message.user_id, message.category, time.time())
+            if self._links.enabled
+            else None
+        )
+        unsubscribe = _list_unsubscribe(one_click, self.sender)
         boundary = f"=_{secrets.token_hex(16)}"  # "=_" never occurs in quoted-printable
         headers = [
             self._from,

@@ -30,6 +30,7 @@ CHART_MANAGED = {
     "webhook_signing_secret": "secrets.webhookSigningSecret",
     "feedback_token": "secrets.feedbackToken",
     "api_keys": "secrets.apiKeys",
+    "unsubscribe_secret": "secrets.unsubscribeSecret",
 }
 
 # Settings the templates read (cross-checks and the termination grace period).
@@ -158,6 +159,7 @@ def values_schema() -> dict[str, Any]:
                 "webhookSigningSecret": secret_ref("NOTIFY_WEBHOOK_SIGNING_SECRET"),
                 "feedbackToken": secret_ref("NOTIFY_FEEDBACK_TOKEN"),
                 "apiKeys": secret_ref("NOTIFY_API_KEYS: the HTTP API's keys (JSON list)"),
+                "unsubscribeSecret": secret_ref("NOTIFY_UNSUBSCRIBE_SECRET"),
             }
         ),
         "secretsDir": {"type": "string", "pattern": "^/"},

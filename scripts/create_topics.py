@@ -33,6 +33,10 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CONTACTS,
         topics.SUPPRESSIONS,
         topics.USER_ATTRIBUTES,
+        topics.USER_ERASURES,
+        topics.USER_UNSUBSCRIBES,
+        topics.ERASED_USERS,
+        topics.AUDIT_EVENTS,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
@@ -61,10 +65,12 @@ def _new_topic(name: str, settings: Settings) -> NewTopic:
     single = {
         topics.TEMPLATES: topics.TEMPLATES_PARTITIONS,
         topics.API_KEYS: topics.API_KEYS_PARTITIONS,
+        topics.ERASED_USERS: topics.ERASED_USERS_PARTITIONS,
     }
     if name in single:
-        # Upserts keyed by template_id (or key): compaction keeps the newest of each (on
-        # Kafka; the embedded broker accepts the policy and keeps everything, BROKER.md).
+        # Read whole by every worker, keyed by what they hold (a template, a key, an erased
+        # user): one partition, and compaction keeps the newest of each (on Kafka; the
+        # embedded broker accepts the policy and keeps everything, BROKER.md).
         return NewTopic(name, single[name], settings.replication_factor, topic_configs=COMPACT)
     compact = COMPACT if name in topics.COMPACTED else {}
     return NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compact)

@@ -29,6 +29,10 @@ class HoldFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     source: Id  # topic:partition:offset of the record that claimed the idempotency key
     channels: Annotated[list[Channel], Meta(min_length=1)]
     request: msgspec.Raw  # the request's JSON, as it arrived
+    # When the request was made (its ``created_at``, or its record's time): the release is
+    # produced with this timestamp, so a request without ``created_at`` keeps its age (the
+    # latency figures, and an erasure in the night refuses it: tables/erasures.py). 0: unknown.
+    created_at: Annotated[float, Meta(ge=0)] = 0.0
 
 
 class Release(msgspec.Struct, frozen=True):
@@ -42,10 +46,17 @@ _HOLD = RecordDecoder(HoldFields, name="held request")
 _ENCODER = msgspec.json.Encoder()
 
 
-def hold_record(release_at: float, source: str, channels: Iterable[str], request: bytes) -> bytes:
-    return _ENCODER.encode(
-        HoldFields(release_at, source, [Channel(c) for c in channels], msgspec.Raw(request))
+def hold_record(
+    release_at: float,
+    source: str,
+    channels: Iterable[str],
+    request: bytes,
+    created_at: float = 0.0,
+) -> bytes:
+    held = HoldFields(
+        release_at, source, [Channel(c) for c in channels], msgspec.Raw(request), created_at
     )
+    return _ENCODER.encode(held)
 
 
 def parse_hold(raw: Raw) -> HoldFields:

@@ -38,6 +38,10 @@ DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
 SUPPRESSIONS = "user-suppressions"  # addresses never to use again (bounces, complaints)
 USER_ATTRIBUTES = "user-attributes"  # what campaign segments filter on
+USER_ERASURES = "user-erasures"  # forget a user (streams/erasure.py)
+USER_UNSUBSCRIBES = "user-unsubscribes"  # mute one category or channel (streams/erasure.py)
+# The control topics that name a user's data: an erasure writes a tombstone to each.
+USER_DATA_CONTROL = (PREFERENCES, DEVICES, CONTACTS, SUPPRESSIONS, USER_ATTRIBUTES)
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
@@ -57,6 +61,11 @@ CAMPAIGNS_DLQ = "campaigns.dlq"  # campaign records that could not be read + rea
 HOT_KEYS = "hot-keys"
 HOT_KEY_RATES = "hot-keys.rates"
 HOT_KEYS_DLQ = "hot-keys.dlq"  # unreadable records of either + reason
+# Each erased user's marker (key = user_id), read whole by every worker (tables/erasures.py).
+ERASED_USERS = "erased-users"
+ERASED_USERS_PARTITIONS = 1
+# What erasures and unsubscribes did (key = user_id; no PII beyond it, addresses masked).
+AUDIT_EVENTS = "audit-events"
 # Created with cleanup.policy=compact: only each key's latest record matters.
 COMPACTED = (HOT_KEYS, HOT_KEY_RATES)
 
@@ -119,6 +128,10 @@ class Topics:
     provider_circuits: Channel  # produced: breaker transitions (agents/circuit.py)
     api_keys: Channel  # consumed: into the api_keys GlobalTable (agents/api_keys.py)
     api_keys_dlq: Channel
+    # produced: a tombstone on each of them for an erased user
+    user_data_control: tuple[Channel, ...]
+    erased_users: Channel  # consumed: markers into the erased-users GlobalTable
+    audit_events: Channel  # produced: erasures and unsubscribes
 
 
 def _topic(
@@ -155,6 +168,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             CONTACTS,
             SUPPRESSIONS,
             USER_ATTRIBUTES,
+            USER_ERASURES,
+            USER_UNSUBSCRIBES,
             CONTROL_BY_USER,
         ),
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
@@ -195,4 +210,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         provider_circuits=_topic(app, settings, PROVIDER_CIRCUITS),
         api_keys=_topic(app, settings, API_KEYS, partitions=API_KEYS_PARTITIONS),
         api_keys_dlq=_topic(app, settings, API_KEYS_DLQ),
+        user_data_control=tuple(_topic(app, settings, name) for name in USER_DATA_CONTROL),
+        erased_users=_topic(app, settings, ERASED_USERS, partitions=ERASED_USERS_PARTITIONS),
+        audit_events=_topic(app, settings, AUDIT_EVENTS),
     )

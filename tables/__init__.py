@@ -14,6 +14,7 @@ from tables import (
     daily_caps,
     dedup,
     devices,
+    erasures,
     fallbacks,
     inbox,
     ledger,
@@ -30,6 +31,7 @@ from tables.contacts import ContactsTable
 from tables.daily_caps import DailyCapsTable
 from tables.dedup import DedupTable
 from tables.devices import DevicesTable
+from tables.erasures import ErasedUsersTable
 from tables.fallbacks import FallbacksTable
 from tables.inbox import InboxTable
 from tables.ledger import LedgerTable
@@ -62,6 +64,7 @@ class Tables:
     templates: TemplatesTable  # a GlobalTable: every worker holds every template
     daily_caps: DailyCapsTable
     api_keys: ApiKeysTable  # a GlobalTable: every worker holds every key from the topic
+    erased_users: ErasedUsersTable  # a GlobalTable: every lane must know every erased user
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -82,4 +85,5 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         templates=templates.declare(app, settings),
         daily_caps=daily_caps.declare(app, settings),
         api_keys=api_keys.declare(app, settings),
+        erased_users=erasures.declare(app, settings),
     )

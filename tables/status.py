@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Required, TypeAlias, TypedDict
 
 import faust
@@ -170,12 +171,73 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
     if state["expected"] and len(done) >= state["expected"]:
         if succeeded:
             return NotificationStatus.SENT
-        expired = all(s == EventStatus.EXPIRED for s in done)
-        return NotificationStatus.EXPIRED if expired else NotificationStatus.FAILED
+        if all(s == EventStatus.EXPIRED for s in done):
+            return NotificationStatus.EXPIRED
+        if all(s == EventStatus.CANCELLED for s in done):
+            return NotificationStatus.CANCELLED
+        return NotificationStatus.FAILED
     if succeeded:
         return NotificationStatus.PARTIALLY_SENT
     return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.PENDING
 
 
-def record(table: StatusTable, event: DeliveryEvent) -> None:
-    table[event.notification_id] = fold(table.get(event.notification_id), event)
+def record(
+    table: StatusTable,
+    event: DeliveryEvent,
+    erased: Callable[[str, float], bool] | None = None,
+) -> None:
+    """``erased(user_id, requested_at)``: asked only of a notification's first event (one
+    lookup per notification): one first seen after its user's erasure reached this partition
+    (its events were still on their way) is anonymised at once."""
+    current = table.get(event.notification_id)
+    if current is not None and current["user_id"] == ERASED_USER:
+        return  # frozen at the erasure (``anonymised``)
+    state = fold(current, event)
+    if current is None and erased is not None and erased(event.user_id, event.requested_at):
+        state = anonymised(state)
+    table[event.notification_id] = state
+
+
+# The user id of a notification whose user was erased.
+ERASED_USER = ""
+_KEPT_REASONS = frozenset(RejectReason) | frozenset(DuplicateReason)
+
+
+def anonymised(state: NotificationState) -> NotificationState:
+    """Pure: the history of a notification whose user was erased, with nothing that could name
+    them: no user id, no free-text reasons (a provider's answer may quote an address), and the
+    delivery ids, which hold a digest of the address, replaced by ``<channel>-<n>``. What is
+    kept (statuses, channels, counts, times) still counts in reports.
+
+    Deliveries not final yet are ``cancelled``: the lanes refuse them (tables/erasures.py).
+    The state is then frozen: later events about it are not folded (``record``), as their
+    delivery ids no longer match."""
+    deliveries: dict[str, DeliveryState] = {}
+    for n, (_, entry) in enumerate(sorted(state["deliveries"].items())):
+        kept = DeliveryState(**entry)
+        kept.pop("reason", None)
+        if kept.get("status") not in FINAL:
+            kept["status"] = EventStatus.CANCELLED
+        deliveries[f"{kept.get('channel') or 'delivery'}-{n}"] = kept
+    result = NotificationState(**state)
+    result["user_id"] = ERASED_USER
+    result["deliveries"] = deliveries
+    if result.get("reason") not in _KEPT_REASONS:
+        result.pop("reason", None)
+    if "fell_back" in result:
+        result["fell_back"] = FallbackReport(channel=result["fell_back"]["channel"], reason=None)
+    result["holding"] = False
+    if result["status"] not in (NotificationStatus.REJECTED, NotificationStatus.CAPPED):
+        result["status"] = _settled(result)
+    return result
+
+
+def _settled(state: NotificationState) -> NotificationStatus:
+    outcomes = [d.get("status") for d in state["deliveries"].values()]
+    if any(s in SUCCESSES for s in outcomes):
+        return NotificationStatus.SENT
+    if outcomes and all(s == EventStatus.EXPIRED for s in outcomes):
+        return NotificationStatus.EXPIRED
+    if outcomes and all(s != EventStatus.CANCELLED for s in outcomes):
+        return NotificationStatus.FAILED
+    return NotificationStatus.CANCELLED

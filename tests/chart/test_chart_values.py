@@ -114,6 +114,7 @@ def test_provider_credentials_come_from_existing_secrets(renderer: Renderer) -> 
         ("NOTIFY_WEBHOOK_SIGNING_SECRET", "notify-webhooks"),
         ("NOTIFY_FEEDBACK_TOKEN", "notify-feedback"),
         ("NOTIFY_API_KEYS", "notify-api-keys"),
+        ("NOTIFY_UNSUBSCRIBE_SECRET", "notify-unsubscribe"),
     ]:
         assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == secret
     # With API keys set, Prometheus scrapes /metrics with a key of its own.

@@ -16,7 +16,7 @@ import pytest
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.records import CHANNELS, PRIORITIES
-from streams.topics import Topics
+from streams.topics import USER_DATA_CONTROL, Topics
 
 
 class Recorder(faust.Channel):
@@ -39,6 +39,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         "deliveries": {(c, p): channel() for c in CHANNELS for p in PRIORITIES},
         "delivery_lanes": {p: channel() for p in PRIORITIES},
         "retries": {d: channel() for d in settings.retry_delays()},
+        "user_data_control": tuple(channel() for _ in USER_DATA_CONTROL),
     }
     chosen: dict[str, Any] = {f.name: mapped.get(f.name) or channel() for f in fields(Topics)}
     return Topics(**chosen)

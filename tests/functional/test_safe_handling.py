@@ -107,7 +107,9 @@ async def test_garbage_on_the_control_topics_is_dead_lettered(pipeline: Pipeline
             key=b"u1",
             headers={"x-control-kind": b"user-contacts"},
         )
-    assert len(sent(dlq)) == len(kinds) * len(GARBAGE) + 1
+    # A tombstone on a control topic is an erasure's (agents/erasure.py): nothing to apply,
+    # nothing wrong either.
+    assert len(sent(dlq)) == len(kinds) * (len(GARBAGE) - 1) + 1
     assert reasons(dlq)[-1].startswith("unknown kind")
     assert all(r.split(":")[0] in kinds for r in reasons(dlq)[:-1])
     assert dict(pipeline.tables.contacts["u1"]) == {"email": "u1@example.com"}

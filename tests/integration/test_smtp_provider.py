@@ -80,15 +80,15 @@ async def test_mail_is_multipart_alternative_with_headers(
 
 async def test_one_click_unsubscribe_and_single_line_subject(sandbox: SmtpSandbox) -> None:
     settings = make_settings(
-        **sandbox.settings_overrides(), email_unsubscribe_url="https://notify.test/unsub"
+        **sandbox.settings_overrides(),
+        public_base_url="https://notify.test",
+        unsubscribe_secret="s3cret",
     )
     async with running(SmtpProvider(settings)) as smtp:
         await smtp.send(message(title="Two\r\nlines"))
     headers = sandbox.received[0]["headers"]
     assert headers["Subject"] == "Two lines"
-    assert headers["List-Unsubscribe"].startswith(
-        "<https://notify.test/unsub?user_id=u-1&category=orders>, <mailto:"
-    )
+    assert headers["List-Unsubscribe"].startswith("<https://notify.test/v1/unsubscribe/")
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import email
 import json
+import time
 from email import policy
 from email.message import EmailMessage
 
 import pytest
+from pydantic import SecretStr
 
 from config.settings import Settings
 from providers.base import InvalidRecipientError, PermanentError
 from providers.email_message import EmailRenderer
+from providers.unsubscribe import UnsubscribeLinks
 from tests.integration.provider_helpers import MessageBuilder
 
 SETTINGS = Settings(email_from="Notify <no-reply@notify.test>")
@@ -102,15 +105,28 @@ def test_without_a_title_the_subject_is_the_start_of_the_body() -> None:
     assert mail["Subject"] == ("Hi " + "b" * 90)[:78]
 
 
-def test_one_click_unsubscribe_when_an_endpoint_is_configured() -> None:
-    settings = Settings(email_from="n@notify.test", email_unsubscribe_url="https://x.test/u?a=1")
-    mail = parsed(EmailRenderer(settings).render(outbound(user_id="u 7")).data)
-    assert mail["List-Unsubscribe"] == (
-        "<https://x.test/u?a=1&user_id=u+7&category=orders>, "
-        "<mailto:n@notify.test?subject=unsubscribe>"
+def test_one_click_unsubscribe_is_a_signed_link_when_a_base_url_and_secret_are_set() -> None:
+    settings = Settings(
+        email_from="n@notify.test",
+        public_base_url="https://x.test/",
+        unsubscribe_secret=SecretStr("k" * 32),
     )
+    mail = parsed(EmailRenderer(settings).render(outbound(user_id="u 7")).data)
+    first, second = mail["List-Unsubscribe"].split(", ")
+    assert second == "<mailto:n@notify.test?subject=unsubscribe>"
+    assert first.startswith("<https://x.test/v1/unsubscribe/") and first.endswith(">")
+    token = first[len("<https://x.test/v1/unsubscribe/") : -1]
+    claim = UnsubscribeLinks(settings).verify(token, time.time())
+    assert (claim.user_id, claim.category, claim.channel) == ("u 7", "orders", "")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mail["From"] == "n@notify.test"
+
+
+def test_no_one_click_link_without_a_secret() -> None:
+    settings = Settings(email_from="n@notify.test", public_base_url="https://x.test")
+    mail = parsed(EmailRenderer(settings).render(outbound()).data)
+    assert mail["List-Unsubscribe"] == "<mailto:n@notify.test?subject=unsubscribe>"
+    assert mail["List-Unsubscribe-Post"] is None
 
 
 def test_a_non_ascii_display_name_is_encoded() -> None:

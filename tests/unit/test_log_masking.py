@@ -43,3 +43,12 @@ def test_the_record_factory_masks_formatted_arguments(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.INFO):
         logging.getLogger("test").info("sent to %s in %.6f s", "jane@example.com", 0.00245)
     assert caplog.messages == ["sent to j***@example.com in 0.002450 s"]
+
+
+def test_a_url_address_keeps_only_its_scheme_and_host() -> None:
+    from config.logging import mask_address
+
+    assert mask_address("https://user:pw@hooks.example.com/u/42?x=1") == (
+        "https://hooks.example.com/***"
+    )
+    assert mask_address("ada@example.com") == "a***@example.com"

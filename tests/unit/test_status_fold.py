@@ -117,3 +117,36 @@ def test_expired_beside_a_failure_is_a_failure() -> None:
     state = fold(state, ev("expired", "d1", channel="push"))
     state = fold(state, ev(FAILED, "d2", channel="sms"))
     assert state["status"] == "failed"
+
+
+def test_an_erased_users_history_keeps_its_outcomes_and_nothing_that_names_them() -> None:
+    from tables.status import ERASED_USER, anonymised
+
+    state = None
+    for event in [
+        DeliveryEvent("n1", "u1", ACCEPTED, at=1.0, deliveries=3),
+        DeliveryEvent("n1", "u1", SENT, at=2.0, delivery_id="n1:push:aa", channel="push"),
+        DeliveryEvent(
+            "n1",
+            "u1",
+            FAILED,
+            at=2.0,
+            delivery_id="n1:email:bb",
+            channel="email",
+            reason="smtp: 550 5.1.1 <ada@example.com> unknown",
+        ),
+        DeliveryEvent("n1", "u1", RETRYING, at=2.0, delivery_id="n1:sms:cc", channel="sms"),
+    ]:
+        state = fold(state, event)
+    assert state is not None
+    erased = anonymised(state)
+    assert erased["user_id"] == ERASED_USER
+    # Ids hold a digest of the address: renamed. The retrying one will never be sent.
+    assert {k: v["status"] for k, v in erased["deliveries"].items()} == {
+        "email-0": FAILED,
+        "push-1": SENT,
+        "sms-2": "cancelled",
+    }
+    assert "ada@" not in str(erased) and "u1" not in str(erased)
+    assert erased["status"] == "sent"
+    assert anonymised(erased) == erased  # idempotent
