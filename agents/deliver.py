@@ -184,8 +184,7 @@ def register(
         with tracing.span("notify.send", event.message.headers):
             await deliverer.handle(event, app.consumer_generation_id)
 
-    def lane_agent(limit: int, cpu_ceiling: float, priority: Priority) -> AgentBody:
-        name = f"deliver_{priority}"
+    def lane_agent(limit: int, cpu_ceiling: float, name: str, gauge: str) -> AgentBody:
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
         handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
 
@@ -200,7 +199,7 @@ def register(
                 limit, give_way if cpu_ceiling > 0 else None
             )
             lanes.add(lane)
-            metrics.watch_in_flight(priority, lambda: lane.in_flight)
+            metrics.watch_in_flight(gauge, lambda: lane.in_flight)
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
@@ -232,6 +231,20 @@ def register(
     for priority in Priority:
         name = f"deliver_{priority}"
         agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
-            lane_agent(concurrency[priority], cpu_ceiling[priority], priority)
+            lane_agent(concurrency[priority], cpu_ceiling[priority], name, priority)
         )
+    # Status callbacks to callers (agents/callbacks.py): a lane of their own, so a slow client
+    # endpoint takes only its slots, and giving way like the low lane, since a user's
+    # notification comes before the news of it.
+    agents[CALLBACKS_LANE] = supervised_agent(app, topics.callback_lane, "deliver_callbacks")(
+        lane_agent(
+            settings.callback_concurrency,
+            settings.deliver_cpu_ceiling_low,
+            "deliver_callbacks",
+            CALLBACKS_LANE,
+        )
+    )
     return agents
+
+
+CALLBACKS_LANE = "callbacks"  # its key among the lanes (and its in-flight gauge's label)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import faust
 
 from agents import safe
+from agents.callbacks import Callbacks
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from agents.tracing import Tracing, annotate
@@ -25,6 +26,8 @@ def register(
     metrics: Metrics,
     tracing: Tracing,
 ) -> Agent:
+    callbacks = Callbacks(topics, metrics)
+
     async def fold(event: Event) -> None:
         with tracing.span("notify.status", event.message.headers):
             await fold_one(event)
@@ -40,20 +43,18 @@ def register(
         # Each event is folded once, by its partition's owner: summed over workers, the count
         # is the topic's (receipts, opens and clicks included).
         metrics.event_folded(delivery_event.channel, delivery_event.status)
+        before, after = status.record(tables.status, delivery_event)
+        await callbacks.after_fold(delivery_event, before, after)
         campaign_id = campaign_of(delivery_event.notification_id)
         if campaign_id is None:
-            status.record(tables.status, delivery_event)
             return
         # A campaign's notification: its progress counts it by the status it is now in.
-        before = status.get(tables.status, delivery_event.notification_id)
-        status.record(tables.status, delivery_event)
-        after = status.get(tables.status, delivery_event.notification_id)
         campaign_progress.tally(
             tables.campaign_outcomes,
             campaign_id,
             event.message.partition,
             (before["status"], before.get("reason")) if before else (None, None),
-            (after["status"], after.get("reason")) if after else (None, None),
+            (after["status"], after.get("reason")),
         )
 
     async def track_status(stream: Stream) -> None:

@@ -54,6 +54,8 @@ class NotificationState(TypedDict, total=False):
     held_until: str  # epoch seconds of the release, as the ``held`` event gave it
     released: dict[str, int]  # released channels ("push,sms") -> deliveries fanned out
     repeats_rejected: int  # the same notification sent again after it was accepted
+    read_at: float  # the first read receipt's time (``read`` event)
+    callback_url: str  # where its status changes are POSTed (agents/callbacks.py)
 
 
 StatusTable: TypeAlias = TableT[str, NotificationState]  # notification_id -> its state
@@ -84,6 +86,15 @@ def fold(current: NotificationState | None, event: DeliveryEvent) -> Notificatio
         )
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
+    if event.callback_url is not None:
+        state["callback_url"] = event.callback_url
+    if event.status == EventStatus.READ:
+        # The first read counts: a receipt sent twice (a retried PUT) moves nothing.
+        state["read_at"] = min(state.get("read_at", event.at), event.at)
+    elif state["user_id"] != event.user_id:
+        # A read receipt may come before anything else, with the user id its caller gave
+        # (api/receipts.py); the pipeline's own events know the recipient and win.
+        state["user_id"] = event.user_id
     # A request or a failure read again after a crash reports its fan-out again: the same
     # deliveries, so the largest report counts, never the sum.
     if event.status == EventStatus.ACCEPTED:
@@ -157,6 +168,13 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
         return NotificationStatus.REJECTED
     if event.status == EventStatus.CAPPED:
         return NotificationStatus.CAPPED
+    if "read_at" in state:
+        # Read by its user: it reached them, whatever its other deliveries do after. Not a
+        # refused one: a receipt for a rejected or capped notification changes nothing.
+        previous = state["status"]
+        if previous in (NotificationStatus.REJECTED, NotificationStatus.CAPPED):
+            return NotificationStatus(previous)
+        return NotificationStatus.READ
     outcomes = [d.get("status") for d in state["deliveries"].values()]
     done = [s for s in outcomes if s in FINAL]
     succeeded = any(s in SUCCESSES for s in outcomes)
@@ -177,5 +195,11 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
     return NotificationStatus.ACCEPTED if state["expected"] else NotificationStatus.PENDING
 
 
-def record(table: StatusTable, event: DeliveryEvent) -> None:
-    table[event.notification_id] = fold(table.get(event.notification_id), event)
+def record(
+    table: StatusTable, event: DeliveryEvent
+) -> tuple[NotificationState | None, NotificationState]:
+    """Folds ``event`` into its notification's row; the row before and after it."""
+    before = table.get(event.notification_id)
+    after = fold(before, event)
+    table[event.notification_id] = after
+    return before, after

@@ -15,7 +15,7 @@ import pytest
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.records import CHANNELS, PRIORITIES
-from streams.topics import Topics
+from streams.topics import CALLBACK_LANE, Topics
 
 
 class Recorder(faust.Channel):
@@ -43,8 +43,12 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         control=channel(),
         control_by_user=channel(),
         control_dlq=channel(),
-        deliveries={(c, p): channel() for c in CHANNELS for p in PRIORITIES},
+        deliveries={
+            **{(c, p): channel() for c in CHANNELS for p in PRIORITIES},
+            CALLBACK_LANE: channel(),
+        },
         delivery_lanes={p: channel() for p in PRIORITIES},
+        callback_lane=channel(),
         deliveries_dlq=channel(),
         delivery_events=channel(),
         delivery_events_dlq=channel(),
