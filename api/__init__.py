@@ -11,7 +11,7 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import notifications, users
+from api import notifications, receipts, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
@@ -36,6 +36,7 @@ def gate(settings: Settings) -> ApiGate:
 
 def register_api(app: faust.App, ctx: ApiContext) -> None:
     notifications.register(app, ctx)
+    receipts.register(app, ctx)
     users.register(app, ctx)
 
     @app.page("/openapi.json")

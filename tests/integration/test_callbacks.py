@@ -10,9 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,6 +27,7 @@ from tests.integration.pipeline_harness import delivery_events, start_worker, wo
 
 pytestmark = pytest.mark.integration
 
+T = TypeVar("T")
 CALLBACK_SLOTS = 2  # the callbacks' lane, small enough for a test to fill
 _numbers = itertools.count(1)
 
@@ -109,15 +111,40 @@ def test_every_status_change_is_posted_signed_to_the_callback_url(env: Env) -> N
         assert callback["payload"]["user_id"] == user.user_id
     [sent] = [r["payload"] for r in env.callbacks("/client/ok") if r["payload"]["status"] == "sent"]
     assert (sent["notification_status"], sent["channel"]) == ("sent", "webhook")
-    # A callback's own send is no delivery event: the notification has one delivery, sent.
+
+    # The user read it: a receipt through the API, folded, and called back.
+    with httpx.Client(base_url=env.worker.web_url, timeout=10) as api:
+        receipt = api.put("/v1/notifications/cb-ok-1/read")
+        assert receipt.status_code == 202, receipt.text
+        assert receipt.json()["user_id"] == user.user_id  # from the status row
+    env.sandboxes.wait_for(
+        lambda _: "read" in statuses(env.callbacks("/client/ok"), "cb-ok-1"), timeout=30
+    )
+    [read] = [r["payload"] for r in env.callbacks("/client/ok") if r["payload"]["status"] == "read"]
+    assert read["notification_status"] == "read"
+    # A callback's own send is no delivery event: one delivery, sent, then the receipt.
     events = delivery_events(
         env.bootstrap,
-        lambda evs: any(e["notification_id"] == "cb-ok-1" and e["status"] == "sent" for e in evs),
+        lambda evs: any(e["notification_id"] == "cb-ok-1" and e["status"] == "read" for e in evs),
     )
     assert [e["status"] for e in events if e["notification_id"] == "cb-ok-1"] == [
         "accepted",
         "sent",
+        "read",
     ]
+
+
+def test_a_receipt_before_the_status_exists_needs_the_user_and_is_kept(env: Env) -> None:
+    with httpx.Client(base_url=env.worker.web_url, timeout=10) as api:
+        assert api.put("/v1/notifications/cb-early-1/read").status_code == 404
+        early = api.put("/v1/notifications/cb-early-1/read", params={"user_id": "cb-early"})
+        assert early.status_code == 202, early.text
+        row = wait_until_value(
+            lambda: api.get("/v1/notifications/cb-early-1"), lambda r: r.status_code == 200
+        ).json()
+        assert (row["status"], row["user_id"]) == ("read", "cb-early")
+        mismatch = api.put("/v1/notifications/cb-early-1/read", params={"user_id": "another"})
+        assert mismatch.status_code == 409
 
 
 def test_a_failing_endpoint_is_retried_and_a_stalled_one_holds_up_no_delivery(env: Env) -> None:
@@ -174,8 +201,13 @@ def callbacks_in_flight(env: Env) -> float:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    wait_until_value(lambda: None, lambda _: condition(), timeout)
+
+
+def wait_until_value(read: Callable[[], T], holds: Callable[[T], bool], timeout: float = 30.0) -> T:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not holds(value := read()):
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met in {timeout}s")
         time.sleep(0.1)
+    return value
