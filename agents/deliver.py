@@ -122,26 +122,29 @@ class Deliverer:
                     result = await self.providers.send(provider_name, outbound(delivery))
             except CircuitOpenError as exc:  # not sent (or failed, and it opened): it waits
                 if exc.__cause__ is not None:  # the provider was asked and answered
-                    self.metrics.provider_answered(
-                        delivery.channel, provider_name, time.perf_counter() - started
-                    )
+                    self._answered(delivery, provider_name, started)
                 await self.circuit_hold.refused(delivery, exc, owner)
                 return
             except ProviderError as exc:
-                self.metrics.provider_answered(
-                    delivery.channel, provider_name, time.perf_counter() - started
-                )
+                self._answered(delivery, provider_name, started)
                 annotate({"notify.outcome": error_type(exc)})
                 await self.outcomes.failed(delivery, provider_name, exc, owner)
                 return
-            self.metrics.provider_answered(
-                delivery.channel, provider_name, time.perf_counter() - started
-            )
+            self._answered(delivery, provider_name, started)
             annotate({"notify.outcome": "sent"})
             await self.outcomes.succeeded(delivery, result, owner)
         finally:
             del self.in_flight[delivery.delivery_id]
             done.set_result(None)
+
+    def _answered(self, delivery: Delivery, provider: str, started: float) -> None:
+        """A notification's provider call, measured. Not a status callback's: it is no
+        notification (notify_callbacks_total counts it), and every caller's endpoint would
+        pull down the webhook channel's delivery rate and trip the provider-error alerts."""
+        if not delivery.kind:
+            self.metrics.provider_answered(
+                delivery.channel, provider, time.perf_counter() - started
+            )
 
 
 def lane_owner(key: bytes | None, delivery: Delivery) -> str:

@@ -83,7 +83,6 @@ class OutcomeRouter:
         self, delivery: Delivery, provider: str, error: ProviderError, owner: str | None = None
     ) -> None:
         if delivery.kind:
-            self.metrics.failed_by(delivery.channel, provider, error)
             await self.callbacks.failed(delivery, error, owner or delivery.user_id)
             return
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))

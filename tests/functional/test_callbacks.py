@@ -82,6 +82,11 @@ async def test_a_callback_is_posted_signed_once_and_is_no_delivery_event(
     assert received["raw"] == callback.body.encode()
     assert not sent(app.topics.delivery_events)  # nothing to fold, nothing to call back about
     assert ledger.sent_by(app.tables.ledger, "u1", callback.delivery_id, 4.0) is None
+    # Counted as a callback, not as a notification (the webhook channel's delivery rate).
+    sample = app.metrics.registry.get_sample_value
+    assert sample("notify_callbacks_total", {"outcome": "posted"}) == 1
+    labels = {"channel": "webhook", "provider": "callback"}
+    assert sample("notify_notifications_sent_total", labels) is None
 
 
 async def test_a_failing_endpoint_retries_through_the_tiers_and_dead_letters_without_events(
@@ -111,3 +116,6 @@ async def test_a_failing_endpoint_retries_through_the_tiers_and_dead_letters_wit
     # A caller's endpoint is not a user's address: nothing suppressed, nothing folded.
     assert not sent(app.topics.suppressions)
     assert not sent(app.topics.delivery_events)
+    sample = app.metrics.registry.get_sample_value
+    assert sample("notify_callbacks_total", {"outcome": "retried"}) == 1
+    assert sample("notify_callbacks_total", {"outcome": "dead_lettered"}) == 1
