@@ -86,7 +86,8 @@ def fold(current: NotificationState | None, event: DeliveryEvent) -> Notificatio
         )
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
-    if event.callback_url is not None:
+    if event.callback_url is not None and "callback_url" not in state:
+        # The first request's: a duplicate of it, refused, must not redirect its callbacks.
         state["callback_url"] = event.callback_url
     if event.status == EventStatus.READ:
         # The first read counts: a receipt sent twice (a retried PUT) moves nothing.
