@@ -81,12 +81,8 @@ def test_which_folded_events_call_back() -> None:
     repeat = fold(before, ev(EventStatus.REJECTED, reason="duplicate"))
     assert repeat["status"] == NotificationStatus.ACCEPTED
     assert not worth_a_callback(EventStatus.REJECTED, before, repeat)
-    assert (
-        fold(
-            before, ev(EventStatus.REJECTED, reason="duplicate", callback_url="https://x.example/")
-        )["callback_url"]
-        == URL
-    )  # the duplicate's own URL does not redirect the first one's callbacks
+    other = ev(EventStatus.REJECTED, reason="duplicate", callback_url="https://x.example/")
+    assert fold(before, other)["callback_url"] == URL  # a duplicate's URL redirects nothing
     read = fold(before, ev(EventStatus.READ, 2.0))
     assert worth_a_callback(EventStatus.READ, before, read)
     assert not worth_a_callback(EventStatus.READ, read, fold(read, ev(EventStatus.READ, 3.0)))
