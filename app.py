@@ -16,6 +16,7 @@ from faust.assignor import PartitionAssignor
 import api
 import patches
 from agents import (
+    api_keys,
     campaign_views,
     campaigns,
     circuit,
@@ -118,6 +119,7 @@ def build_app(
         "status": status.register(app, settings, topics, tables, metrics, tracing),
         "templates": templating.register(app, settings, topics, tables),
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
+        "api_keys": api_keys.register(app, topics, tables),
     }
     lanes = deliver.register(
         app, settings, topics, tables, providers, headroom, metrics, tracing, limits
@@ -133,7 +135,7 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
-    api.register_api(app, ApiContext(app, settings, topics, tables, api_gate.spec))
+    api.register_api(app, ApiContext(app, settings, topics, tables, api_gate.spec), api_gate)
     return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector)
 
 

@@ -11,7 +11,7 @@ import msgspec
 import orjson
 from faust.web import Request, Response, View
 
-from api.body import convert, field_errors, invalid_record, read_body, read_object
+from api.body import check_fields, invalid_record, read_body, read_object
 from api.context import ApiContext
 from api.errors import ApiError, FieldError, not_found
 from api.guard import caller, operation
@@ -37,10 +37,15 @@ _ID_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 _CALLBACK_FIELD = "callback_url" in {f.name for f in msgspec.structs.fields(RequestFields)}
 
 
-def complete_request(obj: dict[str, Any], request: Request) -> dict[str, Any]:
+def complete_request(
+    obj: dict[str, Any], request: Request, bulk_index: int | None = None
+) -> dict[str, Any]:
     """The request as it goes on the topic: the Idempotency-Key header, a notification id and
-    the caller's callback URL filled in where the body left them out."""
+    the caller's callback URL filled in where the body left them out. In a bulk, item ``i``
+    gets ``<header>#<i>``: a retried bulk is refused item by item as the duplicate it is."""
     header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is not None and bulk_index is not None:
+        header = f"{header}#{bulk_index}"
     if header is not None:
         if not header.strip() or len(header) > MAX_ID:
             raise ApiError(
@@ -65,14 +70,19 @@ def complete_request(obj: dict[str, Any], request: Request) -> dict[str, Any]:
 
 
 def checked(obj: dict[str, Any]) -> tuple[bytes, bytes]:
-    """(key, value) for the requests topic, or ApiError with every bad field."""
-    wire = convert(obj, NotificationBody)
+    """(key, value) for the requests topic, or ApiError with every bad field.
+
+    The intake's own parser first (one msgspec decode, what the topic path checks, so a 202 is
+    never refused downstream for its form); the field-by-field pass only for a refused one,
+    to list every bad field. Checking every field first cost the bulk route ~1.4 ms of worker
+    CPU per request over the topic path (bench.api_bulk)."""
     raw = orjson.dumps(obj)
     try:
-        parse_request(raw)  # what the intake will check, so a 202 is not refused downstream
+        request = parse_request(raw)
     except InvalidRecord as exc:
+        check_fields(obj, NotificationBody)
         raise invalid_record(exc) from None
-    return wire.user_id.encode(), raw
+    return request.user_id.encode(), raw
 
 
 def _accepted(notification_id: str) -> Any:
@@ -121,7 +131,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             results: list[BulkItem] = []
             for index, item in enumerate(bulk.notifications):
                 try:
-                    obj = complete_request(dict(item), request) if isinstance(item, dict) else {}
+                    obj = complete_request(dict(item), request, index) if item else {}
                     if not obj:
                         raise ApiError(400, "invalid_request", "not an object")
                     records.append(checked(obj))
@@ -170,9 +180,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         )
         async def post(self, request: Request) -> Response:
             obj = await read_object(request)
-            errors = field_errors(obj, CampaignBody)
-            if errors:
-                raise ApiError(400, "invalid_request", "the campaign has invalid fields", errors)
+            check_fields(obj, CampaignBody, "campaign")
             raw = orjson.dumps(obj)
             try:
                 campaign = parse_campaign(raw)
