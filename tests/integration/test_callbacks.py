@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.keys import new_key
 from providers.sandboxes.stack import SandboxStack
 from providers.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from scripts.embedded_broker import EmbeddedBroker
@@ -28,7 +30,9 @@ from tests.integration.pipeline_harness import delivery_events, start_worker, wo
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-CALLBACK_SLOTS = 2  # the callbacks' lane, small enough for a test to fill
+CALLBACK_SLOTS = 2
+TOKEN, DIGEST = new_key("cb-client")
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # the callbacks' lane, small enough for a test to fill
 _numbers = itertools.count(1)
 
 
@@ -42,7 +46,7 @@ class Env:
         uid = f"cb-user-{next(_numbers)}"
         user = User(uid, {}, f"{uid}@example.com", "+15550000001", self.hook(f"/hooks/{uid}"))
         asyncio.run(setup_users(self.bootstrap, [user]))
-        asyncio.run(wait_for_users(self.worker.web_url, [user]))
+        asyncio.run(wait_for_users(self.worker.web_url, [user], headers=AUTH))
         return user
 
     def hook(self, path: str) -> str:
@@ -72,6 +76,13 @@ def delivered(records: list[dict[str, Any]]) -> set[str]:
 def env(sandboxes: SandboxStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp: Path = tmp_path_factory.mktemp("callbacks")
     sandboxes.clear()
+    # The caller's key names its callback URL, for requests through the API that name none.
+    key = {
+        "id": "cb-client",
+        "sha256": DIGEST,
+        "scopes": ["send", "read"],
+        "callback_url": sandboxes.webhook.url("/client/by-key"),
+    }
     with EmbeddedBroker(log_path=tmp / "broker.log") as bootstrap:
         values = worker_settings(
             bootstrap,
@@ -81,6 +92,7 @@ def env(sandboxes: SandboxStack, tmp_path_factory: pytest.TempPathFactory) -> It
             callback_concurrency=CALLBACK_SLOTS,
             callback_timeout_seconds=30.0,  # a stalled endpoint holds its slot until released
             deliver_cpu_ceiling_low=0.0,  # the callbacks' lane's ceiling, as for the others
+            api_keys=json.dumps([key]),
         )
         worker = start_worker(values, tmp / "worker.log")
         yield Env(bootstrap, worker, sandboxes)
@@ -113,7 +125,7 @@ def test_every_status_change_is_posted_signed_to_the_callback_url(env: Env) -> N
     assert (sent["notification_status"], sent["channel"]) == ("sent", "webhook")
 
     # The user read it: a receipt through the API, folded, and called back.
-    with httpx.Client(base_url=env.worker.web_url, timeout=10) as api:
+    with httpx.Client(base_url=env.worker.web_url, headers=AUTH, timeout=10) as api:
         receipt = api.put("/v1/notifications/cb-ok-1/read")
         assert receipt.status_code == 202, receipt.text
         assert receipt.json()["user_id"] == user.user_id  # from the status row
@@ -134,8 +146,21 @@ def test_every_status_change_is_posted_signed_to_the_callback_url(env: Env) -> N
     ]
 
 
+def test_a_request_through_the_api_calls_back_to_its_keys_url(env: Env) -> None:
+    user = env.new_user()
+    body = {"user_id": user.user_id, "channels": ["webhook"], "title": "Hi", "body": "there"}
+    with httpx.Client(base_url=env.worker.web_url, headers=AUTH, timeout=10) as api:
+        posted = api.post("/v1/notifications", json=body)
+        assert posted.status_code == 202, posted.text
+    nid = posted.json()["notification_id"]
+    env.sandboxes.wait_for(
+        lambda _: statuses(env.callbacks("/client/by-key"), nid) >= {"accepted", "sent"},
+        timeout=30,
+    )
+
+
 def test_a_receipt_before_the_status_exists_needs_the_user_and_is_kept(env: Env) -> None:
-    with httpx.Client(base_url=env.worker.web_url, timeout=10) as api:
+    with httpx.Client(base_url=env.worker.web_url, headers=AUTH, timeout=10) as api:
         assert api.put("/v1/notifications/cb-early-1/read").status_code == 404
         early = api.put("/v1/notifications/cb-early-1/read", params={"user_id": "cb-early"})
         assert early.status_code == 202, early.text
@@ -186,7 +211,7 @@ def callbacks_in_flight(env: Env) -> float:
 
     async def scrape() -> str:
         async with (
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(headers=AUTH) as session,
             session.get(f"{env.worker.web_url}/metrics") as response,
         ):
             return await response.text()
