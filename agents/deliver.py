@@ -239,14 +239,15 @@ def register(
     # Status callbacks to callers (agents/callbacks.py): a lane of their own, so a slow client
     # endpoint takes only its slots, and giving way like the low lane, since a user's
     # notification comes before the news of it.
-    agents[CALLBACKS_LANE] = supervised_agent(app, topics.callback_lane, "deliver_callbacks")(
-        lane_agent(
-            settings.callback_concurrency,
-            settings.deliver_cpu_ceiling_low,
-            "deliver_callbacks",
-            CALLBACKS_LANE,
+    if settings.callbacks_enabled:
+        agents[CALLBACKS_LANE] = supervised_agent(app, topics.callback_lane, "deliver_callbacks")(
+            lane_agent(
+                settings.callback_concurrency,
+                settings.deliver_cpu_ceiling_low,
+                "deliver_callbacks",
+                CALLBACKS_LANE,
+            )
         )
-    )
     return agents
 
 

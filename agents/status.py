@@ -26,7 +26,7 @@ def register(
     metrics: Metrics,
     tracing: Tracing,
 ) -> Agent:
-    callbacks = Callbacks(topics, metrics)
+    callbacks = Callbacks(topics, metrics) if settings.callbacks_enabled else None
 
     async def fold(event: Event) -> None:
         with tracing.span("notify.status", event.message.headers):
@@ -44,7 +44,8 @@ def register(
         # is the topic's (receipts, opens and clicks included).
         metrics.event_folded(delivery_event.channel, delivery_event.status)
         before, after = status.record(tables.status, delivery_event)
-        await callbacks.after_fold(delivery_event, before, after)
+        if callbacks is not None:
+            await callbacks.after_fold(delivery_event, before, after)
         campaign_id = campaign_of(delivery_event.notification_id)
         if campaign_id is None:
             return

@@ -119,3 +119,19 @@ async def test_a_failing_endpoint_retries_through_the_tiers_and_dead_letters_wit
     sample = app.metrics.registry.get_sample_value
     assert sample("notify_callbacks_total", {"outcome": "retried"}) == 1
     assert sample("notify_callbacks_total", {"outcome": "dead_lettered"}) == 1
+
+
+async def test_with_callbacks_off_nothing_is_queued_and_no_lane_reads_them(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, callbacks_enabled=False)
+    app = build_app(settings, topics_for=channel_topics)
+    app.app.finalize()
+    assert "deliver_callbacks" not in app.agents
+    accepted = DeliveryEvent(
+        "n1", "u1", "accepted", at=1.0, deliveries=1, callback_url="https://c.example/s"
+    )
+    async with app.agents["status"].test_context() as agent:
+        await agent.put(accepted.to_json(), key=b"n1")
+        await eventually(lambda: status.get(app.tables.status, "n1") is not None)
+    assert not sent(app.topics.deliveries[CALLBACK_LANE])
+    row = status.get(app.tables.status, "n1")
+    assert row is not None and row["callback_url"] == "https://c.example/s"
