@@ -218,8 +218,7 @@ class Settings(BaseSettings):
     callbacks_enabled: bool = Field(
         default=True,
         description="POST status changes to requests' `callback_url` (false: the URL is kept "
-        "in the status row and nothing is posted; no worker reads `deliveries.callbacks`, "
-        "whose lane measured ~1 CPU s per 10k deliveries idle in `bench.run pipeline`)",
+        "in the status row and nothing is posted; no worker reads `deliveries.callbacks`)",
     )
     callback_timeout_seconds: float = Field(
         default=5.0,
