@@ -128,26 +128,29 @@ class Deliverer:
                     result = await self.providers.send(provider_name, outbound(delivery))
             except CircuitOpenError as exc:  # not sent (or failed, and it opened): it waits
                 if exc.__cause__ is not None:  # the provider was asked and answered
-                    self.metrics.provider_answered(
-                        delivery.channel, provider_name, time.perf_counter() - started
-                    )
+                    self._answered(delivery, provider_name, started)
                 await self.circuit_hold.refused(delivery, exc, owner)
                 return
             except ProviderError as exc:
-                self.metrics.provider_answered(
-                    delivery.channel, provider_name, time.perf_counter() - started
-                )
+                self._answered(delivery, provider_name, started)
                 annotate({"notify.outcome": error_type(exc)})
                 await self.outcomes.failed(delivery, provider_name, exc, owner)
                 return
-            self.metrics.provider_answered(
-                delivery.channel, provider_name, time.perf_counter() - started
-            )
+            self._answered(delivery, provider_name, started)
             annotate({"notify.outcome": "sent"})
             await self.outcomes.succeeded(delivery, result, owner)
         finally:
             del self.in_flight[delivery.delivery_id]
             done.set_result(None)
+
+    def _answered(self, delivery: Delivery, provider: str, started: float) -> None:
+        """A notification's provider call, measured. Not a status callback's: it is no
+        notification (notify_callbacks_total counts it), and every caller's endpoint would
+        pull down the webhook channel's delivery rate and trip the provider-error alerts."""
+        if not delivery.kind:
+            self.metrics.provider_answered(
+                delivery.channel, provider, time.perf_counter() - started
+            )
 
 
 def lane_owner(key: bytes | None, delivery: Delivery) -> str:
@@ -190,8 +193,7 @@ def register(
         with tracing.span("notify.send", event.message.headers):
             await deliverer.handle(event, app.consumer_generation_id)
 
-    def lane_agent(limit: int, cpu_ceiling: float, priority: Priority) -> AgentBody:
-        name = f"deliver_{priority}"
+    def lane_agent(limit: int, cpu_ceiling: float, name: str, gauge: str) -> AgentBody:
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
         handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
 
@@ -206,7 +208,7 @@ def register(
                 limit, give_way if cpu_ceiling > 0 else None
             )
             lanes.add(lane)
-            metrics.watch_in_flight(priority, lambda: lane.in_flight)
+            metrics.watch_in_flight(gauge, lambda: lane.in_flight)
             try:
                 async for event in stream.noack().events():  # type: ignore[attr-defined]
                     await lane.submit(event, handle_safely)
@@ -238,6 +240,21 @@ def register(
     for priority in Priority:
         name = f"deliver_{priority}"
         agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
-            lane_agent(concurrency[priority], cpu_ceiling[priority], priority)
+            lane_agent(concurrency[priority], cpu_ceiling[priority], name, priority)
+        )
+    # Status callbacks to callers (agents/callbacks.py): a lane of their own, so a slow client
+    # endpoint takes only its slots, and giving way like the low lane, since a user's
+    # notification comes before the news of it.
+    if settings.callbacks_enabled:
+        agents[CALLBACKS_LANE] = supervised_agent(app, topics.callback_lane, "deliver_callbacks")(
+            lane_agent(
+                settings.callback_concurrency,
+                settings.deliver_cpu_ceiling_low,
+                "deliver_callbacks",
+                CALLBACKS_LANE,
+            )
         )
     return agents
+
+
+CALLBACKS_LANE = "callbacks"  # its key among the lanes (and its in-flight gauge's label)

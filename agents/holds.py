@@ -71,6 +71,7 @@ async def hold(
             at=now,
             reason=f"{admission.release_at:.3f}",
             requested_at=request.created_at,
+            callback_url=request.callback_url,
         ),
     )
 

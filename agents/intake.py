@@ -295,6 +295,7 @@ class Intake:
                 reason=reason,
                 requested_at=request.created_at,
                 deliveries=deliveries,
+                callback_url=request.callback_url,
             ),
         )
 

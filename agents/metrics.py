@@ -197,6 +197,13 @@ class Metrics:
             ["channel", "tier"],
             registry=r,
         )
+        self.callbacks = Counter(
+            "notify_callbacks_total",
+            "Status callbacks to callers' callback URLs, by outcome (queued, posted, retried, "
+            "dead_lettered)",
+            ["outcome"],
+            registry=r,
+        )
         # --- lanes ------------------------------------------------------------------------
         self.in_flight = Gauge(
             "notify_lane_sends_in_flight",
@@ -215,6 +222,7 @@ class Metrics:
         self._queue_wait = _Children(self.queue_wait)
         self._events = _Children(self.events)
         self._cost = _Children(self.cost)
+        self._callbacks = _Children(self.callbacks)
 
     # --- intake -------------------------------------------------------------------------
     def request_resolved(self, priority: str, outcome: str, created_at: float, now: float) -> None:
@@ -260,6 +268,9 @@ class Metrics:
 
     def event_folded(self, channel: str | None, status: str) -> None:
         self._events[channel or "", status].inc()
+
+    def callback(self, outcome: str) -> None:
+        self._callbacks[(outcome,)].inc()
 
     def unsubscribed(self, channels: Iterable[str]) -> None:
         for channel in channels:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from agents import dead_letter, events, produce
+from agents.callbacks import CallbackOutcomes
 from agents.counters import FAILURES
 from agents.failure_plan import FailureAction, FailurePlan, plan_failure
 from agents.fallback import Fallback
@@ -30,9 +31,12 @@ class OutcomeRouter:
     tables: Tables
     metrics: Metrics
     fallback: Fallback = field(init=False)
+    # A status callback's outcome (a delivery of kind ``callback``) is handled there instead.
+    callbacks: CallbackOutcomes = field(init=False)
 
     def __post_init__(self) -> None:
         self.fallback = Fallback(self.tables, self.topics, self.settings.inapp_url)
+        self.callbacks = CallbackOutcomes(self.settings, self.topics, self.tables, self.metrics)
 
     async def succeeded(
         self, delivery: Delivery, result: SendResult, owner: str | None = None
@@ -40,6 +44,9 @@ class OutcomeRouter:
         """``owner``: the lane record's key (``user_id`` or a hot user's ``user_id#n``), which
         keys the ledger; the inbox and the fallback count stay the user's (such deliveries
         are never salted, agents/hot_keys.py)."""
+        if delivery.kind:
+            self.callbacks.succeeded(delivery, result, owner or delivery.user_id)
+            return
         now = time.time()
         self.metrics.delivered_by(delivery, result.provider, result.segments, now)
         ledger.record_sent(
@@ -75,6 +82,9 @@ class OutcomeRouter:
     async def failed(
         self, delivery: Delivery, provider: str, error: ProviderError, owner: str | None = None
     ) -> None:
+        if delivery.kind:
+            await self.callbacks.failed(delivery, error, owner or delivery.user_id)
+            return
         plan = plan_failure(error, delivery.attempt, self.settings.retry_schedule(delivery.channel))
         now = time.time()
         self.metrics.failed_by(delivery.channel, provider, error)
@@ -147,6 +157,8 @@ class OutcomeRouter:
         message_id: str | None = None,
         segments: int | None = None,
     ) -> None:
+        if delivery.kind:
+            return  # a callback's own outcome is no status change (agents/callbacks.py)
         await events.publish(
             self.topics.delivery_events,
             DeliveryEvent(

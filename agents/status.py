@@ -6,6 +6,7 @@ from __future__ import annotations
 import faust
 
 from agents import safe
+from agents.callbacks import Callbacks
 from agents.erasure import Erasures
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
@@ -28,6 +29,7 @@ def register(
     tracing: Tracing,
 ) -> Agent:
     erasure = Erasures(settings, topics, tables, metrics)
+    callbacks = Callbacks(topics, metrics) if settings.callbacks_enabled else None
 
     def erased(user_id: str, requested_at: float) -> bool:
         return erasures.refuses(tables.erased_users, user_id, requested_at)
@@ -51,20 +53,19 @@ def register(
         # Each event is folded once, by its partition's owner: summed over workers, the count
         # is the topic's (receipts, opens and clicks included).
         metrics.event_folded(delivery_event.channel, delivery_event.status)
+        before, after = status.record(tables.status, delivery_event, erased)
+        if callbacks is not None:
+            await callbacks.after_fold(delivery_event, before, after)
         campaign_id = campaign_of(delivery_event.notification_id)
         if campaign_id is None:
-            status.record(tables.status, delivery_event, erased)
             return
         # A campaign's notification: its progress counts it by the status it is now in.
-        before = status.get(tables.status, delivery_event.notification_id)
-        status.record(tables.status, delivery_event, erased)
-        after = status.get(tables.status, delivery_event.notification_id)
         campaign_progress.tally(
             tables.campaign_outcomes,
             campaign_id,
             event.message.partition,
             (before["status"], before.get("reason")) if before else (None, None),
-            (after["status"], after.get("reason")) if after else (None, None),
+            (after["status"], after.get("reason")),
         )
 
     async def track_status(stream: Stream) -> None:

@@ -11,7 +11,7 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import erasure, key_routes, notifications, templates, users
+from api import erasure, key_routes, notifications, receipts, templates, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
@@ -40,6 +40,7 @@ def register_api(app: faust.App, ctx: ApiContext, gate: ApiGate) -> None:
     gate.keys.from_topic = lambda key: api_keys.get(ctx.tables.api_keys, key)
     key_routes.register(app, ctx, gate.keys)
     notifications.register(app, ctx)
+    receipts.register(app, ctx)
     users.register(app, ctx)
     templates.register(app, ctx)
     erasure.register(app, ctx)

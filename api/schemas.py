@@ -100,6 +100,8 @@ class NotificationStatusView(msgspec.Struct, frozen=True, kw_only=True):
     expected: int
     updated_at: float | None = None
     reason: str | None = None
+    read_at: float | None = None  # the first read receipt (PUT .../read)
+    callback_url: str | None = None  # where its status changes are POSTed
 
 
 class UserView(msgspec.Struct, frozen=True, kw_only=True):

@@ -223,6 +223,23 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="HMAC-SHA256 key for `X-Notify-Signature`"
     )
     webhook_timeout_seconds: float = Field(default=5.0, description="per webhook POST")
+    callbacks_enabled: bool = Field(
+        default=True,
+        description="POST status changes to requests' `callback_url` (false: the URL is kept "
+        "in the status row and nothing is posted; no worker reads `deliveries.callbacks`)",
+    )
+    callback_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="per status-callback POST to a caller's `callback_url` (a slower answer is "
+        "a transient failure, retried through the webhook tiers)",
+    )
+    callback_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="status callbacks in flight at once, in their own lane (never a slot of "
+        "the users' deliveries)",
+    )
     inapp_url: str = Field(
         default="",
         description="where in-app notifications are posted (the inbox service); per-user "

@@ -77,6 +77,9 @@ class EventStatus(StrEnum):
     CLICKED = "clicked"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    # The user read it: a read receipt (``PUT /v1/notifications/{id}/read``). About the
+    # notification, not one delivery (no ``delivery_id``).
+    READ = "read"
 
 
 # A delivery in one of these states went out.
@@ -110,6 +113,42 @@ class NotificationStatus(StrEnum):
     HELD = "held"  # every delivery so far is waiting for a quiet window to end
     CAPPED = "capped"  # the user's daily cap was reached: not sent
     CANCELLED = "cancelled"  # every delivery was cancelled: its user was erased
+    # The user read it (a read receipt): it reached them, whatever its other deliveries do.
+    READ = "read"
+
+
+# The changes a caller's status callback is told of (agents/callbacks.py): each is a step of
+# the notification a client acts on. Not ``retrying``, ``deferred`` or ``duplicate_suppressed``:
+# the pipeline's own bookkeeping, which changes nothing the client can see or do.
+CALLBACK_STATUSES: frozenset[EventStatus] = frozenset(
+    {
+        EventStatus.ACCEPTED,
+        EventStatus.REJECTED,
+        EventStatus.SENT,
+        EventStatus.FAILED,
+        EventStatus.FELL_BACK,
+        EventStatus.HELD,
+        EventStatus.RELEASED,
+        EventStatus.CAPPED,
+        EventStatus.EXPIRED,
+        EventStatus.DELIVERED,
+        EventStatus.OPENED,
+        EventStatus.CLICKED,
+        EventStatus.BOUNCED,
+        EventStatus.COMPLAINED,
+        EventStatus.READ,
+    }
+)
+
+
+class DeliveryKind(StrEnum):
+    """What a delivery record is besides a notification to a user's address (a delivery
+    without a kind is one). The lanes, retry tiers and ledger carry every kind alike."""
+
+    # A status change POSTed to the caller's callback URL (agents/callbacks.py): its own
+    # lane, its own provider (no breaker shared with the users' webhooks), and its outcome
+    # is never a delivery event (so it can never call back about itself).
+    CALLBACK = "callback"
 
 
 class RejectReason(StrEnum):

@@ -37,6 +37,10 @@ class ProviderName(StrEnum):
     SMTP_BACKUP = "smtp-backup"  # the SMTP provider's backup relay took the mail
     SMS = "sms"
     WEBHOOK = "webhook"
+    # Status callbacks to callers (agents/callbacks.py): POSTed and signed like webhooks, by a
+    # client of their own with no circuit breaker, so one caller's dead endpoint never opens
+    # the breaker of the users' webhooks (nor of the other callers' callbacks).
+    CALLBACK = "callback"
 
 
 class OutboundMessage(msgspec.Struct, frozen=True):

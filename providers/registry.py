@@ -21,6 +21,11 @@ from providers.breaker import Breakers, GuardedProvider
 
 log = logging.getLogger(__name__)
 
+# Providers called without a circuit breaker. Callbacks go to every caller's own endpoint: one
+# breaker for all would let one caller's dead endpoint hold back every other caller's
+# callbacks. A failing endpoint's callbacks retry through the tiers on their own.
+UNGUARDED = frozenset({ProviderName.CALLBACK})
+
 
 def configured_providers(settings: Settings) -> dict[str, Provider]:
     """One client per provider whose credentials are present in the settings."""
@@ -28,11 +33,12 @@ def configured_providers(settings: Settings) -> dict[str, Provider]:
     from providers.fcm import FcmProvider
     from providers.sms import SmsProvider
     from providers.smtp import SmtpProvider
-    from providers.webhook import WebhookProvider
+    from providers.webhook import CallbackProvider, WebhookProvider
 
     providers: dict[str, Provider] = {
         ProviderName.SMTP: SmtpProvider(settings),
         ProviderName.WEBHOOK: WebhookProvider(settings),
+        ProviderName.CALLBACK: CallbackProvider(settings),
     }
     if settings.apns_key_file is not None:
         providers[ProviderName.APNS] = ApnsProvider(settings)
@@ -56,7 +62,9 @@ class ProviderRegistry(Service):
         self.providers: dict[str, Provider] = dict(providers)
         if breakers is not None:
             self.providers = {
-                name: GuardedProvider(provider, breakers.get(name))
+                name: provider
+                if name in UNGUARDED
+                else GuardedProvider(provider, breakers.get(name))
                 for name, provider in self.providers.items()
             }
         self._clients_open = False

@@ -93,42 +93,48 @@ def build_payload(message: OutboundMessage, sent_at: datetime | None = None) -> 
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def classify_status(status: int, retry_after: str | None, detail: str = "") -> ProviderError:
+def classify_status(
+    status: int, retry_after: str | None, detail: str = "", provider: str = NAME
+) -> ProviderError:
     """The provider error for a non-2xx answer."""
     code = f"http_{status}"
     if status == 429:
-        return ThrottledError(NAME, code, detail, retry_after=parse_retry_after(retry_after))
+        return ThrottledError(provider, code, detail, retry_after=parse_retry_after(retry_after))
     if status >= 500 or status == 408:
-        return TransientError(NAME, code, detail)
+        return TransientError(provider, code, detail)
     if status in (404, 410):  # the subscriber endpoint is gone
-        return InvalidRecipientError(NAME, code, detail)
-    return PermanentError(NAME, code, detail)
+        return InvalidRecipientError(provider, code, detail)
+    return PermanentError(provider, code, detail)
 
 
-def _check_url(address: str) -> URL:
+def _check_url(address: str, provider: str = NAME) -> URL:
     try:
         url = URL(address)
     except (TypeError, ValueError) as exc:
-        raise InvalidRecipientError(NAME, "invalid_url", repr(address)) from exc
+        raise InvalidRecipientError(provider, "invalid_url", repr(address)) from exc
     if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidRecipientError(NAME, "invalid_url", repr(address))
+        raise InvalidRecipientError(provider, "invalid_url", repr(address))
     return url
 
 
 class WebhookProvider:
     """POSTs to ``message.address`` (subscriber URL, or inbox URL for ``in_app``)."""
 
-    name = NAME
+    name: ProviderName = NAME
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._secret = settings.webhook_signing_secret.get_secret_value().encode()
         self._session: aiohttp.ClientSession | None = None
+        self._timeout = settings.webhook_timeout_seconds
+
+    def payload(self, message: OutboundMessage) -> bytes:
+        return build_payload(message)
 
     async def start(self) -> None:
         if not self._secret:
             log.warning("webhook: NOTIFY_WEBHOOK_SIGNING_SECRET is empty; signatures are useless")
-        timeout = aiohttp.ClientTimeout(total=self._settings.webhook_timeout_seconds)
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
         self._session = aiohttp.ClientSession(
             timeout=timeout, headers={"User-Agent": "notify-webhook/1"}
         )
@@ -139,10 +145,11 @@ class WebhookProvider:
             await session.close()
 
     async def send(self, message: OutboundMessage) -> SendResult:
-        url = _check_url(message.address)
+        name = self.name
+        url = _check_url(message.address, name)
         if self._session is None:
-            raise not_started(NAME)
-        body = build_payload(message)
+            raise not_started(name)
+        body = self.payload(message)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -157,12 +164,31 @@ class WebhookProvider:
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 if 200 <= response.status < 300:
-                    return SendResult(NAME, response.headers.get("X-Request-Id"))
+                    return SendResult(name, response.headers.get("X-Request-Id"))
                 detail = (await response.content.read(512)).decode(errors="replace")
-                raise classify_status(response.status, response.headers.get("Retry-After"), detail)
+                raise classify_status(
+                    response.status, response.headers.get("Retry-After"), detail, name
+                )
         except TimeoutError as exc:
-            raise TransientError(NAME, "timeout", str(url)) from exc
+            raise TransientError(name, "timeout", str(url)) from exc
         except aiohttp.InvalidURL as exc:
-            raise InvalidRecipientError(NAME, "invalid_url", str(exc)) from exc
+            raise InvalidRecipientError(name, "invalid_url", str(exc)) from exc
         except aiohttp.ClientError as exc:
-            raise TransientError(NAME, "connection", f"{type(exc).__name__}: {exc}") from exc
+            raise TransientError(name, "connection", f"{type(exc).__name__}: {exc}") from exc
+
+
+class CallbackProvider(WebhookProvider):
+    """Status callbacks to callers (agents/callbacks.py): the same signed POST, whose body is
+    the status document the status agent wrote (the delivery's ``body``), and whose
+    ``X-Notify-Delivery-ID`` is the callback's own id, stable across retries and re-reads, for
+    the caller to deduplicate. A client of its own (its own connection pool and timeout), so
+    callers' endpoints share nothing with the users' webhooks."""
+
+    name = ProviderName.CALLBACK
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._timeout = settings.callback_timeout_seconds
+
+    def payload(self, message: OutboundMessage) -> bytes:
+        return message.body.encode()

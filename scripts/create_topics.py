@@ -41,6 +41,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,
         topics.DELIVERY_EVENTS_DLQ,
+        topics.CALLBACKS,
         topics.DELIVERIES_DLQ,
         topics.DLQ_REDRIVE_LOG,
         topics.REPLAY_AUDIT,

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER, LetterHeaders
 from config.settings import get_settings
+from config.vocabulary import DeliveryKind
 from streams import topics
 from streams.deliveries import parse_delivery
 from streams.records import InvalidRecord
@@ -141,8 +142,13 @@ def redrive_target(letter: DeadLetter) -> tuple[str, bytes | None, bytes | None]
     if letter.topic == topics.DELIVERIES_DLQ:
         delivery = parse_delivery(letter.value)
         fresh = msgspec.structs.replace(delivery, attempt=0, not_before=0.0)
+        lane = (
+            topics.CALLBACKS
+            if delivery.kind is DeliveryKind.CALLBACK
+            else topics.delivery_topic(delivery.channel, delivery.priority)
+        )
         return (
-            topics.delivery_topic(delivery.channel, delivery.priority),
+            lane,
             letter.key,
             fresh.to_json(),
         )

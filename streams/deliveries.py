@@ -18,6 +18,7 @@ from config.vocabulary import (
     NO_PUSH_OPTIONS,
     Channel,
     ChannelField,
+    DeliveryKind,
     DuplicateReason,
     EventStatus,
     EventStatusField,
@@ -43,6 +44,7 @@ OPENED = EventStatus.OPENED
 CLICKED = EventStatus.CLICKED
 BOUNCED = EventStatus.BOUNCED
 COMPLAINED = EventStatus.COMPLAINED
+READ = EventStatus.READ
 ALREADY_SENT = DuplicateReason.ALREADY_SENT
 DUPLICATE_REQUEST = RejectReason.DUPLICATE
 
@@ -86,6 +88,9 @@ class Delivery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # E-mail: a template's HTML part (``body`` is then its text part). UNSET is never encoded,
     # so a delivery without one is the same bytes it always was.
     html: str | UnsetType = UNSET
+    # A delivery of another kind than a notification (a status callback): UNSET, and so the
+    # same bytes as ever, for every notification.
+    kind: DeliveryKind | UnsetType = UNSET
 
     def to_json(self) -> bytes:
         return _ENCODER.encode(self)
@@ -115,6 +120,9 @@ class DeliveryEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requested_at: float = 0.0
     deliveries: JsonInt = 0  # on ``accepted``: how many deliveries the fan-out produced
     segments: JsonInt | None = None  # on an SMS ``sent``: billed segments
+    # On the intake's events (accepted, rejected, held, capped, released) of a request that
+    # named one: the status fold keeps it in the notification's row (agents/callbacks.py).
+    callback_url: str | None = None
 
     def to_json(self) -> bytes:
         """Fields that are None are left out, as they always were (the decoder defaults them)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import msgspec
 import orjson
@@ -33,7 +34,7 @@ from config.vocabulary import (
 
 # Re-exported: every parser and agent imports these from here.
 from streams.wire import InvalidRecord as InvalidRecord
-from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder
+from streams.wire import JsonInt, NonNegativeInt, Raw, RecordDecoder, quoted
 from streams.wire import decode_json_object as decode_json_object
 
 SCHEMA_VERSION = 1
@@ -91,6 +92,8 @@ class RequestFields(msgspec.Struct, frozen=True):
     created_at: float | UnsetType = UNSET  # absent: the record's timestamp (null is refused)
     fallback_channel: Channel | None = None
     push: PushOptions | None = None
+    # Every status change of this notification is POSTed here, signed (agents/callbacks.py).
+    callback_url: Address | None = None
 
 
 HhMm = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -172,6 +175,7 @@ class NotificationRequest(msgspec.Struct, frozen=True):
     # Channel -> its rendered template part (title, body, e-mail HTML); a channel not in it
     # gets ``title`` and ``body``.
     content: dict[str, RenderedPart] = msgspec.field(default_factory=dict)
+    callback_url: str | None = None  # status changes are POSTed here (agents/callbacks.py)
 
     @property
     def dedup_key(self) -> str:
@@ -314,7 +318,20 @@ def parse_request(raw: Raw, default_created_at: float = 0.0) -> NotificationRequ
         created_at=default_created_at if wire.created_at is UNSET else wire.created_at,
         fallback_channel=wire.fallback_channel,
         push=wire.push or NO_PUSH_OPTIONS,
+        callback_url=None if wire.callback_url is None else _http_url(wire.callback_url),
     )
+
+
+def _http_url(value: str) -> str:
+    """A callback URL the webhook provider can POST to (it refuses anything else at send time,
+    when the notification is long accepted: refused here, the producer hears of it)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRecord(f"'callback_url' is not an http(s) URL: {quoted(value)}")
+    return value
 
 
 def parse_preferences(raw: Raw) -> Preferences:

@@ -46,6 +46,12 @@ CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
 DELIVERY_EVENTS_DLQ = "delivery-events.dlq"  # unreadable delivery events + reason
+# Status callbacks to callers (agents/callbacks.py), read by a lane of their own so that a slow
+# client endpoint never holds a user's delivery; key = user_id, like every lane (the ledger).
+CALLBACKS = "deliveries.callbacks"
+# Its key among ``Topics.deliveries`` (what agents.route.lane gives a callback), beside the
+# (channel, priority) of every other lane.
+CALLBACK_LANE = ("callback", "callback")
 DELIVERIES_DLQ = "deliveries.dlq"  # final failures with their whole error history
 DLQ_REDRIVE_LOG = "deliveries.dlq.redriven"  # key = "partition:offset" of each redriven record
 # Every replay (scripts/replay.py): one "run" record per run (key = replay id), dry runs too,
@@ -108,8 +114,10 @@ class Topics:
     control: Channel
     control_by_user: Channel
     control_dlq: Channel
-    deliveries: dict[tuple[str, str], Channel]  # produced: (channel, priority) -> topic
+    # produced: (channel, priority) -> topic, and CALLBACK_LANE -> the callbacks' topic
+    deliveries: dict[tuple[str, str], Channel]
     delivery_lanes: dict[str, Channel]  # consumed: priority -> every channel's topic
+    callback_lane: Channel  # consumed: the status callbacks' own lane
     deliveries_dlq: Channel
     delivery_events: Channel
     delivery_events_dlq: Channel
@@ -175,9 +183,12 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
         control_dlq=_topic(app, settings, CONTROL_DLQ),
         deliveries={
-            (c, p): _topic(app, settings, delivery_topic(c, p))
-            for c in CHANNELS
-            for p in PRIORITIES
+            **{
+                (c, p): _topic(app, settings, delivery_topic(c, p))
+                for c in CHANNELS
+                for p in PRIORITIES
+            },
+            CALLBACK_LANE: _topic(app, settings, CALLBACKS),
         },
         # A lane sends at most its concurrency at once; records buffered beyond a few fetches
         # only cost memory. At 80 % of this Faust stops fetching the lane's partitions (and
@@ -191,6 +202,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             )
             for p in PRIORITIES
         },
+        callback_lane=_topic(app, settings, CALLBACKS, buffer=settings.lane_buffer_size),
         deliveries_dlq=_topic(app, settings, DELIVERIES_DLQ),
         delivery_events=_topic(app, settings, DELIVERY_EVENTS),
         delivery_events_dlq=_topic(app, settings, DELIVERY_EVENTS_DLQ),

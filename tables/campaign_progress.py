@@ -56,7 +56,7 @@ SCHEDULED, RUNNING, DONE, CANCELLED = (
     ScanStatus.CANCELLED,
 )
 FINISHED = (DONE, CANCELLED)
-_DELIVERED = (NotificationStatus.SENT, NotificationStatus.PARTIALLY_SENT)
+_DELIVERED = (NotificationStatus.SENT, NotificationStatus.PARTIALLY_SENT, NotificationStatus.READ)
 
 
 def key(campaign_id: str, partition: int) -> str:

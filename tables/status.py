@@ -55,6 +55,8 @@ class NotificationState(TypedDict, total=False):
     held_until: str  # epoch seconds of the release, as the ``held`` event gave it
     released: dict[str, int]  # released channels ("push,sms") -> deliveries fanned out
     repeats_rejected: int  # the same notification sent again after it was accepted
+    read_at: float  # the first read receipt's time (``read`` event)
+    callback_url: str  # where its status changes are POSTed (agents/callbacks.py)
 
 
 StatusTable: TypeAlias = TableT[str, NotificationState]  # notification_id -> its state
@@ -85,6 +87,16 @@ def fold(current: NotificationState | None, event: DeliveryEvent) -> Notificatio
         )
     )
     state["updated_at"] = max(state.get("updated_at", 0.0), event.at)
+    if event.callback_url is not None and "callback_url" not in state:
+        # The first request's: a duplicate of it, refused, must not redirect its callbacks.
+        state["callback_url"] = event.callback_url
+    if event.status == EventStatus.READ:
+        # The first read counts: a receipt sent twice (a retried PUT) moves nothing.
+        state["read_at"] = min(state.get("read_at", event.at), event.at)
+    elif state["user_id"] != event.user_id:
+        # A read receipt may come before anything else, with the user id its caller gave
+        # (api/receipts.py); the pipeline's own events know the recipient and win.
+        state["user_id"] = event.user_id
     # A request or a failure read again after a crash reports its fan-out again: the same
     # deliveries, so the largest report counts, never the sum.
     if event.status == EventStatus.ACCEPTED:
@@ -158,6 +170,13 @@ def _overall(state: NotificationState, event: DeliveryEvent) -> NotificationStat
         return NotificationStatus.REJECTED
     if event.status == EventStatus.CAPPED:
         return NotificationStatus.CAPPED
+    if "read_at" in state:
+        # Read by its user: it reached them, whatever its other deliveries do after. Not a
+        # refused one: a receipt for a rejected or capped notification changes nothing.
+        previous = state["status"]
+        if previous in (NotificationStatus.REJECTED, NotificationStatus.CAPPED):
+            return NotificationStatus(previous)
+        return NotificationStatus.READ
     outcomes = [d.get("status") for d in state["deliveries"].values()]
     done = [s for s in outcomes if s in FINAL]
     succeeded = any(s in SUCCESSES for s in outcomes)
@@ -185,17 +204,21 @@ def record(
     table: StatusTable,
     event: DeliveryEvent,
     erased: Callable[[str, float], bool] | None = None,
-) -> None:
-    """``erased(user_id, requested_at)``: asked only of a notification's first event (one
-    lookup per notification): one first seen after its user's erasure reached this partition
-    (its events were still on their way) is anonymised at once."""
-    current = table.get(event.notification_id)
-    if current is not None and current["user_id"] == ERASED_USER:
-        return  # frozen at the erasure (``anonymised``)
-    state = fold(current, event)
-    if current is None and erased is not None and erased(event.user_id, event.requested_at):
-        state = anonymised(state)
-    table[event.notification_id] = state
+) -> tuple[NotificationState | None, NotificationState]:
+    """Folds ``event`` into its notification's row; the row before and after it.
+
+    ``erased(user_id, requested_at)``: asked only of a notification's first event (one lookup
+    per notification): one first seen after its user's erasure reached this partition (its
+    events were still on their way) is anonymised at once. A row frozen at its user's
+    erasure (``anonymised``) stays as it is: before and after are the same."""
+    before = table.get(event.notification_id)
+    if before is not None and before["user_id"] == ERASED_USER:
+        return before, before
+    after = fold(before, event)
+    if before is None and erased is not None and erased(event.user_id, event.requested_at):
+        after = anonymised(after)
+    table[event.notification_id] = after
+    return before, after
 
 
 # The user id of a notification whose user was erased.

@@ -16,7 +16,7 @@ import pytest
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.records import CHANNELS, PRIORITIES
-from streams.topics import USER_DATA_CONTROL, Topics
+from streams.topics import CALLBACK_LANE, USER_DATA_CONTROL, Topics
 
 
 class Recorder(faust.Channel):
@@ -36,7 +36,10 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
 
     # Every plain topic field gets its own recorder, so a new topic needs no line here.
     mapped: dict[str, Any] = {
-        "deliveries": {(c, p): channel() for c in CHANNELS for p in PRIORITIES},
+        "deliveries": {
+            **{(c, p): channel() for c in CHANNELS for p in PRIORITIES},
+            CALLBACK_LANE: channel(),
+        },
         "delivery_lanes": {p: channel() for p in PRIORITIES},
         "retries": {d: channel() for d in settings.retry_delays()},
         "user_data_control": tuple(channel() for _ in USER_DATA_CONTROL),

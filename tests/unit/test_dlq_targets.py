@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from config.vocabulary import EventStatus
 from scripts.dlq import DeadLetter, redrive_target, summary
 from streams import topics
+from streams.callbacks import StatusChange, callback_delivery
+from streams.deliveries import parse_delivery
 from streams.records import InvalidRecord
 
 
@@ -35,3 +38,14 @@ def test_a_rekeyed_control_record_goes_back_to_its_kind() -> None:
 
 def test_a_tombstone_letter_can_be_listed() -> None:
     assert summary(letter(topics.DEVICES, value=None))["value"] == ""
+
+
+def test_a_dead_lettered_callback_goes_back_to_the_callbacks_lane_from_its_first_attempt() -> None:
+    change = StatusChange("n1", "u1", EventStatus.SENT, "sent", 1.0, delivery_id="d1")
+    failed = callback_delivery(change, "https://client.example.com/status").after_failure(
+        "TransientError: callback: http_503", 2.0, not_before=0.0
+    )
+    dead = DeadLetter(topics.DELIVERIES_DLQ, 0, 3, b"u1#callback", failed.to_json(), {})
+    topic, key, value = redrive_target(dead)
+    assert (topic, key) == (topics.CALLBACKS, b"u1#callback")
+    assert parse_delivery(value).attempt == 0
