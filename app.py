@@ -33,6 +33,8 @@ from agents import (
     templating,
 )
 from agents.cpu_headroom import CpuHeadroom
+from agents.inbox_hub import InboxHub
+from agents.inbox_owner import close_streams_that_move
 from agents.metrics import Metrics
 from agents.tracing import Tracing
 from agents.views import register_views
@@ -59,6 +61,8 @@ class Pipeline:
     agents: dict[str, Agent]
     metrics: Metrics
     hot_keys: hot_keys.HotKeys | None = None  # None with NOTIFY_HOT_KEY_ENABLED=false
+    # The live inbox streams open on this worker (agents/inbox_hub.py); the API serves them.
+    inbox_hub: InboxHub | None = None
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -108,8 +112,12 @@ def build_app(
         "templates": templating.register(app, settings, topics, tables),
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
     }
+    # The open live inbox streams, fed by the deliver lanes as in-app messages are added.
+    inbox_hub = InboxHub(settings.inbox_stream_queue)
+    app.service(inbox_hub)  # type: ignore[arg-type]  # an instance is accepted and started
+    close_streams_that_move(app, inbox_hub, tables.inbox)
     lanes = deliver.register(
-        app, settings, topics, tables, providers, headroom, metrics, tracing, limits
+        app, settings, topics, tables, providers, headroom, metrics, tracing, limits, inbox_hub
     )
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
@@ -122,7 +130,7 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
-    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector)
+    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub)
 
 
 pipeline = build_app()

@@ -1,7 +1,9 @@
-"""Control topics into tables: preferences, devices, contacts, suppressions, attributes.
+"""Control topics into tables: preferences, devices, contacts, suppressions, attributes, and
+the in-app inbox's read and archived state.
 
 A producer sets a user up with plain Kafka messages (key = user_id, JSON value) on
-``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``.
+``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``; a
+user's inbox actions (read, read all, archive) come on ``user-inbox-actions``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from config.settings import Settings
 from streams import topics as topic_names
 from streams.campaigns import parse_attributes
 from streams.faust_types import Agent, Event, Stream
+from streams.inbox_actions import parse_inbox_action
 from streams.partitioning import is_on_home_partition
 from streams.records import (
     InvalidRecord,
@@ -32,7 +35,15 @@ from streams.records import (
 )
 from streams.topics import Topics
 from streams.wire import quoted
-from tables import Tables, contacts, devices, preferences, suppressions, user_attributes
+from tables import (
+    Tables,
+    contacts,
+    devices,
+    inbox,
+    preferences,
+    suppressions,
+    user_attributes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +68,7 @@ class ControlWriter:
 
     def __post_init__(self) -> None:
         t = self.tables
-        self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], None]]] = {
+        self._appliers: dict[str, tuple[Callable[[Any], Any], Callable[[Any], object]]] = {
             topic_names.PREFERENCES: (parse_preferences, self._put_preferences),
             topic_names.DEVICES: (parse_device, lambda r: devices.apply(t.devices, r)),
             topic_names.CONTACTS: (parse_contact, lambda r: contacts.apply(t.contacts, r)),
@@ -68,6 +79,10 @@ class ControlWriter:
             topic_names.USER_ATTRIBUTES: (
                 parse_attributes,
                 lambda r: user_attributes.apply(t.user_attributes, r),
+            ),
+            topic_names.INBOX_ACTIONS: (
+                parse_inbox_action,
+                lambda r: inbox.apply(t.inbox, r, time.time()),
             ),
         }
 

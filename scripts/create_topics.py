@@ -33,6 +33,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.CONTACTS,
         topics.SUPPRESSIONS,
         topics.USER_ATTRIBUTES,
+        topics.INBOX_ACTIONS,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,

@@ -33,6 +33,8 @@ DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
 SUPPRESSIONS = "user-suppressions"  # addresses never to use again (bounces, complaints)
 USER_ATTRIBUTES = "user-attributes"  # what campaign segments filter on
+# Mark read, mark all read, archive: applied to the in-app inbox (streams/inbox_actions.py).
+INBOX_ACTIONS = "user-inbox-actions"
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
@@ -112,6 +114,7 @@ class Topics:
     templates: Channel  # consumed: upserts into the templates GlobalTable
     templates_dlq: Channel
     provider_circuits: Channel  # produced: breaker transitions (agents/circuit.py)
+    inbox_actions: Channel  # produced by the HTTP API: read, read all, archive
 
 
 def _topic(
@@ -148,6 +151,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             CONTACTS,
             SUPPRESSIONS,
             USER_ATTRIBUTES,
+            INBOX_ACTIONS,
             CONTROL_BY_USER,
         ),
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
@@ -186,4 +190,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         templates=_topic(app, settings, TEMPLATES, partitions=TEMPLATES_PARTITIONS),
         templates_dlq=_topic(app, settings, TEMPLATES_DLQ),
         provider_circuits=_topic(app, settings, PROVIDER_CIRCUITS),
+        inbox_actions=_topic(app, settings, INBOX_ACTIONS),
     )

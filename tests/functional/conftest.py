@@ -61,6 +61,7 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
         templates=channel(),
         templates_dlq=channel(),
         provider_circuits=channel(),
+        inbox_actions=channel(),
     )
 
 
