@@ -6,13 +6,14 @@ the faust command line imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import faust
 from faust.assignor import PartitionAssignor
 
+import api
 import patches
 from agents import (
     campaign_views,
@@ -38,6 +39,8 @@ from agents.inbox_owner import close_streams_that_move
 from agents.metrics import Metrics
 from agents.tracing import Tracing
 from agents.views import register_views
+from api.body import MAX_BODY_BYTES
+from api.context import ApiContext
 from config.clock import clock_from
 from config.logging import configure_logging
 from config.settings import Settings, get_settings
@@ -65,9 +68,15 @@ class Pipeline:
     inbox_hub: InboxHub | None = None
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings, web_middlewares: Sequence[Any] = ()) -> faust.App:
     patches.install(settings)
-    return faust.App(settings.app_id, Monitor=QuietMonitor, **faust_settings(settings))
+    web_options = {"middlewares": list(web_middlewares), "client_max_size": MAX_BODY_BYTES}
+    return faust.App(
+        settings.app_id,
+        Monitor=QuietMonitor,
+        web_application_options=web_options,
+        **faust_settings(settings),
+    )
 
 
 def group_members(app: faust.App) -> int:
@@ -82,7 +91,9 @@ def build_app(
 ) -> Pipeline:
     """``topics_for`` is swapped only by functional tests, for in-memory channels."""
     settings = settings or get_settings()
-    app = faust_app(settings)
+    # Every web request passes the API's gate (keys, scopes, request ids, JSON errors).
+    api_gate = api.gate(settings)
+    app = faust_app(settings, [api_gate.middleware])
     topics = topics_for(app, settings)
     tables = declare_tables(app, settings)
     # One breaker per provider, as long-lived as the registry that owns them.
@@ -130,6 +141,7 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
+    api.register_api(app, ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub))
     return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -26,7 +27,11 @@ def _hh_mm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
+def user_snapshot(
+    tables: Tables, user_id: str, mask: Callable[[str], str] = mask_address
+) -> dict[str, Any]:
+    """Everything the tables hold about a user. Addresses are masked for the operator's view;
+    the API (api/users.py) shows them whole to a caller with the read scope."""
     prefs = preferences.get(tables.preferences, user_id)
     return {
         "user_id": user_id,
@@ -42,13 +47,13 @@ def user_snapshot(tables: Tables, user_id: str) -> dict[str, Any]:
             "daily_cap": prefs.daily_cap,
         },
         "devices": [
-            {"token": mask_address(token), "platform": platform}
+            {"token": mask(token), "platform": platform}
             for token, platform in devices.tokens(tables.devices, user_id).items()
         ],
-        "contacts": {k: mask_address(v) for k, v in contacts.get(tables.contacts, user_id).items()},
+        "contacts": {k: mask(v) for k, v in contacts.get(tables.contacts, user_id).items()},
         "attributes": user_attributes.get(tables.user_attributes, user_id),
         "suppressed": {
-            mask_address(address): entry
+            mask(address): entry
             for address, entry in suppressions.suppressed(tables.suppressions, user_id).items()
         },
     }

@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     store: str = Field(default="rocksdb://", description="table store; `memory://` only for tests")
     web_port: int = Field(default=6066, description="the worker's web views (HTTP)")
     web_enabled: bool = Field(default=True, description="serve the web views")
+    api_keys: str = Field(
+        default="",
+        description="the HTTP API's keys, a JSON list of `{id, sha256, scopes, "
+        "rate_per_second?, callback_url?}` (`python -m scripts.api_keys new <id>` makes one); "
+        "empty: the API and the web views are open (local runs only)",
+    )
+    api_rate_per_second: float = Field(
+        default=100.0, gt=0, description="requests per second per API key, per worker"
+    )
 
     # --- Resolution ------------------------------------------------------------------------
     dedup_ttl_seconds: int = Field(

@@ -7,5 +7,5 @@ scripts/bootstrap.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .  # everything, tests included
-.venv/bin/mypy --strict agents config patches providers streams tables bench scripts app.py
+.venv/bin/mypy --strict agents api config patches providers streams tables bench scripts app.py
 .venv/bin/python -m pytest -q --durations=25 "$@"

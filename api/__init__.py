@@ -1,0 +1,46 @@
+"""The HTTP API, served by every worker on its web port (``NOTIFY_WEB_PORT``).
+
+``gate(settings)`` is made before the Faust app (its middleware goes into the web app's
+options); ``register_api`` then adds the routes of every module and ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+from faust.web import Request, Response, View
+
+from api import inbox, notifications, users
+from api.context import ApiContext
+from api.guard import ApiGate, operation
+from api.keys import KeyRing, Scope
+from api.openapi import ApiSpec
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+
+
+def gate(settings: Settings) -> ApiGate:
+    keys = KeyRing.from_json(settings.api_keys)
+    if not keys.enabled:
+        log.warning(
+            "NOTIFY_API_KEYS is empty: the HTTP API and every web view on port %d are open "
+            "to anyone who can reach it (set keys: README, HTTP API)",
+            settings.web_port,
+        )
+    return ApiGate(keys, ApiSpec("notify", API_VERSION), settings.api_rate_per_second)
+
+
+def register_api(app: faust.App, ctx: ApiContext) -> None:
+    notifications.register(app, ctx)
+    users.register(app, ctx)
+    inbox.register(app, ctx)
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        @operation(ctx, "GET", "/openapi.json", Scope.READ, summary="This document")
+        async def get(self, request: Request) -> Response:
+            return self.json(ctx.spec.document())
