@@ -11,7 +11,7 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import inbox, notifications, users
+from api import inbox, notifications, templates, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
@@ -37,6 +37,7 @@ def gate(settings: Settings) -> ApiGate:
 def register_api(app: faust.App, ctx: ApiContext) -> None:
     notifications.register(app, ctx)
     users.register(app, ctx)
+    templates.register(app, ctx)
     inbox.register(app, ctx)
 
     @app.page("/openapi.json")

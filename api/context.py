@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
+import msgspec
+from aiohttp import web
+from faust.web import Response
 
 from agents import produce
 from agents.inbox_hub import InboxHub
@@ -42,3 +45,8 @@ class ApiContext:
         then every acknowledgement is awaited together."""
         pending = [await produce.send_pending(channel, key, value) for key, value in records]
         await asyncio.gather(*(p for p in pending if p is not None))
+
+
+def reply(body: Any, status: int = 200) -> Response:
+    """A JSON answer from a struct (or plain data), outside a View's ``self.json``."""
+    return cast(Response, web.json_response(msgspec.to_builtins(body), status=status))

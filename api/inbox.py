@@ -10,16 +10,15 @@ live stream of the same inbox is api/inbox_stream.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import faust
 import msgspec
-from aiohttp import web
 from faust.web import Request, Response, View
 
 from api import inbox_stream
 from api.body import invalid_record
-from api.context import ApiContext
+from api.context import ApiContext, reply
 from api.errors import ApiError
 from api.guard import operation
 from api.inbox_schemas import InboxPage, page
@@ -66,8 +65,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
     async def act(user_id: str, action: InboxAction, notification_id: str | None) -> Response:
         raw = action_record(user_id, action, notification_id)
         await ctx.send(ctx.topics.inbox_actions, user_id.encode(), raw)
-        accepted = msgspec.to_builtins(Accepted(user_id=user_id))
-        return cast(Response, web.json_response(accepted, status=202))
+        return reply(Accepted(user_id=user_id), status=202)
 
     @app.page("/v1/users/{user_id}/inbox")
     class Inbox(View):

@@ -18,6 +18,7 @@ from streams.records import (
     PreferencesFields,
     RequestFields,
 )
+from streams.templates import TemplateFields
 
 MAX_BULK = 1000
 
@@ -49,6 +50,7 @@ PreferencesBody: Any = _without(PreferencesFields, "PreferencesBody", frozenset(
 DeviceBody: Any = _without(DeviceFields, "DeviceBody", frozenset({"user_id"}))
 ContactsBody: Any = _without(ContactFields, "ContactsBody", frozenset({"user_id"}))
 CampaignBody: Any = CampaignFields
+TemplateBody: Any = _without(TemplateFields, "TemplateBody", frozenset({"template_id"}))
 
 
 class AttributesBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +69,12 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status_url: str | None = None
     user_id: str | None = None
     campaign_id: str | None = None
+
+
+class TemplateAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    status: str = "accepted"
+    template_id: str
+    version: int
 
 
 class BulkItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -8,17 +8,16 @@ the same parsers the control agent uses; reads come from the owning worker's tab
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import faust
 import msgspec
 import orjson
-from aiohttp import web
 from faust.web import Request, Response, View
 
 from agents.views import user_snapshot
 from api.body import field_errors, invalid_record, read_object
-from api.context import ApiContext
+from api.context import ApiContext, reply
 from api.errors import ApiError, not_found
 from api.guard import operation
 from api.keys import Scope
@@ -79,10 +78,14 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             raise not_found(f"no data for user {user_id!r}")
         return found
 
+    def part(user_id: str, name: str) -> dict[str, Any]:
+        """One part of the user's data (empty when there is none: not a 404, a user with no
+        devices is a user with no devices)."""
+        return {"user_id": user_id, name: user_snapshot(tables, user_id, mask=_unmasked)[name]}
+
     async def write(name: str, user_id: str, raw: bytes) -> Response:
         await ctx.send(topic[name], user_id.encode(), raw)
-        accepted = msgspec.to_builtins(Accepted(user_id=user_id))
-        return cast(Response, web.json_response(accepted, status=202))
+        return reply(Accepted(user_id=user_id), 202)
 
     def declare(
         method: str, path: str, scope: Scope, summary: str, **kw: Any
@@ -99,6 +102,12 @@ def register(app: faust.App, ctx: ApiContext) -> None:
 
     @app.page("/v1/users/{user_id}/preferences")
     class Preferences(View):
+        @declare("GET", "/v1/users/{user_id}/preferences", Scope.READ, "The user's preferences",
+                 responses={200: UserView})  # fmt: skip
+        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(part(user_id, "preferences"))
+
         @declare("PUT", "/v1/users/{user_id}/preferences", Scope.SEND,
                  "Replace the user's preferences", body=PreferencesBody,
                  responses={202: Accepted})  # fmt: skip
@@ -109,6 +118,12 @@ def register(app: faust.App, ctx: ApiContext) -> None:
 
     @app.page("/v1/users/{user_id}/devices")
     class Devices(View):
+        @declare("GET", "/v1/users/{user_id}/devices", Scope.READ, "The user's devices",
+                 responses={200: UserView})  # fmt: skip
+        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(part(user_id, "devices"))
+
         @declare("POST", "/v1/users/{user_id}/devices", Scope.SEND,
                  "Register (or unregister) a push token", body=DeviceBody,
                  responses={202: Accepted})  # fmt: skip
@@ -132,6 +147,12 @@ def register(app: faust.App, ctx: ApiContext) -> None:
 
     @app.page("/v1/users/{user_id}/contacts")
     class Contacts(View):
+        @declare("GET", "/v1/users/{user_id}/contacts", Scope.READ, "The user's contacts",
+                 responses={200: UserView})  # fmt: skip
+        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(part(user_id, "contacts"))
+
         @declare("PUT", "/v1/users/{user_id}/contacts", Scope.SEND,
                  "Set the user's addresses (a field left out stays, null removes it)",
                  body=ContactsBody, responses={202: Accepted})  # fmt: skip
@@ -142,6 +163,12 @@ def register(app: faust.App, ctx: ApiContext) -> None:
 
     @app.page("/v1/users/{user_id}/attributes")
     class Attributes(View):
+        @declare("GET", "/v1/users/{user_id}/attributes", Scope.READ, "The user's attributes",
+                 responses={200: UserView})  # fmt: skip
+        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, user_id: str) -> Response:
+            return self.json(part(user_id, "attributes"))
+
         @declare("PUT", "/v1/users/{user_id}/attributes", Scope.SEND,
                  "Merge attributes (timezone, locale, what segments filter on; null removes)",
                  body=AttributesBody, responses={202: Accepted})  # fmt: skip

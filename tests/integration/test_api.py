@@ -190,3 +190,31 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_a_template_put_through_the_api_renders_in_the_users_language(
+    api_worker: WorkerProcess, sandboxes: SandboxStack
+) -> None:
+    template = {
+        "version": 1,
+        "default_locale": "en",
+        "locales": {
+            "en": {"push": {"title": "Hello {{ name }}", "body": "Your order shipped"}},
+            "pt": {"push": {"title": "Olá {{ name }}", "body": "A sua encomenda foi enviada"}},
+        },
+    }
+    with client(api_worker) as api:
+        broken = api.put("/v1/templates/api-broken", json={**template, "locales": {
+            "en": {"push": {"title": "{{ name", "body": "b"}}}})  # fmt: skip
+        assert broken.status_code == 400, broken.text
+        assert api.put("/v1/templates/api-shipped", json=template).status_code == 202
+        stored = eventually(lambda: api.get("/v1/templates/api-shipped"), lambda r: r.is_success)
+        assert stored.json()["version"] == 1
+        set_up_user(api, "api-pt", sandboxes.webhook.url("/api-pt"))
+        request = {"user_id": "api-pt", "template_id": "api-shipped", "locale": "pt-BR",
+                   "data": {"name": "Ana"}, "channels": ["webhook"]}  # fmt: skip
+        sent = api.post("/v1/notifications", json=request)
+        assert sent.status_code == 202, sent.text
+    sandboxes.wait_for(lambda got: bool(sent_to(sandboxes, "/api-pt")))
+    [received] = sent_to(sandboxes, "/api-pt")
+    assert (received["title"], received["body"]) == ("Olá Ana", "A sua encomenda foi enviada")
