@@ -124,7 +124,8 @@ def build_app(
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
     }
     # The open live inbox streams, fed by the deliver lanes as in-app messages are added.
-    inbox_hub = InboxHub(settings.inbox_stream_queue)
+    inbox_hub = InboxHub(settings.inbox_stream_queue, metrics.inbox_streams_dropped.inc)
+    metrics.watch_inbox_streams(lambda: inbox_hub.open_streams)
     app.service(inbox_hub)  # type: ignore[arg-type]  # an instance is accepted and started
     close_streams_that_move(app, inbox_hub, tables.inbox)
     lanes = deliver.register(

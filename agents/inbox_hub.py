@@ -21,7 +21,7 @@ from typing import Any
 from mode import Service
 
 from config.errors import NotifyError
-from tables.inbox import InboxEntry
+from tables.inbox import InboxEntry, InboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,13 @@ class InboxHub(Service):
     """A Service of the app, so that stopping the worker ends every open stream (aiohttp
     would otherwise wait on them at shutdown)."""
 
-    def __init__(self, queue_size: int, **kwargs: Any) -> None:
+    def __init__(
+        self, queue_size: int, on_drop: Callable[[], object] = lambda: None, **kwargs: Any
+    ) -> None:
+        """``on_drop``: called for each stream closed because its client read too slowly."""
         super().__init__(**kwargs)
         self.queue_size = queue_size
+        self._on_drop = on_drop
         self._feeds: dict[str, set[InboxFeed]] = {}
         self.dropped = 0  # feeds closed because their client read too slowly
 
@@ -98,13 +102,16 @@ class InboxHub(Service):
         if not feeds:
             del self._feeds[feed.user_id]
 
-    def publish(self, user_id: str, entry: InboxEntry) -> None:
+    def publish(self, user_id: str, position: int, message: InboxMessage) -> None:
+        """A message just added to the user's inbox at ``position`` (tables/inbox.add)."""
         feeds = self._feeds.get(user_id)
         if not feeds:
             return
+        entry = InboxEntry(position, message, read=False, archived=False)
         for feed in list(feeds):
             if not feed.offer(entry):
                 self.dropped += 1
+                self._on_drop()
                 log.info("closed a live inbox stream: %s", feed.closed_because)
                 self.unsubscribe(feed)
 

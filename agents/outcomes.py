@@ -74,8 +74,7 @@ class OutcomeRouter:
         )
         position = inbox.add(self.tables.inbox, delivery.user_id, message, self.settings.inbox_size)
         if self.inbox_hub is not None:
-            entry = inbox.InboxEntry(position, message, read=False, archived=False)
-            self.inbox_hub.publish(delivery.user_id, entry)
+            self.inbox_hub.publish(delivery.user_id, position, message)
 
     async def failed(
         self, delivery: Delivery, provider: str, error: ProviderError, owner: str | None = None

@@ -8,15 +8,16 @@ on every in-app delivery, into RocksDB and the changelog. With the ring, a 100,0
 backlog (half in-app) peaked at 608 MB of worker RSS instead of 751 MB and drained at 565
 deliveries/s instead of 549 (bench.run priority, README Performance).
 
-Read and archived state is written by the inbox actions (agents/inbox_actions.py), never by a
-delivery, so the delivery write stays those two values: marking one message rewrites its slot
-(``read_at`` / ``archived_at``), marking all read moves a watermark in the head (every position
-below ``read_upto`` is read: one write, however many messages). The unread count is counted
-from the ring when it is read (at most ``keep`` slots, which the listing reads anyway) rather
-than kept as a counter every delivery would have to read and rewrite.
+Read and archived state is written by the inbox actions (streams/inbox_actions.py, applied by
+agents/control.py), never by a delivery, so the delivery write stays those two values: marking
+one message rewrites its slot (``read_at`` / ``archived_at``), marking all read moves a
+watermark in the head (every position below ``read_upto`` is read: one write, however many
+messages). The unread count is counted from the ring when it is read (at most ``keep`` slots,
+which the listing reads anyway) rather than kept as a counter every delivery would have to
+read and rewrite.
 
 A message's position (its index among all ever added) is its stable id in the ring: the live
-inbox stream (agents/inbox_hub.py) sends it as the Server-Sent Events ``id``, and a client
+inbox stream (api/inbox_stream.py) sends it as the Server-Sent Events ``id``, and a client
 resuming after id N gets the kept messages after N.
 """
 

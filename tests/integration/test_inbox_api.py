@@ -124,6 +124,8 @@ async def test_a_message_is_streamed_listed_unread_then_read_then_archived(
         assert stream.status == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         assert (await stream.content.readline()).startswith(b"retry: ")  # open: now send
+        async with http.get("/metrics", headers=auth("read")) as scraped:
+            assert "\nnotify_inbox_streams 1.0\n" in await scraped.text()
         notification_id = await send_in_app(http, user, "Your order shipped")
         event_id, data = await next_event(stream)
     assert (data["notification_id"], data["title"]) == (notification_id, "Your order shipped")

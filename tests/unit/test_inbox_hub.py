@@ -19,7 +19,7 @@ def entry(position: int) -> InboxEntry:
 async def test_a_message_reaches_every_stream_of_its_user_only() -> None:
     hub = InboxHub(queue_size=4)
     first, second, other = hub.subscribe("u1"), hub.subscribe("u1"), hub.subscribe("u2")
-    hub.publish("u1", entry(0))
+    hub.publish("u1", 0, entry(0).message)
     assert await first.next_entry(1.0) == entry(0)
     assert await second.next_entry(1.0) == entry(0)
     assert await other.next_entry(0.01) is None  # nothing for u2: a heartbeat's turn
@@ -28,18 +28,19 @@ async def test_a_message_reaches_every_stream_of_its_user_only() -> None:
 
 async def test_publishing_to_nobody_keeps_nothing() -> None:
     hub = InboxHub(queue_size=4)
-    hub.publish("u1", entry(0))
+    hub.publish("u1", 0, entry(0).message)
     feed = hub.subscribe("u1")
     assert await feed.next_entry(0.01) is None  # subscribed after: not sent it
 
 
 async def test_a_slow_client_is_dropped_and_the_others_go_on() -> None:
-    hub = InboxHub(queue_size=2)
+    drops: list[None] = []
+    hub = InboxHub(queue_size=2, on_drop=lambda: drops.append(None))
     slow, quick = hub.subscribe("u1"), hub.subscribe("u1")
     for position in range(3):
-        hub.publish("u1", entry(position))
+        hub.publish("u1", position, entry(position).message)
         assert await quick.next_entry(1.0) == entry(position)
-    assert hub.dropped == 1 and hub.open_streams == 1
+    assert hub.dropped == len(drops) == 1 and hub.open_streams == 1
     with pytest.raises(FeedClosed, match="slow client"):
         await slow.next_entry(1.0)  # what it had queued is dropped with it: it resumes by id
 
@@ -50,7 +51,7 @@ async def test_closing_the_streams_of_moved_users() -> None:
     assert hub.close_where(lambda user_id: user_id == "u1", "moved") == 1
     with pytest.raises(FeedClosed, match="moved"):
         await moved.next_entry(1.0)
-    hub.publish("u2", entry(0))
+    hub.publish("u2", 0, entry(0).message)
     assert await stays.next_entry(1.0) == entry(0)
 
 
