@@ -16,6 +16,7 @@ from faust.assignor import PartitionAssignor
 import api
 import patches
 from agents import (
+    api_keys,
     campaign_views,
     campaigns,
     circuit,
@@ -122,6 +123,7 @@ def build_app(
         "status": status.register(app, settings, topics, tables, metrics, tracing),
         "templates": templating.register(app, settings, topics, tables),
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
+        "api_keys": api_keys.register(app, topics, tables),
     }
     # The open live inbox streams, fed by the deliver lanes as in-app messages are added.
     inbox_hub = InboxHub(settings.inbox_stream_queue, metrics.inbox_streams_dropped.inc)
@@ -142,7 +144,8 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
-    api.register_api(app, ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub))
+    context = ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub)
+    api.register_api(app, context, api_gate)
     return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub)
 
 

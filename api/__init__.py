@@ -11,12 +11,13 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import inbox, notifications, templates, users
+from api import inbox, key_routes, notifications, templates, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
 from api.openapi import ApiSpec
 from config.settings import Settings
+from tables import api_keys
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,10 @@ def gate(settings: Settings) -> ApiGate:
     return ApiGate(keys, ApiSpec("notify", API_VERSION), settings.api_rate_per_second)
 
 
-def register_api(app: faust.App, ctx: ApiContext) -> None:
+def register_api(app: faust.App, ctx: ApiContext, gate: ApiGate) -> None:
+    # Keys made through the API: every worker looks them up in its copy of the keys table.
+    gate.keys.from_topic = lambda key: api_keys.get(ctx.tables.api_keys, key)
+    key_routes.register(app, ctx, gate.keys)
     notifications.register(app, ctx)
     users.register(app, ctx)
     templates.register(app, ctx)

@@ -25,7 +25,8 @@ from aiohttp import web
 
 from api.body import read_body as read_body  # re-exported: routes import it from here
 from api.errors import ApiError, ErrorBody
-from api.keys import ApiKey, KeyRing, Scope
+from api.keys import ApiKey, KeyRing
+from api.keys import Scope as Scope  # re-exported for the route modules
 from api.openapi import ApiSpec, Operation
 from providers.token_bucket import BucketShape, LocalBucket
 

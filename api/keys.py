@@ -8,6 +8,10 @@ guess, and a slow hash (bcrypt, argon2) would cost milliseconds on every request
 Rotation: several entries may share a key id, each with its own hash; all are valid until one
 is removed, so a caller moves to a new key with no window in which neither works.
 Comparison is constant-time (``hmac.compare_digest``) against every hash of the id.
+
+Keys made through the API (``POST /v1/keys``, api/key_routes.py) are records of the compacted
+``api-keys`` topic, held by every worker (tables/api_keys.py), and are looked up by the hash
+of the presented key; revoking one is a tombstone.
 """
 
 from __future__ import annotations
@@ -16,31 +20,16 @@ import hashlib
 import hmac
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable
-from enum import StrEnum
-from typing import Annotated
+from collections.abc import Callable, Iterable
 
 import msgspec
-from msgspec import Meta
+
+from streams.api_keys import KeyEntry, record_key
+from streams.api_keys import Scope as Scope  # re-exported: routes import it from api
 
 KEY_PREFIX = "nk_"
-KeyId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
-
-
-class Scope(StrEnum):
-    SEND = "send"  # write: notifications, campaigns, user data, receipts
-    READ = "read"  # statuses, user views, inbox, metrics and operator views
-    ADMIN = "admin"  # erasure, dead-letter redrive, anything destructive; implies the others
-
-
-class KeyEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One configured key, as ``NOTIFY_API_KEYS`` lists it (README, HTTP API)."""
-
-    id: KeyId
-    sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
-    scopes: list[Scope]
-    rate_per_second: Annotated[float, Meta(gt=0)] | None = None  # else NOTIFY_API_RATE_PER_SECOND
-    callback_url: str | None = None  # status callbacks of this caller's notifications
+# Looks a key up by "<key id>:<sha256>" in the keys from the api-keys topic (tables/api_keys.py).
+TopicLookup = Callable[[str], KeyEntry | None]
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -74,10 +63,14 @@ def key_id_of(token: str) -> str | None:
 
 
 class KeyRing:
-    def __init__(self, entries: Iterable[KeyEntry]) -> None:
+    """The keys from the settings, and those from the ``api-keys`` topic once ``from_topic``
+    is given (the app passes its table's lookup)."""
+
+    def __init__(self, entries: Iterable[KeyEntry], from_topic: TopicLookup | None = None) -> None:
         self._by_id: dict[str, list[KeyEntry]] = defaultdict(list)
         for entry in entries:
             self._by_id[entry.id].append(entry)
+        self.from_topic = from_topic
 
     @classmethod
     def from_json(cls, raw: str) -> KeyRing:
@@ -93,16 +86,27 @@ class KeyRing:
 
     @property
     def enabled(self) -> bool:
-        """No key configured: the API is open (local runs, the demo), and says so at start."""
+        """No key in the settings: the API is open (local runs, the demo), and says so at
+        start. The settings hold at least the first admin key, which makes the others."""
         return bool(self._by_id)
+
+    def settings_entries(self) -> list[KeyEntry]:
+        return [entry for entries in self._by_id.values() for entry in entries]
 
     def authenticate(self, token: str) -> ApiKey | None:
         key_id = key_id_of(token)
-        entries = self._by_id.get(key_id or "", [])
+        if key_id is None:
+            return None
+        entries = list(self._by_id.get(key_id, []))
         presented = digest(token)
+        if self.from_topic is not None:
+            # Looked up by the hash just computed; still compared below, like the others.
+            stored = self.from_topic(record_key(key_id, presented))
+            if stored is not None:
+                entries.append(stored)
         found: KeyEntry | None = None
         for entry in entries:  # every hash of the id is compared: no early exit to time
-            if hmac.compare_digest(presented, entry.sha256):
+            if hmac.compare_digest(presented, entry.sha256) and entry.id == key_id:
                 found = entry
         if found is None:
             return None

@@ -37,10 +37,15 @@ _ID_NAMESPACE = uuid.UUID("1b4e28ba-2fa1-11d2-883f-0016d3cca427")
 _CALLBACK_FIELD = "callback_url" in {f.name for f in msgspec.structs.fields(RequestFields)}
 
 
-def complete_request(obj: dict[str, Any], request: Request) -> dict[str, Any]:
+def complete_request(
+    obj: dict[str, Any], request: Request, bulk_index: int | None = None
+) -> dict[str, Any]:
     """The request as it goes on the topic: the Idempotency-Key header, a notification id and
-    the caller's callback URL filled in where the body left them out."""
+    the caller's callback URL filled in where the body left them out. In a bulk, item ``i``
+    gets ``<header>#<i>``: a retried bulk is refused item by item as the duplicate it is."""
     header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is not None and bulk_index is not None:
+        header = f"{header}#{bulk_index}"
     if header is not None:
         if not header.strip() or len(header) > MAX_ID:
             raise ApiError(
@@ -121,7 +126,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             results: list[BulkItem] = []
             for index, item in enumerate(bulk.notifications):
                 try:
-                    obj = complete_request(dict(item), request) if isinstance(item, dict) else {}
+                    obj = complete_request(dict(item), request, index) if item else {}
                     if not obj:
                         raise ApiError(400, "invalid_request", "not an object")
                     records.append(checked(obj))

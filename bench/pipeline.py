@@ -60,17 +60,19 @@ def running_pipeline(
     workdir: Path,
     name: str,
     extra_env: Mapping[str, str] | None = None,
+    web_headers: Mapping[str, str] | None = None,
 ) -> Iterator[list[WorkerProcess]]:
     """Topics, ``workers`` worker processes, and every user loaded through the control topics
     and visible in the tables (so no request is resolved before its user exists).
-    ``extra_env`` (``NOTIFY_*`` variables) is for A/B runs of one setting."""
+    ``extra_env`` (``NOTIFY_*`` variables) is for A/B runs of one setting; ``web_headers``
+    carry an API key when ``extra_env`` configures keys."""
     values = pipeline_settings(broker, sandboxes, workdir, f"notify-bench-{name}")
     asyncio.run(create_topics(Settings(**values)))
     procs = start_workers("app", values, workers, workdir, name, extra_env)
     try:
         asyncio.run(setup_users(broker.bootstrap, users))
         # The /users/ view answers from whichever worker owns the user (table_route).
-        asyncio.run(wait_for_users(procs[0].web_url, users, timeout=300))
+        asyncio.run(wait_for_users(procs[0].web_url, users, timeout=300, headers=web_headers))
         sandboxes.clear()
         yield procs
     finally:

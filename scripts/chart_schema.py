@@ -29,6 +29,7 @@ CHART_MANAGED = {
     "sms_auth_token": "secrets.smsAuthToken",
     "webhook_signing_secret": "secrets.webhookSigningSecret",
     "feedback_token": "secrets.feedbackToken",
+    "api_keys": "secrets.apiKeys",
 }
 
 # Settings the templates read (cross-checks and the termination grace period).
@@ -156,6 +157,7 @@ def values_schema() -> dict[str, Any]:
                 "smsAuthToken": secret_ref("NOTIFY_SMS_AUTH_TOKEN"),
                 "webhookSigningSecret": secret_ref("NOTIFY_WEBHOOK_SIGNING_SECRET"),
                 "feedbackToken": secret_ref("NOTIFY_FEEDBACK_TOKEN"),
+                "apiKeys": secret_ref("NOTIFY_API_KEYS: the HTTP API's keys (JSON list)"),
             }
         ),
         "secretsDir": {"type": "string", "pattern": "^/"},
@@ -213,6 +215,10 @@ def values_schema() -> dict[str, Any]:
                 "interval": DURATION,
                 "scrapeTimeout": DURATION,
                 "labels": LABELS,
+                "bearerTokenSecret": strict(
+                    {"name": {"type": "string"}, "key": {"type": "string", "minLength": 1}},
+                    ["name", "key"],
+                ),
             },
             ["enabled"],
         ),

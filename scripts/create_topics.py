@@ -51,21 +51,22 @@ def topic_names(settings: Settings) -> list[str]:
         topics.TEMPLATES,
         topics.TEMPLATES_DLQ,
         topics.PROVIDER_CIRCUITS,
+        topics.API_KEYS,
+        topics.API_KEYS_DLQ,
         *[topics.delivery_topic(c, p) for c in CHANNELS for p in PRIORITIES],
         *[topics.retry_topic(d) for d in settings.retry_delays()],
     ]
 
 
 def _new_topic(name: str, settings: Settings) -> NewTopic:
-    if name == topics.TEMPLATES:
-        # Upserts keyed by template_id: compaction keeps the newest of each (on Kafka; the
-        # embedded broker accepts the policy and keeps everything, BROKER.md).
-        return NewTopic(
-            name,
-            topics.TEMPLATES_PARTITIONS,
-            settings.replication_factor,
-            topic_configs=COMPACT,
-        )
+    single = {
+        topics.TEMPLATES: topics.TEMPLATES_PARTITIONS,
+        topics.API_KEYS: topics.API_KEYS_PARTITIONS,
+    }
+    if name in single:
+        # Upserts keyed by template_id (or key): compaction keeps the newest of each (on
+        # Kafka; the embedded broker accepts the policy and keeps everything, BROKER.md).
+        return NewTopic(name, single[name], settings.replication_factor, topic_configs=COMPACT)
     compact = COMPACT if name in topics.COMPACTED else {}
     return NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=compact)
 

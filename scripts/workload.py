@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,8 +184,14 @@ async def read_topic(bootstrap: str, topic: str, until: Any, timeout: float = 60
     return messages
 
 
-async def wait_for_users(web_url: str, users: Sequence[User], timeout: float = 60.0) -> None:
+async def wait_for_users(
+    web_url: str,
+    users: Sequence[User],
+    timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
+) -> None:
     """Poll the worker's ``/users/<id>/`` view until every user's devices and contacts are in.
+    ``headers``: an ``Authorization`` for a worker with API keys (a 401 or 403 raises at once).
 
     Control topics and requests are consumed independently, so a request produced right after
     its user's set-up may otherwise be resolved before the set-up is applied."""
@@ -193,11 +199,13 @@ async def wait_for_users(web_url: str, users: Sequence[User], timeout: float = 6
 
     deadline = time.monotonic() + timeout
     pending = list(users)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=headers) as session:
         while pending:
             user = pending[-1]
             try:
                 async with session.get(f"{web_url}/users/{user.user_id}/") as response:
+                    if response.status in (401, 403):
+                        raise PermissionError(f"{web_url}: {await response.text()}")
                     snapshot = await response.json() if response.status == 200 else {}
             except aiohttp.ClientError:
                 snapshot = {}

@@ -28,6 +28,11 @@ REQUESTS_HELD = "notification-requests.held"
 TEMPLATES = "templates"
 TEMPLATES_DLQ = "templates.dlq"  # template records that could not be read or compiled + reason
 TEMPLATES_PARTITIONS = 1
+# Public input (the API's admin routes write it), compacted, one partition, read whole by every
+# worker: key = "<key id>:<sha256>", value = the key's entry, a tombstone revokes it.
+API_KEYS = "api-keys"
+API_KEYS_DLQ = "api-keys.dlq"
+API_KEYS_PARTITIONS = 1
 PREFERENCES = "user-preferences"
 DEVICES = "device-registrations"
 CONTACTS = "user-contacts"
@@ -114,6 +119,8 @@ class Topics:
     templates: Channel  # consumed: upserts into the templates GlobalTable
     templates_dlq: Channel
     provider_circuits: Channel  # produced: breaker transitions (agents/circuit.py)
+    api_keys: Channel  # consumed: into the api_keys GlobalTable (agents/api_keys.py)
+    api_keys_dlq: Channel
     inbox_actions: Channel  # produced by the HTTP API: read, read all, archive
 
 
@@ -190,5 +197,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         templates=_topic(app, settings, TEMPLATES, partitions=TEMPLATES_PARTITIONS),
         templates_dlq=_topic(app, settings, TEMPLATES_DLQ),
         provider_circuits=_topic(app, settings, PROVIDER_CIRCUITS),
+        api_keys=_topic(app, settings, API_KEYS, partitions=API_KEYS_PARTITIONS),
+        api_keys_dlq=_topic(app, settings, API_KEYS_DLQ),
         inbox_actions=_topic(app, settings, INBOX_ACTIONS),
     )

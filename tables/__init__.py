@@ -8,6 +8,7 @@ import faust
 
 from config.settings import Settings
 from tables import (
+    api_keys,
     campaign_progress,
     contacts,
     daily_caps,
@@ -23,6 +24,7 @@ from tables import (
     templates,
     user_attributes,
 )
+from tables.api_keys import ApiKeysTable
 from tables.campaign_progress import OutcomesTable, ProgressTable
 from tables.contacts import ContactsTable
 from tables.daily_caps import DailyCapsTable
@@ -59,6 +61,7 @@ class Tables:
     campaign_outcomes: OutcomesTable
     templates: TemplatesTable  # a GlobalTable: every worker holds every template
     daily_caps: DailyCapsTable
+    api_keys: ApiKeysTable  # a GlobalTable: every worker holds every key from the topic
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -78,4 +81,5 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         campaign_outcomes=campaign_progress.declare_outcomes(app, settings),
         templates=templates.declare(app, settings),
         daily_caps=daily_caps.declare(app, settings),
+        api_keys=api_keys.declare(app, settings),
     )

@@ -113,8 +113,15 @@ def test_provider_credentials_come_from_existing_secrets(renderer: Renderer) -> 
         ("NOTIFY_SMS_AUTH_TOKEN", "notify-sms"),
         ("NOTIFY_WEBHOOK_SIGNING_SECRET", "notify-webhooks"),
         ("NOTIFY_FEEDBACK_TOKEN", "notify-feedback"),
+        ("NOTIFY_API_KEYS", "notify-api-keys"),
     ]:
         assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == secret
+    # With API keys set, Prometheus scrapes /metrics with a key of its own.
+    scrape = one(manifests, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert scrape["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "notify-metrics-key", "key": "token"},
+    }
     pod = one(manifests, "StatefulSet")["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
     secret_volumes = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}

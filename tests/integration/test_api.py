@@ -218,3 +218,24 @@ def test_a_template_put_through_the_api_renders_in_the_users_language(
     sandboxes.wait_for(lambda got: bool(sent_to(sandboxes, "/api-pt")))
     [received] = sent_to(sandboxes, "/api-pt")
     assert (received["title"], received["body"]) == ("Olá Ana", "A sua encomenda foi enviada")
+
+
+def test_a_key_made_through_the_api_works_until_it_is_revoked(api_worker: WorkerProcess) -> None:
+    with client(api_worker) as admin:
+        made = admin.post("/v1/keys", json={"id": "made-here", "scopes": ["read"]})
+        assert made.status_code == 201, made.text
+        token, sha256 = made.json()["key"], made.json()["sha256"]
+        listed = admin.get("/v1/keys").json()["keys"]
+        assert not any(token in json.dumps(k) for k in listed)  # the key itself is not kept
+        with httpx.Client(base_url=api_worker.web_url, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as made_key:  # fmt: skip
+            works = eventually(lambda: made_key.get("/v1/notifications/none").status_code,
+                               lambda code: code == 404)  # fmt: skip
+            assert works == 404  # authenticated (and nothing there)
+            assert made_key.post("/v1/notifications", json={}).status_code == 403  # read only
+            assert admin.delete(f"/v1/keys/made-here/{sha256}").status_code == 202
+            gone = eventually(lambda: made_key.get("/v1/notifications/none").status_code,
+                              lambda code: code == 401)  # fmt: skip
+            assert gone == 401
+        settings_key = admin.delete(f"/v1/keys/test-admin/{KEYS['admin'][1]}")
+        assert settings_key.status_code == 409

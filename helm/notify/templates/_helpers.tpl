@@ -38,7 +38,7 @@ Provider credentials read from existing Secrets. Env ones: value name -> NOTIFY_
 File ones: value name -> "NOTIFY_* variable of the path,directory under secretsDir".
 */}}
 {{- define "notify.secretEnv" -}}
-{{- toJson (dict "smtpPassword" "NOTIFY_SMTP_PASSWORD" "smsAuthToken" "NOTIFY_SMS_AUTH_TOKEN" "webhookSigningSecret" "NOTIFY_WEBHOOK_SIGNING_SECRET" "feedbackToken" "NOTIFY_FEEDBACK_TOKEN") -}}
+{{- toJson (dict "smtpPassword" "NOTIFY_SMTP_PASSWORD" "smsAuthToken" "NOTIFY_SMS_AUTH_TOKEN" "webhookSigningSecret" "NOTIFY_WEBHOOK_SIGNING_SECRET" "feedbackToken" "NOTIFY_FEEDBACK_TOKEN" "apiKeys" "NOTIFY_API_KEYS") -}}
 {{- end -}}
 
 {{- define "notify.secretFiles" -}}
