@@ -23,18 +23,11 @@ delivery ledger drops the deliveries that went out (stable delivery ids).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import faust
-from faust.exceptions import ProducerSendError
-from faust.types import TP
 
-from agents import events, produce, safe
+from agents import events, produce
 from agents.admission import Admission
-from agents.counters import FAILURES
-from agents.lanes import is_stale
-from agents.scheduler import DueScheduler
+from agents.holding import Holding, HoldPolicy
 from agents.supervision import supervised_agent
 from config.clock import Clock
 from config.settings import Settings
@@ -45,10 +38,7 @@ from streams.holds import HoldFields, hold_record, parse_hold, release_headers
 from streams.records import NotificationRequest
 from streams.topics import Topics
 
-log = logging.getLogger(__name__)
-
 NAME = "release_held"
-RELEASE_BACKOFF_SECONDS = 1.0
 # Longest sleep between looks at the clock: a held record waits hours, and the wall clock
 # (NTP, a stepped test clock) may move meanwhile.
 CLOCK_CHECK_SECONDS = 30.0
@@ -87,64 +77,22 @@ def register(app: faust.App, settings: Settings, topics: Topics, clock: Clock) -
     check_every = (
         STEPPED_CLOCK_CHECK_SECONDS if settings.clock_file is not None else CLOCK_CHECK_SECONDS
     )
-    schedulers: list[DueScheduler[tuple[Event, HoldFields]]] = []
+    holding: Holding[HoldFields] = Holding(
+        app, "held requests", settings.retry_pending_cap, clock=clock, max_wait=check_every
+    )
 
-    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types it loosely
-    async def drop_held(sender: object, revoked: set[TP], **kwargs: object) -> None:
-        for scheduler in schedulers:
-            dropped = scheduler.discard(lambda item: item[0].message.tp in revoked)
-            if dropped:
-                log.info("rebalance: %d held requests left to the next owner", dropped)
+    def due(event: Event) -> tuple[float, HoldFields]:
+        held = parse_hold(event.message.value)
+        return held.release_at, held
+
+    async def release(event: Event, held: HoldFields) -> None:
+        await produce.send(
+            topics.requests_by_user, event.message.key, bytes(held.request), release_headers(held)
+        )
+
+    policy = HoldPolicy(NAME, "release", due, release, topics.requests_dlq)
 
     async def release_held(stream: Stream) -> None:
-        scheduler: DueScheduler[tuple[Event, HoldFields]] = DueScheduler(
-            settings.retry_pending_cap, clock=clock, max_wait=check_every
-        )
-        schedulers.append(scheduler)
-
-        async def release(item: tuple[Event, HoldFields]) -> None:
-            event, held = item
-            if is_stale(event, app.consumer_generation_id):
-                return  # revoked meanwhile: read again by the partition's next owner
-            try:
-                await produce.send(
-                    topics.requests_by_user,
-                    event.message.key,
-                    bytes(held.request),
-                    release_headers(held),
-                )
-            except ProducerSendError as exc:
-                await safe.dead_letter_or_log(
-                    topics.requests_dlq, event, f"release refused: {exc}", NAME, "release_refused"
-                )
-            except Exception:
-                log.exception("releasing a held request failed; trying again")
-                scheduler.put_back(scheduler.now() + RELEASE_BACKOFF_SECONDS, item)
-                return
-            event.ack()
-
-        async def take(event: Event) -> None:
-            held = parse_hold(event.message.value)
-            await scheduler.put(held.release_at, (event, held))
-
-        async def run_forever() -> None:
-            while True:
-                try:
-                    await scheduler.run(release)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    FAILURES.agent_restarts[f"{NAME}.dispatch"] += 1
-                    log.exception("%s: the release dispatcher failed; restarting it", NAME)
-                    await asyncio.sleep(RELEASE_BACKOFF_SECONDS)
-
-        runner = asyncio.ensure_future(run_forever())
-        try:
-            async for event in stream.noack().events():  # type: ignore[attr-defined]
-                if not await safe.handle_safely(event, take, topics.requests_dlq, NAME):
-                    event.ack()  # dead-lettered (or, failing that, logged): nothing holds it
-        finally:
-            runner.cancel()
-            schedulers.remove(scheduler)
+        await holding.run(stream, policy)
 
     return supervised_agent(app, topics.requests_held, NAME)(release_held)

@@ -35,6 +35,13 @@ def field_errors(obj: Mapping[str, Any], record_type: type[Any]) -> list[FieldEr
     return errors
 
 
+def check_fields(obj: Mapping[str, Any], record_type: type[Any], what: str = "request") -> None:
+    """Raises a 400 listing every bad field of ``obj`` as ``record_type``, if there is one."""
+    errors = field_errors(obj, record_type)
+    if errors:
+        raise ApiError(400, "invalid_request", f"the {what} has invalid fields", errors)
+
+
 def decode_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
     try:
         return decode_json_object(raw, MAX_BODY_BYTES)
@@ -43,9 +50,7 @@ def decode_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
 
 
 def convert(obj: Mapping[str, Any], record_type: type[T]) -> T:
-    errors = field_errors(obj, record_type)
-    if errors:
-        raise ApiError(400, "invalid_request", "the request has invalid fields", errors)
+    check_fields(obj, record_type)
     try:
         return msgspec.convert(obj, record_type)
     except msgspec.ValidationError as exc:  # what no single field shows

@@ -35,7 +35,7 @@ log = logging.getLogger("notify.api")
 REQUEST_ID = "X-Request-Id"
 _GOOD_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_PREFIXES = ("/healthz", "/readyz", "/feedback/", "/v1/unsubscribe/")
-KEY = "api_key"  # where the authenticated ApiKey is kept on the request
+KEY = web.RequestKey("api_key", ApiKey)  # where the authenticated key is kept on the request
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -11,7 +11,7 @@ import msgspec
 import orjson
 from faust.web import Request, Response, View
 
-from api.body import convert, field_errors, invalid_record, read_body, read_object
+from api.body import check_fields, invalid_record, read_body, read_object
 from api.context import ApiContext
 from api.errors import ApiError, FieldError, not_found
 from api.guard import caller, operation
@@ -70,14 +70,21 @@ def complete_request(
 
 
 def checked(obj: dict[str, Any]) -> tuple[bytes, bytes]:
-    """(key, value) for the requests topic, or ApiError with every bad field."""
-    wire = convert(obj, NotificationBody)
+    """(key, value) for the requests topic, or ApiError with every bad field.
+
+    The intake's own parser first (one msgspec decode, what the topic path checks, so a 202 is
+    never refused downstream for its form); the field-by-field pass only for a refused one,
+    to list every bad field. Measured with ``python -m bench.api_bulk --requests 10000`` (one
+    run each): checking every field first, the bulk route took 5,011 requests/s in and 5.11 ms
+    of worker CPU per request (topic path 3.70); the parser first, 10,607/s and 3.52 ms (topic
+    path 3.26 in the same run)."""
     raw = orjson.dumps(obj)
     try:
-        parse_request(raw)  # what the intake will check, so a 202 is not refused downstream
+        request = parse_request(raw)
     except InvalidRecord as exc:
+        check_fields(obj, NotificationBody)
         raise invalid_record(exc) from None
-    return wire.user_id.encode(), raw
+    return request.user_id.encode(), raw
 
 
 def _accepted(notification_id: str) -> Any:
@@ -175,9 +182,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         )
         async def post(self, request: Request) -> Response:
             obj = await read_object(request)
-            errors = field_errors(obj, CampaignBody)
-            if errors:
-                raise ApiError(400, "invalid_request", "the campaign has invalid fields", errors)
+            check_fields(obj, CampaignBody, "campaign")
             raw = orjson.dumps(obj)
             try:
                 campaign = parse_campaign(raw)

@@ -13,7 +13,7 @@ import orjson
 from faust.web import Request, Response, View
 
 from agents import templating
-from api.body import field_errors, invalid_record, read_object
+from api.body import check_fields, invalid_record, read_object
 from api.context import ApiContext, reply
 from api.errors import ApiError, not_found
 from api.guard import operation
@@ -32,9 +32,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
     path = "/v1/templates/{template_id}"
 
     async def submit(obj: dict[str, object]) -> Template:
-        errors = field_errors(obj, TemplateFields)
-        if errors:
-            raise ApiError(400, "invalid_request", "the template has invalid fields", errors)
+        check_fields(obj, TemplateFields, "template")
         try:
             return await templating.submit(ctx.topics, orjson.dumps(obj))
         except InvalidRecord as exc:

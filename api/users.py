@@ -8,15 +8,15 @@ the same parsers the control agent uses; reads come from the owning worker's tab
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-import msgspec
 import orjson
 from faust.web import Request, Response, View
 
 from agents.views import user_snapshot
-from api.body import field_errors, invalid_record, read_object
+from api.body import check_fields, invalid_record, read_object
 from api.context import ApiContext, reply
 from api.errors import ApiError, not_found
 from api.guard import operation
@@ -49,9 +49,7 @@ def _for_user(obj: dict[str, Any], user_id: str) -> dict[str, Any]:
 
 
 def _checked(obj: dict[str, Any], body: type, parse: Parser) -> bytes:
-    errors = field_errors(obj, body)
-    if errors:
-        raise ApiError(400, "invalid_request", "the request has invalid fields", errors)
+    check_fields(obj, body)
     raw = orjson.dumps(obj)
     try:
         parse(raw)
@@ -60,16 +58,34 @@ def _checked(obj: dict[str, Any], body: type, parse: Parser) -> bytes:
     return raw
 
 
+@dataclass(frozen=True)
+class UserPart:
+    """One part of a user's data: its path, control topic, write method and record type."""
+
+    name: str  # the path's last segment, and the part's key in the user's snapshot
+    topic: str
+    method: str  # PUT replaces (or merges, as the record says), POST adds
+    summary: str
+    body: type
+    parse: Parser  # the control agent's own parser: what it would refuse is refused here
+
+
+PARTS = (
+    UserPart("preferences", topic_names.PREFERENCES, "PUT", "Replace the user's preferences",
+             PreferencesBody, parse_preferences),
+    UserPart("devices", topic_names.DEVICES, "POST", "Register (or unregister) a push token",
+             DeviceBody, parse_device),
+    UserPart("contacts", topic_names.CONTACTS, "PUT",
+             "Set the user's addresses (a field left out stays, null removes it)",
+             ContactsBody, parse_contact),
+    UserPart("attributes", topic_names.USER_ATTRIBUTES, "PUT",
+             "Merge attributes (timezone, locale, what segments filter on; null removes)",
+             AttributesBody, parse_attributes),
+)  # fmt: skip
+
+
 def register(app: faust.App, ctx: ApiContext) -> None:
-    topic = {
-        name: app.topic(name, key_type=bytes, value_type=bytes)
-        for name in (
-            topic_names.PREFERENCES,
-            topic_names.DEVICES,
-            topic_names.CONTACTS,
-            topic_names.USER_ATTRIBUTES,
-        )
-    }
+    topic = {p.topic: app.topic(p.topic, key_type=bytes, value_type=bytes) for p in PARTS}
     tables = ctx.tables
 
     def snapshot(user_id: str) -> dict[str, Any]:
@@ -100,37 +116,26 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         async def get(self, request: Request, user_id: str) -> Response:
             return self.json(snapshot(user_id))
 
-    @app.page("/v1/users/{user_id}/preferences")
-    class Preferences(View):
-        @declare("GET", "/v1/users/{user_id}/preferences", Scope.READ, "The user's preferences",
-                 responses={200: UserView})  # fmt: skip
-        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
-        async def get(self, request: Request, user_id: str) -> Response:
-            return self.json(part(user_id, "preferences"))
+    def part_view(spec: UserPart) -> type[View]:
+        """The GET of one part of a user, and its write (PUT or POST) to its control topic."""
+        path = f"/v1/users/{{user_id}}/{spec.name}"
 
-        @declare("PUT", "/v1/users/{user_id}/preferences", Scope.SEND,
-                 "Replace the user's preferences", body=PreferencesBody,
+        @declare("GET", path, Scope.READ, f"The user's {spec.name}", responses={200: UserView})
+        @app.table_route(table=tables.preferences, match_info="user_id")
+        async def get(view: View, request: Request, user_id: str) -> Response:
+            return view.json(part(user_id, spec.name))
+
+        @declare(spec.method, path, Scope.SEND, spec.summary, body=spec.body,
                  responses={202: Accepted})  # fmt: skip
-        async def put(self, request: Request, user_id: str) -> Response:
+        async def change(view: View, request: Request, user_id: str) -> Response:
             obj = _for_user(await read_object(request), user_id)
-            raw = _checked(obj, PreferencesBody, parse_preferences)
-            return await write(topic_names.PREFERENCES, user_id, raw)
+            return await write(spec.topic, user_id, _checked(obj, spec.body, spec.parse))
 
-    @app.page("/v1/users/{user_id}/devices")
-    class Devices(View):
-        @declare("GET", "/v1/users/{user_id}/devices", Scope.READ, "The user's devices",
-                 responses={200: UserView})  # fmt: skip
-        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
-        async def get(self, request: Request, user_id: str) -> Response:
-            return self.json(part(user_id, "devices"))
+        methods = {"get": get, spec.method.lower(): change}
+        return type(f"User{spec.name.title()}", (View,), methods)
 
-        @declare("POST", "/v1/users/{user_id}/devices", Scope.SEND,
-                 "Register (or unregister) a push token", body=DeviceBody,
-                 responses={202: Accepted})  # fmt: skip
-        async def post(self, request: Request, user_id: str) -> Response:
-            obj = _for_user(await read_object(request), user_id)
-            raw = _checked(obj, DeviceBody, parse_device)
-            return await write(topic_names.DEVICES, user_id, raw)
+    for user_part in PARTS:
+        app.page(f"/v1/users/{{user_id}}/{user_part.name}")(part_view(user_part))
 
     @app.page("/v1/users/{user_id}/devices/{platform}/{token}")
     class Device(View):
@@ -144,44 +149,3 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             return await write(
                 topic_names.DEVICES, user_id, _checked(obj, DeviceBody, parse_device)
             )
-
-    @app.page("/v1/users/{user_id}/contacts")
-    class Contacts(View):
-        @declare("GET", "/v1/users/{user_id}/contacts", Scope.READ, "The user's contacts",
-                 responses={200: UserView})  # fmt: skip
-        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
-        async def get(self, request: Request, user_id: str) -> Response:
-            return self.json(part(user_id, "contacts"))
-
-        @declare("PUT", "/v1/users/{user_id}/contacts", Scope.SEND,
-                 "Set the user's addresses (a field left out stays, null removes it)",
-                 body=ContactsBody, responses={202: Accepted})  # fmt: skip
-        async def put(self, request: Request, user_id: str) -> Response:
-            obj = _for_user(await read_object(request), user_id)
-            raw = _checked(obj, ContactsBody, parse_contact)
-            return await write(topic_names.CONTACTS, user_id, raw)
-
-    @app.page("/v1/users/{user_id}/attributes")
-    class Attributes(View):
-        @declare("GET", "/v1/users/{user_id}/attributes", Scope.READ, "The user's attributes",
-                 responses={200: UserView})  # fmt: skip
-        @app.table_route(table=tables.preferences, match_info="user_id")  # type: ignore[arg-type]
-        async def get(self, request: Request, user_id: str) -> Response:
-            return self.json(part(user_id, "attributes"))
-
-        @declare("PUT", "/v1/users/{user_id}/attributes", Scope.SEND,
-                 "Merge attributes (timezone, locale, what segments filter on; null removes)",
-                 body=AttributesBody, responses={202: Accepted})  # fmt: skip
-        async def put(self, request: Request, user_id: str) -> Response:
-            obj = await read_object(request)
-            errors = field_errors(obj, AttributesBody)
-            if errors:
-                raise ApiError(400, "invalid_request", "the request has invalid fields", errors)
-            record = {"user_id": user_id, "attributes": obj["attributes"]}
-            raw = _checked(record, _AttributesRecord, parse_attributes)
-            return await write(topic_names.USER_ATTRIBUTES, user_id, raw)
-
-
-class _AttributesRecord(msgspec.Struct, frozen=True):
-    user_id: str
-    attributes: dict[str, Any]

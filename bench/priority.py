@@ -28,7 +28,7 @@ from bench.pipeline import (
     received_count,
     running_pipeline,
 )
-from bench.procstats import CpuMeter, RssSampler, cpu_seconds
+from bench.procstats import measure_run
 from bench.stats import rate, summarize, summarize_groups
 from bench.workload import (
     backlog_deliveries,
@@ -161,21 +161,16 @@ def run(
             pause = spread_over_drain(sandboxes, target, len(highs), expected_rate)
             await send_paced(broker.bootstrap, highs, pause)
 
-        pids = [p.pid for p in procs]
-        worker_cpu = CpuMeter(pids).start()
-        broker_cpu, harness_cpu = cpu_seconds(broker.pid), time.process_time()
-        with RssSampler(pids) as rss:
-            asyncio.run(backlog_then_trickle())
-            complete = wait_for_count(
+        measured = measure_run(
+            [p.pid for p in procs],
+            broker.pid,
+            backlog_then_trickle,
+            lambda: wait_for_count(
                 lambda: received_count(sandboxes), target + high_expected, stall_timeout
-            )
-        finished = time.time()
-        # The sandboxes answer in the harness process: if it is busy, its receipt times lag.
-        cpu_seconds_by_process = {
-            "worker": worker_cpu.stop(),
-            "broker": cpu_seconds(broker.pid) - broker_cpu,
-            "harness": time.process_time() - harness_cpu,
-        }
+            ),
+        )
+        complete, finished = measured.complete, measured.finished
+        cpu_seconds_by_process = measured.cpu_seconds_by_process
         received = sandboxes.received()
         # One event per request (accepted or rejected) and one per delivery (sent or failed).
         produced_requests = len(idle) + len(highs) + (len(records) if via in REQUEST_VIAS else 0)
@@ -200,7 +195,7 @@ def run(
         "complete": complete,
         "backlog_drain_seconds": drained_at - started,
         "backlog_deliveries_per_second": rate(len(backlog_arrivals), drained_at - started),
-        "peak_worker_rss_mb_sampled_sum": rss.peak_kb / 1024,
+        "peak_worker_rss_mb_sampled_sum": measured.peak_worker_rss_kb / 1024,
         "cpu_seconds_during_phase": cpu_seconds_by_process,
         "phase_seconds": finished - started,
         "delivery_events": event_counts(events),

@@ -6,10 +6,14 @@ call made from inside the worker.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -91,3 +95,40 @@ class RssSampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+@dataclass
+class Measured:
+    """One measured run: whether it completed, when, the CPU of each process and the peak RSS
+    of the workers (sampled, summed)."""
+
+    complete: bool
+    finished: float  # epoch seconds
+    cpu_seconds_by_process: dict[str, float]
+    peak_worker_rss_kb: float
+
+
+def measure_run(
+    worker_pids: Sequence[int],
+    broker_pid: int,
+    load: Callable[[], Coroutine[Any, Any, None]],
+    wait: Callable[[], bool],
+) -> Measured:
+    """CPU and RSS over ``load`` (run to its end) and ``wait`` (until the deliveries are in);
+    the sandboxes answer in this process, so its CPU is reported as the harness's."""
+    worker_cpu = CpuMeter(list(worker_pids)).start()
+    broker_cpu, harness_cpu = cpu_seconds(broker_pid), time.process_time()
+    with RssSampler(list(worker_pids)) as rss:
+        asyncio.run(load())
+        complete = wait()
+    finished = time.time()
+    return Measured(
+        complete,
+        finished,
+        {
+            "worker": worker_cpu.stop(),
+            "broker": cpu_seconds(broker_pid) - broker_cpu,
+            "harness": time.process_time() - harness_cpu,
+        },
+        rss.peak_kb,
+    )

@@ -26,7 +26,7 @@ from bench.pipeline import (
     running_pipeline,
 )
 from bench.priority import after_accept, latencies, produce_backlog, send_paced, spread_over_drain
-from bench.procstats import CpuMeter, RssSampler, cpu_seconds
+from bench.procstats import measure_run
 from bench.stats import rate, summarize
 from bench.workload import (
     backlog_deliveries,
@@ -114,20 +114,16 @@ def run(
             pause = spread_over_drain(sandboxes, target, len(highs), expected_rate)
             await asyncio.gather(bursts(), send_paced(broker.bootstrap, highs, pause, to["high"]))
 
-        pids = [p.pid for p in procs]
-        worker_cpu = CpuMeter(pids).start()
-        broker_cpu, harness_cpu = cpu_seconds(broker.pid), time.process_time()
-        with RssSampler(pids) as rss:
-            asyncio.run(storm())
-            complete = wait_for_count(
+        measured = measure_run(
+            [p.pid for p in procs],
+            broker.pid,
+            storm,
+            lambda: wait_for_count(
                 lambda: received_count(sandboxes), target + high_expected, stall_timeout
-            )
-        finished = time.time()
-        cpu_seconds_by_process = {
-            "worker": worker_cpu.stop(),
-            "broker": cpu_seconds(broker.pid) - broker_cpu,
-            "harness": time.process_time() - harness_cpu,
-        }
+            ),
+        )
+        complete, finished = measured.complete, measured.finished
+        cpu_seconds_by_process = measured.cpu_seconds_by_process
         received = sandboxes.received()
         produced_requests = len(low) + len(normal) + len(highs)
         events = read_events(broker.bootstrap, produced_requests + target + high_expected)
@@ -149,7 +145,7 @@ def run(
         "deliveries_per_second_overall": rate(
             sum(d["delivered"] for d in drains.values()), last_other - started
         ),
-        "peak_worker_rss_mb_sampled_sum": rss.peak_kb / 1024,
+        "peak_worker_rss_mb_sampled_sum": measured.peak_worker_rss_kb / 1024,
         "cpu_seconds_during_phase": cpu_seconds_by_process,
         "phase_seconds": finished - started,
         "delivery_events": event_counts(events),

@@ -143,15 +143,23 @@ def test_a_bulk_answers_per_item_and_sends_the_good_ones(
             {"user_id": "api-bulk", "title": "", "body": "b"},
             {"user_id": "api-bulk", "title": "three", "body": "b", "channels": ["webhook"]},
         ]
-        answer = api.post("/v1/notifications/bulk", json={"notifications": items})
+        once = {"Idempotency-Key": "bulk-1"}
+        answer = api.post("/v1/notifications/bulk", json={"notifications": items}, headers=once)
         assert answer.status_code == 207, answer.text
         result = answer.json()
         assert (result["accepted"], result["invalid"]) == (2, 1)
         assert [r["status"] for r in result["results"]] == ["accepted", "invalid", "accepted"]
-        sandboxes.wait_for(
-            lambda got: len([r for r in got if r.get("address") == "/api-bulk"]) >= 2
-        )
-        assert len(api.post("/v1/notifications/bulk", json={"notifications": []}).json()["details"])
+        # The same bulk again (a client retry): the same ids, refused downstream as duplicates.
+        again = api.post("/v1/notifications/bulk", json={"notifications": items}, headers=once)
+        ids = [r.get("notification_id") for r in result["results"]]
+        assert [r.get("notification_id") for r in again.json()["results"]] == ids
+        sandboxes.wait_for(lambda got: len(sent_to(sandboxes, "/api-bulk")) >= 2)
+        time.sleep(1.0)
+        delivered = sorted(r["notification_id"] for r in sent_to(sandboxes, "/api-bulk"))
+        assert delivered == sorted(i for i in ids if i)
+        empty = api.post("/v1/notifications/bulk", json={"notifications": []})
+        assert empty.status_code == 400
+        assert empty.json()["details"][0]["field"] == "notifications"
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after(api_worker: WorkerProcess) -> None:
@@ -239,3 +247,30 @@ def test_a_key_made_through_the_api_works_until_it_is_revoked(api_worker: Worker
             assert gone == 401
         settings_key = admin.delete(f"/v1/keys/test-admin/{KEYS['admin'][1]}")
         assert settings_key.status_code == 409
+
+
+def test_a_campaign_started_through_the_api_reaches_its_segment_only(
+    api_worker: WorkerProcess, sandboxes: SandboxStack
+) -> None:
+    team = {"api-camp-1": "api", "api-camp-2": "api", "api-camp-3": "other"}
+    with client(api_worker) as api:
+        for user_id, value in team.items():
+            set_up_user(api, user_id, sandboxes.webhook.url(f"/{user_id}"))
+            changed = api.put(f"/v1/users/{user_id}/attributes",
+                              json={"attributes": {"team": value, "name": user_id}})  # fmt: skip
+            assert changed.status_code == 202, changed.text
+            shown = eventually(
+                lambda: api.get(f"/v1/users/{user_id}/attributes").json(),  # noqa: B023
+                lambda shown: bool(shown["attributes"].get("team")),
+            )
+            assert shown["attributes"]["team"] == value
+        campaign = {"campaign_id": "api-camp", "segment": 'team == "api"',
+                    "title": "Hi {name}", "body": "News", "channels": ["webhook"],
+                    "throttle_per_second": 100}  # fmt: skip
+        bad = api.post("/v1/campaigns", json={**campaign, "segment": "team ==="})
+        assert bad.status_code == 400 and "segment" in bad.json()["message"], bad.text
+        assert api.post("/v1/campaigns", json=campaign).status_code == 202
+    sandboxes.wait_for(lambda got: all(sent_to(sandboxes, f"/api-camp-{i}") for i in (1, 2)))
+    time.sleep(1.0)
+    assert not sent_to(sandboxes, "/api-camp-3")
+    assert [r["title"] for r in sent_to(sandboxes, "/api-camp-1")] == ["Hi api-camp-1"]
