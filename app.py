@@ -36,6 +36,8 @@ from agents import (
     templating,
 )
 from agents.cpu_headroom import CpuHeadroom
+from agents.inbox_hub import InboxHub
+from agents.inbox_owner import close_streams_that_move
 from agents.metrics import Metrics
 from agents.tracing import Tracing
 from agents.views import register_views
@@ -64,6 +66,8 @@ class Pipeline:
     agents: dict[str, Agent]
     metrics: Metrics
     hot_keys: hot_keys.HotKeys | None = None  # None with NOTIFY_HOT_KEY_ENABLED=false
+    # The live inbox streams open on this worker (agents/inbox_hub.py); the API serves them.
+    inbox_hub: InboxHub | None = None
 
 
 def faust_app(settings: Settings, web_middlewares: Sequence[Any] = ()) -> faust.App:
@@ -123,8 +127,13 @@ def build_app(
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
         "api_keys": api_keys.register(app, topics, tables),
     }
+    # The open live inbox streams, fed by the deliver lanes as in-app messages are added.
+    inbox_hub = InboxHub(settings.inbox_stream_queue, metrics.inbox_streams_dropped.inc)
+    metrics.watch_inbox_streams(lambda: inbox_hub.open_streams)
+    app.service(inbox_hub)  # type: ignore[arg-type]  # an instance is accepted and started
+    close_streams_that_move(app, inbox_hub, tables.inbox)
     lanes = deliver.register(
-        app, settings, topics, tables, providers, headroom, metrics, tracing, limits
+        app, settings, topics, tables, providers, headroom, metrics, tracing, limits, inbox_hub
     )
     for priority, agent in lanes.items():
         agents[f"deliver_{priority}"] = agent
@@ -137,8 +146,9 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
-    api.register_api(app, ApiContext(app, settings, topics, tables, api_gate.spec), api_gate)
-    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector)
+    context = ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub)
+    api.register_api(app, context, api_gate)
+    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub)
 
 
 pipeline = build_app()

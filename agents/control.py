@@ -1,9 +1,11 @@
-"""Control topics into tables: preferences, devices, contacts, suppressions, attributes.
+"""Control topics into tables: preferences, devices, contacts, suppressions, attributes, and
+the in-app inbox's read and archived state.
 
 A producer sets a user up with plain Kafka messages (key = user_id, JSON value) on
 ``user-preferences``, ``device-registrations``, ``user-contacts`` and ``user-attributes``;
 ``user-erasures`` forgets a user and ``user-unsubscribes`` mutes a category or a channel
-(agents/erasure.py).
+(agents/erasure.py); a user's inbox actions (read, read all, archive) come on
+``user-inbox-actions``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from streams import topics as topic_names
 from streams.campaigns import parse_attributes
 from streams.erasure import parse_erasure, parse_unsubscribe
 from streams.faust_types import Agent, Event, Stream
+from streams.inbox_actions import InboxActionFields, parse_inbox_action
 from streams.partitioning import is_on_home_partition
 from streams.records import (
     InvalidRecord,
@@ -36,7 +39,15 @@ from streams.records import (
 )
 from streams.topics import Topics
 from streams.wire import quoted
-from tables import Tables, contacts, devices, preferences, suppressions, user_attributes
+from tables import (
+    Tables,
+    contacts,
+    devices,
+    inbox,
+    preferences,
+    suppressions,
+    user_attributes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +57,7 @@ KIND_HEADER = "x-control-kind"
 Applier = Callable[[Any, float], Awaitable[None]]  # (record, the record's timestamp)
 
 
-def _at_once(apply: Callable[[Any], None]) -> Applier:
+def _at_once(apply: Callable[[Any], object]) -> Applier:
     async def applier(record: Any, timestamp: float) -> None:
         apply(record)
 
@@ -88,7 +99,12 @@ class ControlWriter:
             ),
             topic_names.USER_ERASURES: (parse_erasure, erasures.erase),
             topic_names.USER_UNSUBSCRIBES: (parse_unsubscribe, erasures.unsubscribe),
+            # Timed by the record (when the API took the action), so a replay keeps its time.
+            topic_names.INBOX_ACTIONS: (parse_inbox_action, self._apply_inbox_action),
         }
+
+    async def _apply_inbox_action(self, action: InboxActionFields, timestamp: float) -> None:
+        inbox.apply(self.tables.inbox, action, timestamp or time.time())
 
     def _put_preferences(self, prefs: Preferences) -> None:
         before = preferences.get(self.tables.preferences, prefs.user_id)

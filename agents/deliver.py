@@ -14,6 +14,7 @@ import faust
 from agents import safe
 from agents.circuit import CircuitHold
 from agents.cpu_headroom import CpuHeadroom
+from agents.inbox_hub import InboxHub
 from agents.lanes import ConcurrentLane, is_stale
 from agents.metrics import Metrics, error_type
 from agents.outcomes import OutcomeRouter
@@ -173,13 +174,14 @@ def register(
     metrics: Metrics,
     tracing: Tracing,
     limits: ProviderRateLimits,
+    inbox_hub: InboxHub | None = None,
 ) -> dict[str, Agent]:
     deliverer = Deliverer(
         settings,
         topics,
         tables,
         providers,
-        OutcomeRouter(settings, topics, tables, metrics),
+        OutcomeRouter(settings, topics, tables, metrics, inbox_hub),
         metrics,
         limits,
     )

@@ -211,6 +211,15 @@ class Metrics:
             ["priority"],
             registry=r,
         )
+        # --- live inbox (agents/inbox_hub.py) -----------------------------------------------
+        self.inbox_streams = Gauge(
+            "notify_inbox_streams", "Live inbox streams open on this worker", registry=r
+        )
+        self.inbox_streams_dropped = Counter(
+            "notify_inbox_streams_dropped_total",
+            "Live inbox streams closed because their client read too slowly",
+            registry=r,
+        )
         self._requests = _Children(self.requests)
         self._received = _Children(self.received)
         self._sent = _Children(self.sent)
@@ -286,3 +295,6 @@ class Metrics:
         """The lane's own count, read at scrape time (a lane restarted by its supervisor
         replaces the reader of the one it follows)."""
         self.in_flight.labels(priority).set_function(read)
+
+    def watch_inbox_streams(self, read: Callable[[], int]) -> None:
+        self.inbox_streams.set_function(read)

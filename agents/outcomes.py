@@ -12,6 +12,7 @@ from agents.callbacks import CallbackOutcomes
 from agents.counters import FAILURES
 from agents.failure_plan import FailureAction, FailurePlan, plan_failure
 from agents.fallback import Fallback
+from agents.inbox_hub import InboxHub
 from agents.metrics import Metrics, error_type
 from config.settings import Settings
 from config.vocabulary import Channel, DeviceAction, EventStatus
@@ -30,6 +31,8 @@ class OutcomeRouter:
     topics: Topics
     tables: Tables
     metrics: Metrics
+    # This worker's live inbox streams (agents/inbox_hub.py); None: no streams to feed.
+    inbox_hub: InboxHub | None = None
     fallback: Fallback = field(init=False)
     # A status callback's outcome (a delivery of kind ``callback``) is handled there instead.
     callbacks: CallbackOutcomes = field(init=False)
@@ -58,18 +61,7 @@ class OutcomeRouter:
             self.settings.dedup_ttl_seconds,
         )
         if delivery.channel == Channel.IN_APP:
-            inbox.add(
-                self.tables.inbox,
-                delivery.user_id,
-                inbox.InboxMessage(
-                    notification_id=delivery.notification_id,
-                    title=delivery.title,
-                    body=delivery.body,
-                    data=dict(delivery.data),
-                    at=now,
-                ),
-                self.settings.inbox_size,
-            )
+            self._add_to_inbox(delivery, now)
         await self.publish(
             delivery,
             EventStatus.SENT,
@@ -78,6 +70,18 @@ class OutcomeRouter:
             segments=result.segments,
         )
         self.fallback.succeeded(delivery)
+
+    def _add_to_inbox(self, delivery: Delivery, now: float) -> None:
+        message = inbox.InboxMessage(
+            notification_id=delivery.notification_id,
+            title=delivery.title,
+            body=delivery.body,
+            data=dict(delivery.data),
+            at=now,
+        )
+        position = inbox.add(self.tables.inbox, delivery.user_id, message, self.settings.inbox_size)
+        if self.inbox_hub is not None:
+            self.inbox_hub.publish(delivery.user_id, position, message)
 
     async def failed(
         self, delivery: Delivery, provider: str, error: ProviderError, owner: str | None = None

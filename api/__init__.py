@@ -11,7 +11,7 @@ import logging
 import faust
 from faust.web import Request, Response, View
 
-from api import erasure, key_routes, notifications, receipts, templates, users
+from api import erasure, inbox, key_routes, notifications, receipts, templates, users
 from api.context import ApiContext
 from api.guard import ApiGate, operation
 from api.keys import KeyRing, Scope
@@ -44,6 +44,7 @@ def register_api(app: faust.App, ctx: ApiContext, gate: ApiGate) -> None:
     users.register(app, ctx)
     templates.register(app, ctx)
     erasure.register(app, ctx)
+    inbox.register(app, ctx)
 
     @app.page("/openapi.json")
     class OpenApi(View):

@@ -14,6 +14,7 @@ from aiohttp import web
 from faust.web import Response
 
 from agents import produce
+from agents.inbox_hub import InboxHub
 from api.openapi import ApiSpec
 from config.settings import Settings
 from streams.faust_types import Channel
@@ -30,6 +31,8 @@ class ApiContext:
     topics: Topics
     tables: Tables
     spec: ApiSpec
+    # This worker's live inbox streams (api/inbox_stream.py); None: no stream is served.
+    inbox_hub: InboxHub | None = None
 
     async def send(
         self, channel: Channel, key: bytes, value: bytes | None, headers: Any = None

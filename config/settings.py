@@ -301,6 +301,19 @@ class Settings(BaseSettings):
         description="bearer token the provider feedback webhook must present (empty: any)",
     )
     inbox_size: int = Field(default=50, ge=1, description="in-app notifications kept per user")
+    inbox_stream_queue: int = Field(
+        default=64,
+        ge=1,
+        description="new messages a live inbox stream (`GET /v1/users/{id}/inbox/stream`) may "
+        "have waiting for its client; a client further behind is disconnected (it reconnects "
+        "with its `Last-Event-ID` and gets what it missed from the inbox)",
+    )
+    inbox_stream_heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="a live inbox stream sends a comment line after this long without a "
+        "message, so that proxies keep it open and a gone client is noticed",
+    )
 
     # --- Delivery lanes --------------------------------------------------------------------
     deliver_concurrency_high: int = Field(

@@ -211,6 +211,14 @@ class SuppressionAction(StrEnum):
     LIFT = "lift"
 
 
+class InboxAction(StrEnum):
+    """What a ``user-inbox-actions`` record does to a user's in-app inbox (tables/inbox.py)."""
+
+    READ = "read"  # one message, by notification_id
+    READ_ALL = "read_all"
+    ARCHIVE = "archive"  # one message, by notification_id: gone from the default listing
+
+
 class ContactField(StrEnum):
     """A user's addresses in the contacts table (``user-contacts`` records)."""
 

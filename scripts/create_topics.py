@@ -37,6 +37,7 @@ def topic_names(settings: Settings) -> list[str]:
         topics.USER_UNSUBSCRIBES,
         topics.ERASED_USERS,
         topics.AUDIT_EVENTS,
+        topics.INBOX_ACTIONS,
         topics.CONTROL_BY_USER,
         topics.CONTROL_DLQ,
         topics.DELIVERY_EVENTS,

@@ -42,6 +42,8 @@ USER_ERASURES = "user-erasures"  # forget a user (streams/erasure.py)
 USER_UNSUBSCRIBES = "user-unsubscribes"  # mute one category or channel (streams/erasure.py)
 # The control topics that name a user's data: an erasure writes a tombstone to each.
 USER_DATA_CONTROL = (PREFERENCES, DEVICES, CONTACTS, SUPPRESSIONS, USER_ATTRIBUTES)
+# Mark read, mark all read, archive: applied to the in-app inbox (streams/inbox_actions.py).
+INBOX_ACTIONS = "user-inbox-actions"
 CONTROL_BY_USER = "user-control.by-user"
 CONTROL_DLQ = "user-control.dlq"
 DELIVERY_EVENTS = "delivery-events"  # keyed by notification_id
@@ -140,6 +142,7 @@ class Topics:
     user_data_control: tuple[Channel, ...]
     erased_users: Channel  # consumed: markers into the erased-users GlobalTable
     audit_events: Channel  # produced: erasures and unsubscribes
+    inbox_actions: Channel  # produced by the HTTP API: read, read all, archive
 
 
 def _topic(
@@ -178,6 +181,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             USER_ATTRIBUTES,
             USER_ERASURES,
             USER_UNSUBSCRIBES,
+            INBOX_ACTIONS,
             CONTROL_BY_USER,
         ),
         control_by_user=_topic(app, settings, CONTROL_BY_USER),
@@ -225,4 +229,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         user_data_control=tuple(_topic(app, settings, name) for name in USER_DATA_CONTROL),
         erased_users=_topic(app, settings, ERASED_USERS, partitions=ERASED_USERS_PARTITIONS),
         audit_events=_topic(app, settings, AUDIT_EVENTS),
+        inbox_actions=_topic(app, settings, INBOX_ACTIONS),
     )

@@ -262,6 +262,10 @@ TABLE_VALUES: dict[str, Any] = {
     "fallbacks": {"n": FallbackEntry(pending=2, fallback=Channel.SMS, sent=False, exp=9.0)},
     "inbox head": InboxHead(count=3, keep=50),
     "inbox message": InboxMessage(notification_id="n", title="t", body="b", data={}, at=1.5),
+    "inbox head, some read": InboxHead(count=3, keep=50, read_upto=2),
+    "inbox message, read and archived": InboxMessage(
+        notification_id="n", title="t", body="b", data={}, at=1.5, read_at=2.0, archived_at=3.0
+    ),
     "preferences": StoredPreferences(channels={Channel.SMS: False}, muted_categories=["m"]),
     "suppressions": {"a@b.c": SuppressionEntry(reason="bounce", at=3.0)},
     "devices": {"tok": Platform.IOS},
