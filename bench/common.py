@@ -19,7 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from bench.procstats import cpu_seconds
 from scripts.embedded_broker import EmbeddedBroker, free_port
-from scripts.worker_process import WorkerProcess, settings_env
+from scripts.worker_process import WorkerProcess, settings_env, stop_all
 
 # Far above anything one user receives in a run, so no request is rejected as rate_limited
 # (the run reports the rate_limited count, which must be 0).
@@ -90,8 +90,7 @@ def start_workers(
 
 
 def stop_workers(workers: Iterable[WorkerProcess]) -> None:
-    for worker in workers:
-        worker.stop()
+    stop_all(workers)
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int = 8) -> None:

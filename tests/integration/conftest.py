@@ -11,7 +11,7 @@ import pytest
 from providers.sandboxes.stack import SandboxStack
 from scripts.embedded_broker import EmbeddedBroker
 from scripts.redis_server import RedisServer
-from scripts.worker_process import WorkerProcess
+from scripts.worker_process import WorkerProcess, stop_all
 from tests.integration.pipeline_harness import start_worker, worker_settings
 
 
@@ -45,8 +45,7 @@ def workers(
         return worker
 
     yield start
-    for worker in started:
-        worker.stop()
+    stop_all(started)
 
 
 @pytest.fixture
