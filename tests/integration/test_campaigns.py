@@ -126,6 +126,7 @@ def campaign_ids(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if str(r["notification_id"]).startswith(f"campaign:{CAMPAIGN}:")]
 
 
+@pytest.mark.long
 def test_a_campaign_survives_a_sigkilled_worker_and_keeps_its_throttle(
     broker: str,
     sandboxes: SandboxStack,

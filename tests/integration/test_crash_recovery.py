@@ -26,7 +26,12 @@ def where(run: RunResult) -> str:
     return f"run.json, lost.json, stale.json and worker logs in {run.run_dir}"
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS)
+# Both scenarios kill workers under load; the failover one (a worker gone for good, its
+# partitions taken over) is the longer, and runs with the long scenarios (scripts/test.sh).
+@pytest.mark.parametrize(
+    "scenario",
+    [pytest.param(s, marks=pytest.mark.long) if s == "failover" else s for s in SCENARIOS],
+)
 def test_sigkill_under_load_loses_nothing_and_statuses_catch_up(
     scenario: str, sandboxes: SandboxStack, tmp_path: Path
 ) -> None:

@@ -78,6 +78,7 @@ def test_an_outage_opens_the_breaker_and_loses_nothing(
     assert figures.others == figures.others_before_recovery == 200
 
 
+@pytest.mark.long
 def test_an_outage_with_a_fallback_channel_falls_back_once_each(
     broker: str, sandboxes: SandboxStack, tmp_path: Path
 ) -> None:

@@ -187,6 +187,7 @@ def check_a_429(
     wait_for_view(worker, lambda v: v["providers"]["sms"]["current_per_second"] == RATE)
 
 
+@pytest.mark.long
 def test_redis_killed_mid_run_and_restarted(
     broker: str,
     sandboxes: SandboxStack,

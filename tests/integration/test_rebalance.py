@@ -37,6 +37,7 @@ def assert_nothing_raised(log_file: Path) -> None:
     assert not found, f"{found} in the worker log:\n{text[-4000:]}"
 
 
+@pytest.mark.long
 def test_retries_held_at_a_rebalance_are_read_again_by_the_next_owner(
     broker: str,
     sandboxes: SandboxStack,
