@@ -29,8 +29,13 @@ def worker_settings(
     values: dict[str, Any] = {
         "kafka_bootstrap": bootstrap,
         "broker_flavor": "tansu",
-        "session_timeout_seconds": 2.0,
-        "heartbeat_interval_seconds": 0.5,
+        # Not the demo's 2 s: with every topic and table of the pipeline to assign and recover,
+        # a rebalance of two workers on a loaded machine outlasts a 2 s session, and the members
+        # then evict each other in a loop (CI: "local member_id was not recognized", five
+        # generations in 20 s, multi-worker tests 3-6x slower). The embedded broker holds a
+        # JoinGroup for half the session, so each join costs 3 s instead of 1 s.
+        "session_timeout_seconds": 6.0,
+        "heartbeat_interval_seconds": 1.0,
         "data_dir": data_dir,
         "web_port": free_port(),
         "partitions": PARTITIONS,
