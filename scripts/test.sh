@@ -7,7 +7,7 @@ scripts/bootstrap.sh test
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy .  # everything, tests included
-.venv/bin/mypy --strict agents api config patches providers streams tables bench scripts app.py
+.venv/bin/mypy --strict agents api config patches providers streams tables bench scripts tests app.py
 # The long acceptance scenarios (marked `long`: the SIGKILLed campaign, crash failover, held
 # retries at a rebalance, ...) run with NOTIFY_TEST_LONG=1; each has a shorter sibling in the
 # default run, which has to fit the CI's 20 minutes.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
+from typing import Any
 
 import jsonschema
 import pytest
@@ -56,11 +58,13 @@ def test_values_files_and_chart_metadata_are_lint_clean() -> None:
 def test_the_checks_reject_a_field_the_schemas_do_not_define(renderer: Renderer) -> None:
     # Not vacuous: one unknown field, in a built-in kind and in each operator kind, fails.
     manifests = renderer.manifests(value_file("production"))
-    for kind, place in [
+    # Where in each kind the unknown field goes.
+    places: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
         ("StatefulSet", lambda m: m["spec"]["template"]["spec"]["containers"][0]),
         ("ServiceMonitor", lambda m: m["spec"]["endpoints"][0]),
         ("PrometheusRule", lambda m: m["spec"]["groups"][0]["rules"][0]),
-    ]:
+    ]
+    for kind, place in places:
         broken = copy.deepcopy(by_kind(manifests, kind)[0])
         place(broken)["livenesProbe"] = {}
         with pytest.raises(InvalidManifest):

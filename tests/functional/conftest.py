@@ -15,23 +15,24 @@ import pytest
 
 from app import Pipeline, build_app
 from config.settings import Settings
+from streams.faust_types import Channel, Event
 from streams.records import CHANNELS, PRIORITIES
 from streams.topics import CALLBACK_LANE, USER_DATA_CONTROL, Topics
 
 
-class Recorder(faust.Channel):
+class Recorder(faust.Channel[Any]):
     """An in-memory channel that keeps every event sent to it, for assertions."""
 
     def __init__(self, app: faust.App) -> None:
         super().__init__(app)
-        self.sent: list[faust.types.EventT] = []
+        self.sent: list[Event] = []
 
-    async def put(self, value: faust.types.EventT) -> None:
+    async def put(self, value: Event) -> None:
         self.sent.append(value)
 
 
 def channel_topics(app: faust.App, settings: Settings) -> Topics:
-    def channel() -> faust.ChannelT:
+    def channel() -> Channel:
         return Recorder(app)
 
     # Every plain topic field gets its own recorder, so a new topic needs no line here.
@@ -48,13 +49,13 @@ def channel_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(**chosen)
 
 
-def sent(channel: faust.ChannelT) -> list[faust.types.EventT]:
+def sent(channel: Channel) -> list[Event]:
     """Every event an agent has sent to ``channel`` so far."""
     assert isinstance(channel, Recorder)
     return channel.sent
 
 
-def values(channel: faust.ChannelT) -> list[dict[str, Any]]:
+def values(channel: Channel) -> list[dict[str, Any]]:
     return [orjson.loads(event.value) for event in sent(channel)]
 
 

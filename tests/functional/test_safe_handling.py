@@ -25,6 +25,7 @@ from agents.supervision import STUCK_AFTER_SECONDS, RestartingSupervisor
 from app import Pipeline, build_app
 from config.settings import Settings
 from streams.deliveries import DeliveryEvent
+from streams.faust_types import Agent, Channel, Event, Stream
 from streams.topics import Topics
 from tables import status
 from tests.functional.conftest import (
@@ -56,7 +57,7 @@ def req(nid: str) -> bytes:
     return orjson.dumps({"notification_id": nid, "user_id": "u1", "title": "t", "body": "b"})
 
 
-def reasons(channel: faust.ChannelT) -> list[str]:
+def reasons(channel: Channel) -> list[str]:
     return [dict(e.headers)["x-dlq-reason"].decode() for e in sent(channel)]
 
 
@@ -133,11 +134,11 @@ class Refusing(Recorder):
     """A channel that refuses what ``refuse`` picks, as a producer refuses a record too large
     (aiokafka raises MessageSizeTooLargeError at send time; Faust wraps it)."""
 
-    def __init__(self, app: faust.App, refuse: Callable[[faust.types.EventT], bool]) -> None:
+    def __init__(self, app: faust.App, refuse: Callable[[Event], bool]) -> None:
         super().__init__(app)
         self.refuse = refuse
 
-    async def put(self, value: faust.types.EventT) -> None:
+    async def put(self, value: Event) -> None:
         if self.refuse(value):
             raise ProducerSendError(f"Error while sending: {MessageSizeTooLargeError()!r}")
         await super().put(value)
@@ -231,7 +232,7 @@ async def test_a_record_that_cannot_be_dead_lettered_is_logged_and_the_agent_mov
 # ----------------------------------------------------------------------------- restarts
 
 
-def supervised_context(agent: faust.types.AgentT) -> AgentTestWrapperT:
+def supervised_context(agent: Agent) -> AgentTestWrapperT:
     """test_context() puts faust's CrashingSupervisor in unless told otherwise: run the agent
     under the supervisor it was registered with. (Faust types the argument as an instance; it
     is used as a class, like ``supervisor_strategy=`` of ``app.agent``.)"""
@@ -251,7 +252,7 @@ async def test_a_crashed_agent_is_restarted_counted_and_keeps_consuming(
 ) -> None:
     seen: list[bytes] = []
 
-    async def fragile(stream: faust.StreamT) -> None:
+    async def fragile(stream: Stream) -> None:
         async for event in stream.events():
             if event.value == b"boom":
                 raise RuntimeError("a bug outside any handler")
@@ -281,7 +282,7 @@ async def test_an_agent_crashing_as_it_starts_is_restarted_with_a_back_off_forev
 ) -> None:
     starts: list[float] = []
 
-    async def doomed(stream: faust.StreamT) -> None:
+    async def doomed(stream: Stream) -> None:
         starts.append(asyncio.get_running_loop().time())
         raise RuntimeError("broken at start")
 

@@ -123,7 +123,8 @@ def final_status(worker: WorkerProcess, nid: str, timeout: float = 30.0) -> str 
             while time.monotonic() < deadline:
                 async with session.get(f"{worker.web_url}/notifications/{nid}/") as response:
                     found = await response.json() if response.status == 200 else {}
-                status = found.get("status")
+                value = found.get("status")
+                status = value if isinstance(value, str) else None
                 if status not in (None, "pending", "accepted"):
                     return status
                 await asyncio.sleep(0.2)

@@ -375,7 +375,7 @@ def test_every_worker_holds_every_template_and_follows_its_new_versions(
         asyncio.run(produce(broker, json_records(topics.REQUESTS, requests)))
 
         def arrived(records: list[dict[str, Any]], prefix: str = f"v{version}-") -> bool:
-            return sum(r["notification_id"].startswith(prefix) for r in records) >= len(users)
+            return sum(str(r["notification_id"]).startswith(prefix) for r in records) >= len(users)
 
         received = sandboxes.wait_for(arrived, timeout=60)
         bodies = {r["body"] for r in received if r["notification_id"].startswith(f"v{version}-")}

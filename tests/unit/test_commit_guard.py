@@ -6,6 +6,9 @@ bug it pins, and then the guard's part for it can be reconsidered."""
 from __future__ import annotations
 
 import inspect
+import os
+import signal
+import time
 from typing import Any
 
 import faust
@@ -124,7 +127,7 @@ async def test_a_partition_stuck_behind_an_offset_nobody_holds_is_probed(
 
     monkeypatch.setattr(commit_guard, "_unstick", unstick)
     clock = [100.0]
-    monkeypatch.setattr(commit_guard.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     consumer._committed_offset[LANE] = 3
     acked(consumer, 4)
     assert consumer._new_offset(LANE) is None
@@ -156,11 +159,11 @@ def test_a_record_lost_by_the_producer_stops_every_commit_and_the_worker(
     consumer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     signals: list[int] = []
-    monkeypatch.setattr(commit_guard.os, "kill", lambda pid, sig: signals.append(sig))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
     monkeypatch.setattr(commit_guard, "HALT", commit_guard.Halt())
     consumer._committed_offset[LANE] = 0
     acked(consumer, 0, 1)
     commit_guard.stop_committing("a record for delivery-events was lost")
     commit_guard.stop_committing("a second one")  # one stop is enough
     assert consumer._new_offset(LANE) is None
-    assert signals == [commit_guard.signal.SIGTERM]
+    assert signals == [signal.SIGTERM]

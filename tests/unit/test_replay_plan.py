@@ -30,7 +30,7 @@ def state(*events: tuple[str, str | None, dict[str, Any]]) -> NotificationState:
     folded: NotificationState | None = None
     for status, delivery_id, given in events:
         extra = dict(given)  # the same event may be folded into several states
-        event = DeliveryEvent("n1", "u1", status, at=extra.pop("at", 100.0), **extra)  # type: ignore[arg-type]
+        event = DeliveryEvent("n1", "u1", status, at=extra.pop("at", 100.0), **extra)
         folded = fold(folded, event if delivery_id is None else _with(event, delivery_id))
     assert folded is not None
     return folded
