@@ -1,5 +1,5 @@
 """Templates: the agent that upserts them into the GlobalTable, the intake's render step, and
-``submit`` (what an API route calls to upsert one).
+``checked_template`` and ``publish`` (what an API route calls to upsert one).
 
 A request naming a ``template_id`` is rendered on the user's partition, after the resolve
 decision (a duplicate or a muted category costs no rendering), for the channels it may go on,
@@ -73,17 +73,21 @@ class Templating:
         ), kept
 
 
-async def submit(topics: Topics, raw: bytes) -> Template:
-    """Check and compile a template record, then produce it to ``templates`` (key =
-    template_id): the upsert an API route performs. Raises InvalidRecord with the reason."""
+def checked_template(raw: bytes) -> Template:
+    """A template record read and, unless it deletes, compiled: what an API route checks
+    before it ``publish``es one. Raises InvalidRecord with the reason."""
     template = parse_template(raw)
     if not template.deleted:
         try:
             compile_template(template)
         except RenderError as exc:
             raise InvalidRecord(str(exc)) from None
-    await produce.send_and_wait(topics.templates, template.template_id.encode(), raw)
     return template
+
+
+async def publish(topics: Topics, template: Template, raw: bytes) -> None:
+    """A checked template's record (``raw``) to ``templates``, key = its template_id."""
+    await produce.send_and_wait(topics.templates, template.template_id.encode(), raw)
 
 
 def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:

@@ -11,7 +11,7 @@ import msgspec
 import orjson
 from faust.web import Request, Response, View
 
-from api.body import check_fields, invalid_record, read_body, read_object
+from api.body import check_fields, checked_record, invalid_record, read_body, read_object
 from api.context import ApiContext
 from api.errors import ApiError, FieldError, not_found
 from api.guard import caller, operation
@@ -182,12 +182,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
         )
         async def post(self, request: Request) -> Response:
             obj = await read_object(request)
-            check_fields(obj, CampaignBody, "campaign")
-            raw = orjson.dumps(obj)
-            try:
-                campaign = parse_campaign(raw)
-            except InvalidRecord as exc:
-                raise invalid_record(exc) from None
+            raw, campaign = checked_record(obj, CampaignBody, parse_campaign, "campaign")
             await ctx.send(campaigns_topic, campaign.campaign_id.encode(), raw)
             body = Accepted(campaign_id=campaign.campaign_id)
             return self.json(msgspec.to_builtins(body), status=202)

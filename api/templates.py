@@ -1,6 +1,6 @@
 """``/v1/templates/{template_id}``: upsert, read and delete templates.
 
-An upsert is checked and compiled here (``agents.templating.submit``), so a template that
+An upsert is checked and compiled here (``agents.templating.checked_template``), so a template that
 would not render is refused with its reason instead of reaching every worker; it then goes
 to the compacted ``templates`` topic that every worker reads whole.
 """
@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import faust
 import msgspec
-import orjson
 from faust.web import Request, Response, View
 
 from agents import templating
-from api.body import check_fields, invalid_record, read_object
+from api.body import checked_record, read_object
 from api.context import ApiContext, reply
 from api.errors import ApiError, not_found
 from api.guard import operation
 from api.keys import Scope
 from api.schemas import TemplateAccepted, TemplateBody
-from streams.records import InvalidRecord
 from streams.templates import Template, TemplateAction, TemplateFields
 from tables import templates
 
@@ -32,11 +30,9 @@ def register(app: faust.App, ctx: ApiContext) -> None:
     path = "/v1/templates/{template_id}"
 
     async def submit(obj: dict[str, object]) -> Template:
-        check_fields(obj, TemplateFields, "template")
-        try:
-            return await templating.submit(ctx.topics, orjson.dumps(obj))
-        except InvalidRecord as exc:
-            raise invalid_record(exc) from None
+        raw, template = checked_record(obj, TemplateFields, templating.checked_template, "template")
+        await templating.publish(ctx.topics, template, raw)
+        return template
 
     @app.page(path)
     class TemplateView(View):

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 from faust.web import Request, Response, View
 
 from agents.views import user_snapshot
-from api.body import check_fields, invalid_record, read_object
+from api.body import checked_record, read_object
 from api.context import ApiContext, reply
 from api.erasure import Erasure
 from api.errors import ApiError, not_found
@@ -33,7 +32,7 @@ from api.schemas import (
 from config.vocabulary import DeviceAction
 from streams import topics as topic_names
 from streams.campaigns import parse_attributes
-from streams.records import InvalidRecord, parse_contact, parse_device, parse_preferences
+from streams.records import parse_contact, parse_device, parse_preferences
 
 Parser = Callable[[bytes], object]
 Handler = Callable[..., Awaitable[Response]]
@@ -47,16 +46,6 @@ def _for_user(obj: dict[str, Any], user_id: str) -> dict[str, Any]:
     if obj.get("user_id") not in (None, user_id):
         raise ApiError(400, "invalid_request", "the body's user_id is not the path's")
     return {**obj, "user_id": user_id}
-
-
-def _checked(obj: dict[str, Any], body: type, parse: Parser) -> bytes:
-    check_fields(obj, body)
-    raw = orjson.dumps(obj)
-    try:
-        parse(raw)
-    except InvalidRecord as exc:
-        raise invalid_record(exc) from None
-    return raw
 
 
 @dataclass(frozen=True)
@@ -134,7 +123,7 @@ def register(app: faust.App, ctx: ApiContext) -> None:
                  responses={202: Accepted})  # fmt: skip
         async def change(view: View, request: Request, user_id: str) -> Response:
             obj = _for_user(await read_object(request), user_id)
-            return await write(spec.topic, user_id, _checked(obj, spec.body, spec.parse))
+            return await write(spec.topic, user_id, checked_record(obj, spec.body, spec.parse)[0])
 
         methods = {"get": get, spec.method.lower(): change}
         return type(f"User{spec.name.title()}", (View,), methods)
@@ -152,5 +141,5 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             obj = {"user_id": user_id, "token": token, "platform": platform,
                    "action": DeviceAction.UNREGISTER.value}  # fmt: skip
             return await write(
-                topic_names.DEVICES, user_id, _checked(obj, DeviceBody, parse_device)
+                topic_names.DEVICES, user_id, checked_record(obj, DeviceBody, parse_device)[0]
             )

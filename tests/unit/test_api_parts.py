@@ -7,11 +7,12 @@ import json
 import msgspec
 import pytest
 
-from api.body import convert, field_errors, invalid_record
+from api.body import checked_record, convert, field_errors, invalid_record
 from api.errors import ApiError
 from api.keys import KeyRing, Scope, digest, key_id_of, new_key
 from api.openapi import ApiSpec, Operation
-from api.schemas import Accepted, NotificationBody
+from api.schemas import Accepted, CampaignBody, NotificationBody
+from streams.campaigns import parse_campaign
 from streams.records import InvalidRecord
 
 
@@ -69,6 +70,28 @@ def test_the_topic_paths_reason_names_its_field() -> None:
     error = invalid_record(InvalidRecord("'title' is required and must be a non-empty string"))
     assert [d.field for d in error.details] == ["title"]
     assert invalid_record(InvalidRecord("malformed JSON")).details == []
+
+
+def test_a_checked_record_is_the_bytes_to_produce_and_what_its_topics_parser_made_of_them() -> None:
+    campaign = {"campaign_id": "c1", "segment": 'country == "US"', "title": "t", "body": "b"}
+    raw, parsed = checked_record(campaign, CampaignBody, parse_campaign, "campaign")
+    assert json.loads(raw) == campaign and parsed.campaign_id == "c1"
+
+    parsed_records: list[bytes] = []
+
+    def refusing(raw: bytes) -> None:
+        parsed_records.append(raw)
+        raise InvalidRecord("'segment' names no attribute")
+
+    with pytest.raises(ApiError) as bad_fields:
+        checked_record({"campaign_id": 5, "title": []}, CampaignBody, refusing, "campaign")
+    assert bad_fields.value.message == "the campaign has invalid fields"
+    assert {d.field for d in bad_fields.value.details} >= {"campaign_id", "title"}
+    assert parsed_records == []  # a body with bad fields never reaches the parser
+    with pytest.raises(ApiError) as refused:
+        checked_record(campaign, CampaignBody, refusing)
+    assert (refused.value.status, refused.value.message) == (400, "'segment' names no attribute")
+    assert [d.field for d in refused.value.details] == ["segment"]
 
 
 def test_the_document_has_every_operation_with_its_types_and_guard_answers() -> None:
