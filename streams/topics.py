@@ -24,7 +24,7 @@ REQUESTS_HIGH = "notification-requests.high"
 REQUESTS_DLQ = "notification-requests.dlq"  # malformed or schema-invalid requests + reason
 # Requests waiting for the end of the user's quiet hours (streams/holds.py).
 REQUESTS_HELD = "notification-requests.held"
-# Public input, key = template_id, compacted, one partition (tables/templates.py says why).
+# Public input, key = template_id, compacted, one partition (tables/held_whole.py says why).
 TEMPLATES = "templates"
 TEMPLATES_DLQ = "templates.dlq"  # template records that could not be read or compiled + reason
 TEMPLATES_PARTITIONS = 1

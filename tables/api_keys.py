@@ -1,6 +1,6 @@
 """API keys from the ``api-keys`` topic, held whole by every worker (a GlobalTable, like the
 templates and for the same reasons: any worker may be asked by any caller, keys are few and
-change rarely, one partition and a recovery buffer of one record, see tables/templates.py).
+change rarely, one partition and a recovery buffer of one record, see tables/held_whole.py).
 
 ``<key id>:<sha256>`` -> the entry's JSON bytes.
 """
@@ -14,20 +14,18 @@ from faust.types import TableT
 
 from config.settings import Settings
 from streams.api_keys import KeyEntry, decode_stored, encode_entry
+from tables.held_whole import declare_held_whole
 
-PARTITIONS = 1
 ApiKeysTable: TypeAlias = TableT[str, bytes]
 
 
 def declare(app: faust.App, settings: Settings) -> ApiKeysTable:
-    return app.GlobalTable(
+    return declare_held_whole(
+        app,
         "api_keys",
-        default=None,
-        partitions=PARTITIONS,
-        recovery_buffer_size=1,
+        "<key id>:<sha256> -> {id, sha256, scopes, rate_per_second, callback_url}",
         key_type=str,
         value_type=bytes,
-        help="<key id>:<sha256> -> {id, sha256, scopes, rate_per_second, callback_url}",
     )
 
 

@@ -3,7 +3,7 @@
 Every lane may send a user's deliveries, not only the one on the user's partition: a hot user's
 go out under ``user_id#n`` on other partitions (streams/salting.py), and retry tiers send from
 wherever they are read. So the marker that stops them is on every worker, like the templates
-(tables/templates.py explains the one partition and the buffer of one). A marker says when the
+(tables/held_whole.py explains the one partition and the buffer of one). A marker says when the
 user was erased; a delivery of a request made up to then is never sent, one made later (the
 user came back and registered again) is.
 
@@ -19,19 +19,17 @@ from faust.types import TableT
 
 from config.settings import Settings
 from streams.erasure import ErasedMarker
-from streams.topics import ERASED_USERS_PARTITIONS
+from tables.held_whole import declare_held_whole
 
 ErasedUsersTable: TypeAlias = TableT[str, float]  # user_id -> erased_at (epoch seconds)
 
 
 def declare(app: faust.App, settings: Settings) -> ErasedUsersTable:
-    return app.GlobalTable(
+    return declare_held_whole(
+        app,
         "erased_users",
-        default=None,
-        partitions=ERASED_USERS_PARTITIONS,
-        recovery_buffer_size=1,
+        "user_id -> erased_at: deliveries of requests made up to then are never sent",
         key_type=bytes,
-        help="user_id -> erased_at: deliveries of requests made up to then are never sent",
     )
 
 

@@ -1,12 +1,7 @@
 """Templates, held whole by every worker: a Faust GlobalTable fed from the ``templates`` topic.
 
 Every worker resolves requests for its own users, and any of them may name any template, so
-each worker needs every template: a GlobalTable puts every changelog partition on every worker
-(as a standby where it is not the active owner). One partition, and a recovery/standby buffer
-of one record, as Faust's own GlobalTable docstring prescribes for several workers: with the
-default buffer of 1,000 a standby applies changelog records only 1,000 at a time, so a worker
-that does not own the partition would not see a new template until a thousand more were
-written. Templates are few and written rarely, so one partition costs nothing.
+each worker needs every template (tables/held_whole.py: one partition, a buffer of one record).
 
 Values are the stored template's JSON bytes; each worker keeps the compiled form of the
 version it last read (a template is compiled once per version, not per request).
@@ -23,20 +18,18 @@ from config.settings import Settings
 from streams.records import InvalidRecord
 from streams.rendering import CompiledTemplate, RenderError, compile_template
 from streams.templates import Template, from_stored, to_stored
+from tables.held_whole import declare_held_whole
 
-PARTITIONS = 1
 TemplatesTable: TypeAlias = TableT[str, bytes]  # template_id -> stored Template JSON
 
 
 def declare(app: faust.App, settings: Settings) -> TemplatesTable:
-    return app.GlobalTable(
+    return declare_held_whole(
+        app,
         "templates",
-        default=None,
-        partitions=PARTITIONS,
-        recovery_buffer_size=1,
+        "template_id -> {template_id, version, default_locale, locales}",
         key_type=bytes,
         value_type=bytes,
-        help="template_id -> {template_id, version, default_locale, locales}",
     )
 
 
