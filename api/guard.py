@@ -58,12 +58,25 @@ def _builtins(obj: Any) -> Any:
     return msgspec.to_builtins(obj)
 
 
+# At most this often (on a request) the rate buckets of keys gone quiet are dropped.
+SWEEP_SECONDS = 10.0
+
+
 class ApiGate:
-    def __init__(self, keys: KeyRing, spec: ApiSpec, default_rate: float) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        spec: ApiSpec,
+        default_rate: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keys = keys
         self.spec = spec
         self.default_rate = default_rate
+        self._clock = clock
+        # key id -> its rate bucket, for the keys seen in the last SWEEP_SECONDS or so.
         self._buckets: dict[str, LocalBucket] = {}
+        self._swept = clock()
 
     def required_scope(self, request: web.Request) -> Scope | None:
         path = request.path
@@ -86,18 +99,33 @@ class ApiGate:
             )
         if not key.allows(scope):
             raise ApiError(403, "forbidden", f"this key lacks the '{scope}' scope")
-        self._charge(key)
+        self.charge(key)
         return key
 
-    def _charge(self, key: ApiKey) -> None:
+    @property
+    def tracked_keys(self) -> int:
+        """How many keys have a rate bucket here now."""
+        return len(self._buckets)
+
+    def charge(self, key: ApiKey) -> None:
+        """One request against ``key``'s rate; ApiError 429 when it is over."""
         rate = key.rate_per_second or self.default_rate
-        now = time.monotonic()
+        now = self._clock()
+        if now - self._swept >= SWEEP_SECONDS:
+            self._drop_refilled(now)
         bucket = self._buckets.get(key.id)
         if bucket is None or bucket.shape.rate != rate:
             bucket = self._buckets[key.id] = LocalBucket(BucketShape(rate, 1.0, 0, 1, 1), now)
         grant = bucket.take(1, now)
         if not grant.granted:
             raise ApiError(429, "rate_limited", f"over {rate:g} requests/s", retry_after=grant.wait)
+
+    def _drop_refilled(self, now: float) -> None:
+        """Drop the buckets idle long enough to have refilled: a new bucket is the same thing,
+        so only the keys of the last seconds keep one, not every key id ever seen (revoked
+        and rotated ones included). O(keys) once per SWEEP_SECONDS at most."""
+        self._buckets = {k: b for k, b in self._buckets.items() if not b.is_fresh(now)}
+        self._swept = now
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -82,6 +82,15 @@ class LocalBucket:
         self.tokens = 0.0
         self.ts = max(self.ts, now)
 
+    def is_fresh(self, now: float) -> bool:
+        """Whether it is, at ``now``, what a new bucket of its shape would be: refilled, at its
+        whole rate, not blocked. Such a bucket can be dropped and made again when next needed,
+        with no difference to anyone. (A cut rate counts as not fresh: it recovers only as
+        tokens are taken.)"""
+        if now < self.blocked or self.rate < self.shape.rate:
+            return False
+        return self.tokens + max(0.0, now - self.ts) * self.rate >= self._capacity()
+
     def take(self, wanted: int, now: float) -> Grant:
         base = self.shape.rate
         self.rate = min(self.rate, base)

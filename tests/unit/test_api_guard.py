@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from api.errors import ApiError
-from api.guard import REQUEST_ID, ApiGate
-from api.keys import KeyRing, Scope, new_key
+from api.guard import REQUEST_ID, SWEEP_SECONDS, ApiGate
+from api.keys import ApiKey, KeyRing, Scope, new_key
 from api.openapi import ApiSpec, Operation
 
 READER, READER_HASH = new_key("reader")
@@ -86,3 +86,26 @@ async def test_a_key_over_its_rate_hears_429(
 ) -> None:
     codes = [(await client.post("/v1/things", headers=bearer(WRITER))).status for _ in range(6)]
     assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+
+
+def test_buckets_of_keys_gone_quiet_are_dropped_and_a_busy_one_keeps_its_state() -> None:
+    now = [0.0]
+    gate = ApiGate(KeyRing.from_json("[]"), ApiSpec("t", "1"), default_rate=100,
+                   clock=lambda: now[0])  # fmt: skip
+    for number in range(1000):  # keys seen once (rotated, revoked, one-off scripts)
+        gate.charge(ApiKey(f"k{number}", frozenset({Scope.SEND}), None, None))
+    assert gate.tracked_keys == 1000
+    busy = ApiKey("busy", frozenset({Scope.SEND}), 3.0, None)
+    now[0] = SWEEP_SECONDS - 0.1
+    for _ in range(3):  # its whole bucket, just before the sweep
+        gate.charge(busy)
+    now[0] = SWEEP_SECONDS
+    with pytest.raises(ApiError) as over:  # the sweep ran: only the refilled buckets went
+        gate.charge(busy)
+    assert over.value.status == 429
+    assert gate.tracked_keys == 1
+    # A dropped bucket was a full one: a key seen again starts where it would have been.
+    now[0] = 2 * SWEEP_SECONDS + 1
+    for _ in range(3):
+        gate.charge(busy)
+    assert gate.tracked_keys == 1

@@ -50,6 +50,16 @@ def test_the_rate_climbs_back_to_the_configured_one_and_no_further() -> None:
     assert rates[-1] == 10.0
 
 
+def test_a_bucket_is_fresh_once_refilled_at_its_whole_rate_and_not_blocked() -> None:
+    bucket = LocalBucket(SHAPE, 0.0)
+    assert bucket.is_fresh(0.0)
+    bucket.take(1000, 0.0)
+    assert not bucket.is_fresh(0.5)
+    assert bucket.is_fresh(SHAPE.burst_seconds)  # its capacity regained at 10 tokens/s
+    bucket.throttle(0.0, 5.0)  # a cut rate recovers only as tokens are taken
+    assert not bucket.is_fresh(100.0)
+
+
 def test_a_throttle_never_cuts_below_the_floor() -> None:
     bucket = LocalBucket(SHAPE, 0.0)
     for second in range(20):
