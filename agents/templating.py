@@ -1,5 +1,5 @@
 """Templates: the agent that upserts them into the GlobalTable, the intake's render step, and
-``checked_template`` and ``publish`` (what an API route calls to upsert one).
+``submit`` (an upsert from code; an API route checks and publishes in two steps).
 
 A request naming a ``template_id`` is rendered on the user's partition, after the resolve
 decision (a duplicate or a muted category costs no rendering), for the channels it may go on,
@@ -88,6 +88,14 @@ def checked_template(raw: bytes) -> Template:
 async def publish(topics: Topics, template: Template, raw: bytes) -> None:
     """A checked template's record (``raw``) to ``templates``, key = its template_id."""
     await produce.send_and_wait(topics.templates, template.template_id.encode(), raw)
+
+
+async def submit(topics: Topics, raw: bytes) -> Template:
+    """Check and compile a template record, then produce it to ``templates``: an upsert from
+    code (README, Templates). Raises InvalidRecord with the reason."""
+    template = checked_template(raw)
+    await publish(topics, template, raw)
+    return template
 
 
 def register(app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> Agent:

@@ -1,6 +1,6 @@
 """The templates agent under test_context(): a template record is stored in the GlobalTable
-(newer versions only), a bad one is dead-lettered; ``checked_template`` (what an API route calls
-before it publishes one) checks and compiles."""
+(newer versions only), a bad one is dead-lettered; ``submit`` (and ``checked_template``, what an
+API route calls before it publishes one) checks and compiles before it produces."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.templating import checked_template, publish
+from agents.templating import checked_template, submit
 from app import Pipeline
 from streams.records import InvalidRecord
 from tables import templates
@@ -44,15 +44,18 @@ async def test_only_newer_versions_are_stored_and_bad_ones_are_dead_lettered(
     assert templates.CompiledTemplates(pipeline.tables.templates).get("hello") is None
 
 
-async def test_a_template_is_checked_and_compiled_before_it_is_published(
-    pipeline: Pipeline,
-) -> None:
-    checked = checked_template(template(1))
-    assert checked.version == 1
-    await publish(pipeline.topics, checked, template(1))
+async def test_submit_checks_and_compiles_before_it_produces(pipeline: Pipeline) -> None:
+    stored = await submit(pipeline.topics, template(1))
+    assert stored.version == 1
     [record] = sent(pipeline.topics.templates)
     assert (record.key, record.value) == (b"hello", template(1))
     with pytest.raises(InvalidRecord, match="unexpected end of template"):
-        checked_template(template(2, body="{{ oops"))
+        await submit(pipeline.topics, template(2, body="{{ oops"))
+    assert len(sent(pipeline.topics.templates)) == 1
+
+
+def test_a_deletion_is_checked_with_nothing_to_compile() -> None:
     deletion = b'{"template_id": "hello", "version": 2, "action": "delete"}'
-    assert checked_template(deletion).deleted  # nothing to compile
+    assert checked_template(deletion).deleted
+    with pytest.raises(InvalidRecord, match="unexpected end of template"):
+        checked_template(template(2, body="{{ oops"))
