@@ -4,8 +4,10 @@ sandboxes over the network, producers that are plain aiokafka clients."""
 from __future__ import annotations
 
 import asyncio
+import time
+import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -87,6 +89,21 @@ def webhook_requests(users: Sequence[User], prefix: str, count: int) -> list[dic
         }
         for i in range(count)
     ]
+
+
+def get_json(url: str) -> Any:
+    """A worker view's JSON (``urllib.error.HTTPError`` for a 404 or any other refusal)."""
+    with urllib.request.urlopen(url, timeout=10) as page:
+        return orjson.loads(page.read())
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Poll ``check`` until it holds; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.2)
 
 
 def received_pairs(records: Iterable[dict[str, Any]]) -> Counter[tuple[str, str]]:

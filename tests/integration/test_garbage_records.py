@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import time
 import urllib.error
@@ -22,18 +23,28 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from faust.types import TopicT
 
 from agents.dead_letter import REASON_HEADER, SOURCE_HEADER, TRUNCATED_HEADER
+from app import build_app
 from config.settings import Settings
+from config.vocabulary import Channel
 from providers.sandboxes.stack import SandboxStack
 from scripts.worker_process import WorkerProcess
 from scripts.workload import User, make_users, read_topic, setup_users, wait_for_users
 from streams import topics
+from streams.callbacks import StatusChange, callback_delivery, lane_key
 from streams.deliveries import Delivery
 from streams.holds import hold_record
 from streams.partitioning import partition_for
 from streams.records import CHANNELS, PRIORITIES
-from tests.integration.pipeline_harness import PARTITIONS, received_pairs, sandbox_address
+from tests.integration.pipeline_harness import (
+    PARTITIONS,
+    get_json,
+    received_pairs,
+    sandbox_address,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 REQUEST_TOPICS = (
@@ -48,8 +59,20 @@ REQUEST_TOPICS = (
 # (Faust's producer_max_request_size, 1,000,000): its dead letter cannot be a whole copy.
 OVERSIZED_BYTES = 1_050_000
 KIND_HEADER = "x-control-kind"
+# Topics of one partition, read whole by every worker (tables/held_whole.py says why); the rest
+# have NOTIFY_PARTITIONS.
+SINGLE_PARTITION = {topics.TEMPLATES, topics.API_KEYS, topics.ERASED_USERS}
 
 Record = tuple[str, str, bytes | None, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+# The newer control records' users: none is set up, each only exists through its records.
+ERASED = "g-erased"  # erased twice: two audit events
+MUTED = "g-muted"  # two categories muted
+MARKED = "g-marked"  # two erasure markers read straight off erased-users
+MARKED_AT = {"before": 1000.0, "after": 2000.0}
+KEY_SHA = hashlib.sha256(b"garbage-test key").hexdigest()
+KEY_SCOPES = {"before": ["read"], "after": ["send"]}
+CALLBACK_PATH = "/callbacks/garbage"
 
 
 def garbage(schema_breaking: dict[str, Any]) -> dict[str, bytes | None]:
@@ -92,8 +115,7 @@ async def produce_in_order(bootstrap: str, records: list[Record]) -> None:
                 topic,
                 value,
                 key=key.encode(),
-                # templates has one partition (tables/templates.py); the rest NOTIFY_PARTITIONS.
-                partition=0 if topic == topics.TEMPLATES else partition_for(key, PARTITIONS),
+                partition=0 if topic in SINGLE_PARTITION else partition_for(key, PARTITIONS),
                 headers=headers,
             )
     finally:
@@ -120,17 +142,13 @@ def constant(value: bytes) -> Callable[[str], bytes]:
     return lambda when: value
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as page:
-        return orjson.loads(page.read())
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.2)
+def consumed_topics() -> set[str]:
+    """What the worker reads: every agent's topics (as the worker's settings declare them),
+    and the compacted hot-key topics every worker reads whole outside the group."""
+    pipeline = build_app(Settings())
+    channels = [agent.channel for agent in pipeline.agents.values()]
+    agents = {name for c in channels if isinstance(c, TopicT) for name in c.topics}
+    return agents | {topics.HOT_KEYS, topics.HOT_KEY_RATES}
 
 
 def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops(
@@ -144,20 +162,30 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     asyncio.run(wait_for_users(worker.web_url, [user]))
 
     records: list[Record] = []
+    # Inbox actions, produced once the in-app messages they act on are in the inbox.
+    inbox_records: list[Record] = []
     bad: Counter[str] = Counter()  # source topic -> bad records produced there
+    tolerated: dict[str, set[str]] = {}  # source topic -> garbage kinds that are valid there
     expected: Counter[tuple[str, str]] = Counter()  # (notification_id, address) delivered
 
     def around_garbage(
-        topic: str, key: str, valid: Callable[[str], bytes], schema: dict[str, Any], **kw: Any
+        topic: str,
+        key: str,
+        valid: Callable[[str], bytes],
+        schema: dict[str, Any],
+        headers: list[tuple[str, bytes]] | None = None,
+        valid_kinds: set[str] | None = None,
+        into: list[Record] = records,
     ) -> None:
         """valid, the six bad ones, valid again: all on one partition, in that order."""
-        headers: list[tuple[str, bytes]] = kw.get("headers", [])
-        records.append((topic, key, valid("before"), headers))
+        headers = headers or []
+        tolerated[topic] = valid_kinds or set()
+        into.append((topic, key, valid("before"), headers))
         for kind, value in garbage(schema).items():
-            records.append((topic, key, value, headers))
-            if kind not in kw.get("valid_kinds", ()):
+            into.append((topic, key, value, headers))
+            if kind not in tolerated[topic]:
                 bad[topic] += 1
-        records.append((topic, key, valid("after"), headers))
+        into.append((topic, key, valid("after"), headers))
 
     # Requests: the public topic, its re-keyed twin and the priority topics; e-mail only.
     own_priority = {topics.REQUESTS_HIGH: "high", topics.REQUESTS_LOW: "low"}
@@ -244,6 +272,46 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     around_garbage(topics.HOT_KEYS, "gflag", hot_flag, {"key": 5}, valid_kinds={"tombstone"})
     around_garbage(topics.HOT_KEY_RATES, "1", hot_rate, {"partition": "one"})
 
+    # Erasures, unsubscribes and inbox actions are control records too, but no erasure writes
+    # a tombstone on their topics: there it is a bad record. Each erasure is audited.
+    def erasure(when: str) -> bytes:
+        return orjson.dumps({"user_id": ERASED, "requested_by": f"garbage-{when}"})
+
+    around_garbage(topics.USER_ERASURES, ERASED, erasure, {"user_id": ERASED, "requested_at": "x"})
+
+    def unsubscribe(when: str) -> bytes:
+        return orjson.dumps({"user_id": MUTED, "category": f"g-{when}"})
+
+    around_garbage(topics.USER_UNSUBSCRIBES, MUTED, unsubscribe, {"user_id": MUTED, "category": 5})
+
+    # Read one in-app message, archive another (both delivered below, through their lanes).
+    def inbox_action(when: str) -> bytes:
+        action, lane = ("read", "high") if when == "before" else ("archive", "low")
+        nid = f"{topics.delivery_topic(Channel.IN_APP, lane)}-{when}"
+        return orjson.dumps({"user_id": user.user_id, "action": action, "notification_id": nid})
+
+    around_garbage(
+        topics.INBOX_ACTIONS,
+        user.user_id,
+        inbox_action,
+        {"user_id": user.user_id, "action": "explode"},
+        into=inbox_records,
+    )
+
+    # Erased-user markers, read into the GlobalTable every worker holds: the later one stands.
+    def marker(when: str) -> bytes:
+        return orjson.dumps({"user_id": MARKED, "erased_at": MARKED_AT[when]})
+
+    around_garbage(topics.ERASED_USERS, MARKED, marker, {"user_id": MARKED, "erased_at": "x"})
+
+    # API keys (a tombstone revokes one: no bad record there): stored, revoked, stored again.
+    def api_key(when: str) -> bytes:
+        return orjson.dumps({"id": "g-key", "sha256": KEY_SHA, "scopes": KEY_SCOPES[when]})
+
+    around_garbage(
+        topics.API_KEYS, f"g-key:{KEY_SHA}", api_key, {"id": 5}, valid_kinds={"tombstone"}
+    )
+
     # Every delivery lane, and every retry tier (due at once, so re-routed to its lane).
     def on(channel: str, priority: str, prefix: str, **changes: Any) -> Callable[[str], bytes]:
         def valid(when: str) -> bytes:
@@ -260,6 +328,20 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
             around_garbage(
                 lane, user.user_id, on(channel, priority, lane), {**broken, "attempt": "x"}
             )
+
+    # The status callbacks' own lane: each valid callback is POSTed to the caller's URL.
+    def status_callback(when: str) -> bytes:
+        change = StatusChange(f"cb-{when}", user.user_id, "sent", "sent", time.time())
+        callback = callback_delivery(change, sandboxes.webhook.url(CALLBACK_PATH))
+        expected[(callback.notification_id, CALLBACK_PATH)] += 1
+        return callback.to_json()
+
+    around_garbage(
+        topics.CALLBACKS,
+        lane_key(user.user_id).decode(),
+        status_callback,
+        {**broken, "kind": "carrier pigeon"},
+    )
     for wait in Settings().retry_delays():  # the worker runs with the default schedules
         tier = topics.retry_topic(wait)
         valid = on("email", "high", tier, attempt=1, not_before=time.time())
@@ -286,8 +368,11 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     delivered = time.monotonic()
     assert received_pairs(sandboxes.received()) == expected
 
+    def user_view_of(user_id: str) -> dict[str, Any]:
+        return get_json(f"{worker.web_url}/users/{user_id}/")  # type: ignore[no-any-return]
+
     def user_view(owner: User) -> dict[str, Any]:
-        return get_json(f"{worker.web_url}/users/{owner.user_id}/")  # type: ignore[no-any-return]
+        return user_view_of(owner.user_id)
 
     wait_until(lambda: bool(user_view(rekeyed_user)["contacts"]))
     assert user_view(prefs_user)["preferences"]["channels"] == {"sms": False}
@@ -295,6 +380,8 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     assert set(user_view(contact_user)["contacts"]) == {"email"}
     assert len(user_view(suppressed_user)["suppressed"]) == 1
     wait_until(lambda: user_view(attrs_user)["attributes"] == {"country": "US"})
+    wait_until(lambda: (user_view_of(MUTED)["preferences"] or {}).get("muted_categories")
+               == ["g-before", "g-after"])  # fmt: skip
 
     def campaign_state(campaign_id: str) -> str:
         try:
@@ -330,17 +417,53 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
     stored = asyncio.run(read_topic(broker, "notify-templates-changelog", lambda ms: len(ms) >= 2))
     assert sorted(m.key for m in stored) == [b"g-after", b"g-before"]
 
+    def changelog(table: str, key: bytes, count: int) -> list[Any]:
+        """The first ``count`` values written to ``table`` under ``key``, decoded."""
+
+        def mine(messages: list[Any]) -> list[Any]:
+            return [m.value and orjson.loads(m.value) for m in messages if m.key == key]
+
+        topic = f"notify-{table}-changelog"
+        return mine(asyncio.run(read_topic(broker, topic, lambda ms: len(mine(ms)) >= count)))
+
+    # Both markers, the later one last; the key stored, revoked (the tombstone), stored again.
+    assert changelog("erased_users", MARKED.encode(), 2) == [1000.0, 2000.0]
+    # Its keys are str, which Faust writes as JSON strings (only bytes keys are raw).
+    stored_keys = changelog("api_keys", orjson.dumps(f"g-key:{KEY_SHA}"), 3)
+    assert [k and k["scopes"] for k in stored_keys] == [["read"], None, ["send"]]
+
+    # Both erasures done, and audited.
+    audits = asyncio.run(read_topic(broker, topics.AUDIT_EVENTS, lambda ms: len(ms) >= 4))
+    actions = Counter((m.key, orjson.loads(m.value)["action"]) for m in audits)
+    assert actions == {(ERASED.encode(), "user_erased"): 2, (MUTED.encode(), "unsubscribed"): 2}
+
+    # Inbox actions last, on in-app messages now in the inbox: the valid ones both applied.
+    def inbox() -> dict[str, dict[str, Any]]:
+        found = get_json(f"{worker.web_url}/users/{user.user_id}/inbox/")["messages"]
+        return {m["notification_id"]: m for m in found}
+
+    read_nid, archived_nid = (orjson.loads(r[2] or b"")["notification_id"]
+                              for r in (inbox_records[0], inbox_records[-1]))  # fmt: skip
+    wait_until(lambda: {read_nid, archived_nid} <= set(inbox()))
+    asyncio.run(produce_in_order(broker, inbox_records))
+    wait_until(lambda: "archived_at" in inbox()[archived_nid])
+    assert "read_at" in inbox()[read_nid]
+
     # Every bad one on its stage's dead-letter topic, with a reason and its source.
+    newer_control = {topics.USER_ERASURES, topics.USER_UNSUBSCRIBES, topics.INBOX_ACTIONS}
     dlq_of = {
         topics.REQUESTS_DLQ: {*REQUEST_TOPICS, topics.REQUESTS_HELD},
         topics.TEMPLATES_DLQ: {topics.TEMPLATES},
-        topics.CONTROL_DLQ: {t for t, *_ in control},
+        topics.CONTROL_DLQ: {*(t for t, *_ in control), *newer_control, topics.ERASED_USERS},
         topics.DELIVERIES_DLQ: {t for t in bad if t.startswith("deliveries.")},
         topics.DELIVERY_EVENTS_DLQ: {topics.DELIVERY_EVENTS},
         topics.CAMPAIGNS_DLQ: {topics.CAMPAIGNS, topics.CAMPAIGN_PARTITIONS},
         topics.HOT_KEYS_DLQ: {topics.HOT_KEYS, topics.HOT_KEY_RATES},
+        topics.API_KEYS_DLQ: {topics.API_KEYS},
     }
-    assert set().union(*dlq_of.values()) == set(bad)  # every consumed topic is covered
+    assert set().union(*dlq_of.values()) == set(bad)
+    # Every topic the worker consumes is covered: its agents' and the hot keys' own reader's.
+    assert set(bad) == consumed_topics(), consumed_topics() ^ set(bad)
     for dlq, sources in dlq_of.items():
         want = sum(bad[s] for s in sources)
         letters = asyncio.run(read_topic(broker, dlq, lambda ms, n=want: len(ms) >= n))
@@ -352,8 +475,7 @@ def test_bad_records_on_every_consumed_topic_are_dead_lettered_and_nothing_stops
         assert {s: len(v) for s, v in by_source.items()} == {s: bad[s] for s in sources}, dlq
         for source, found in by_source.items():
             kinds = {kind_of(h[REASON_HEADER].decode()): (h, letter) for h, letter in found}
-            skipped = source == topics.HOT_KEYS or source in {t for t, *_ in control}
-            refused = set(garbage({})) - ({"tombstone"} if skipped else set())
+            refused = set(garbage({})) - tolerated[source]
             assert set(kinds) == refused, (source, [h[REASON_HEADER] for h, _ in found])
             oversized_headers, oversized = kinds["oversized"]
             assert int(oversized_headers[TRUNCATED_HEADER]) > OVERSIZED_BYTES, source
