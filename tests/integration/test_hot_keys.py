@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,13 @@ from scripts.workload import User, make_users, read_topic, setup_users, wait_for
 from streams import topics
 from streams.partitioning import partition_for
 from streams.salting import unsalted_key
-from tests.integration.pipeline_harness import delivery_events, received_pairs, sandbox_address
+from tests.integration.pipeline_harness import (
+    delivery_events,
+    get_json,
+    received_pairs,
+    sandbox_address,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -88,19 +93,6 @@ async def produce_paced(bootstrap: str, ticks: list[list[dict[str, Any]]]) -> No
         await producer.stop()
 
 
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as page:
-        return orjson.loads(page.read())
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.2)
-
-
 def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
     broker: str, sandboxes: SandboxStack, workers: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
@@ -113,12 +105,6 @@ def test_a_hot_user_is_flagged_and_spread_and_nothing_is_lost_or_sent_twice(
         hot_key_window_buckets=5,
         hot_key_sustain_seconds=2.0,
         hot_key_evaluate_seconds=0.5,
-        # 16 partitions of every topic and table: an assignment takes longer than the suite's
-        # 2 s session on a loaded machine, and then the members evict each other in a loop
-        # (seen in CI: five generations in 20 s, the dedup and rate-window state lost to the
-        # embedded broker's recovery bug with them). 6 s holds the group together.
-        session_timeout_seconds=6.0,
-        heartbeat_interval_seconds=1.0,
     )
     pair = [workers(**settings), workers(**settings, data_dir=tmp_path / "second-data")]
     worker = pair[0]
