@@ -74,7 +74,7 @@ class ApiGate:
         self.spec = spec
         self.default_rate = default_rate
         self._clock = clock
-        # key id -> its rate bucket, for the keys seen in the last SWEEP_SECONDS or so.
+        # key id -> its rate bucket: the keys seen since the last sweep, and any still refilling.
         self._buckets: dict[str, LocalBucket] = {}
         self._swept = clock()
 
