@@ -145,11 +145,15 @@ def run(
     workers: int,
     workdir: Path,
     stall_timeout: float = 60.0,
+    worker_env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``worker_env``: ``NOTIFY_*`` settings for the workers (A/B runs of one setting)."""
     by_user = {u.user_id: u for u in users}
     inapp_url = str(sandboxes.settings_overrides()["inapp_url"])
     expected = expected_deliveries(requests, by_user, inapp_url)
-    with running_pipeline(broker, sandboxes, users, workers, workdir, "pipeline") as procs:
+    with running_pipeline(
+        broker, sandboxes, users, workers, workdir, "pipeline", worker_env
+    ) as procs:
         pids = [w.pid for w in procs]
         rss_before = [(memory_kb(p, "VmRSS") or 0) / 1024 for p in pids]
         meter = CpuMeter(pids).start()
@@ -185,6 +189,7 @@ def run(
         "sandbox_rejected": sum(len(s.rejected) for s in sandboxes.sandboxes.values()),
         "by_sandbox": dict(Counter(r["sandbox"] for r in received)),
         "workers": workers,
+        "worker_env": dict(worker_env or {}),
         "rate_limit_per_user": BENCH_RATE_LIMIT,
         "produce_seconds": produced - started,
         "produce_start_to_first_delivery_seconds": (min(arrivals) - started) if arrivals else None,

@@ -50,6 +50,10 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
             metric("  worker CPU per 10k events", mini["worker_cpu_seconds_per_10k"], "s", 2)
         )
     if pipe := results.get("pipeline"):
+        if env := pipe.get("worker_env"):
+            rows.append(
+                Row("pipeline workers with", " ".join(f"{k}={v}" for k, v in env.items()), "")
+            )
         rows += [
             metric(
                 "pipeline deliveries (first->last)",

@@ -77,7 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NOTIFY_NAME=VALUE",
-        help="storm: a setting for its workers (repeatable), for A/B runs",
+        help="pipeline and storm: a setting for their workers (repeatable), for A/B runs",
     )
     parser.add_argument(
         "--minimal-eager-handoff",
@@ -103,6 +103,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = Path("bench/results") / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
     return args
+
+
+def worker_env(args: argparse.Namespace) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in args.worker_env)
 
 
 def machine_info() -> dict[str, Any]:
@@ -172,7 +176,14 @@ def _run_phases(
             with fresh_broker(workdir, "pipeline") as broker:
                 redis_cpu = redis_cpu_seconds(redis)
                 results["pipeline"] = pipeline.run(
-                    broker, sandboxes, users, requests, args.workers, workdir, args.stall_timeout
+                    broker,
+                    sandboxes,
+                    users,
+                    requests,
+                    args.workers,
+                    workdir,
+                    args.stall_timeout,
+                    worker_env(args),
                 )
                 if redis is not None:
                     # The buckets' other half of the cost: the server running the Lua script.
@@ -211,7 +222,7 @@ def _run_phases(
                     workdir,
                     via=args.storm_via,
                     stall_timeout=args.stall_timeout,
-                    worker_env=dict(kv.split("=", 1) for kv in args.worker_env),
+                    worker_env=worker_env(args),
                 )
         return results
     finally:
