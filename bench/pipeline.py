@@ -42,6 +42,11 @@ def received_count(sandboxes: SandboxStack) -> int:
     return sum(len(s.received) for s in sandboxes.sandboxes.values())
 
 
+def settings_values(env: Mapping[str, str]) -> dict[str, str]:
+    """``NOTIFY_*`` variables as Settings field values (Settings parses them)."""
+    return {k.removeprefix("NOTIFY_").lower(): v for k, v in env.items() if k.startswith("NOTIFY_")}
+
+
 def pipeline_settings(
     broker: Broker, sandboxes: SandboxStack, workdir: Path, app_id: str
 ) -> dict[str, Any]:
@@ -67,6 +72,8 @@ def running_pipeline(
     ``extra_env`` (``NOTIFY_*`` variables) is for A/B runs of one setting; ``web_headers``
     carry an API key when ``extra_env`` configures keys."""
     values = pipeline_settings(broker, sandboxes, workdir, f"notify-bench-{name}")
+    # The topics are created with the workers' settings: NOTIFY_PARTITIONS=4 means 4 each.
+    values.update(settings_values(extra_env or {}))
     asyncio.run(create_topics(Settings(**values)))
     procs = start_workers("app", values, workers, workdir, name, extra_env)
     try:

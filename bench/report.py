@@ -163,6 +163,13 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
         ]
     if st := results.get("storm"):
         rows += storm_rows(st)
+    if idle := results.get("idle"):
+        env = " ".join(f"{k}={v}" for k, v in idle["worker_env"].items())
+        rows += [
+            Row(f"idle pipeline, {idle['seconds']:.0f} s", env, ""),
+            metric("  worker CPU", 100 * idle["worker_cpu_share_of_a_core"], "% of a core", 1),
+            metric("  broker CPU", 100 * idle["broker_cpu_share_of_a_core"], "% of a core", 1),
+        ]
     return rows
 
 

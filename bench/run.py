@@ -1,4 +1,4 @@
-"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|priority|storm] [options]``.
+"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|priority|storm|idle] [options]``.
 
 Each measured phase gets a fresh embedded broker; the provider sandboxes (no added latency)
 run in this process for the whole run. Writes one JSON file and prints a table. See
@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from bench import minimal, pipeline, priority, raw, storm, workload
+from bench import idle, minimal, pipeline, priority, raw, storm, workload
 from bench.common import BENCH_RATE_LIMIT, fresh_broker, log
 from bench.procstats import cpu_seconds
 from bench.report import ratios, table_rows
@@ -33,7 +33,7 @@ from providers.sandboxes.stack import SandboxStack
 from scripts.redis_server import RedisServer
 from scripts.workload import make_users
 
-SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority", "storm")
+SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority", "storm", "idle")
 # The storm drains ~240,000 deliveries (5 minutes here): its own sub-command, not part of "all".
 IN_ALL = ("raw", "minimal", "pipeline", "priority")
 # The full-size isolation scenario is its own sub-command: 100,000 deliveries take a while.
@@ -73,11 +73,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--storm-normal", type=int, default=20_000, help="storm: normal requests in one burst"
     )
     parser.add_argument(
+        "--idle-seconds", type=float, default=30.0, help="idle: how long to measure"
+    )
+    parser.add_argument(
         "--worker-env",
         action="append",
         default=[],
         metavar="NOTIFY_NAME=VALUE",
-        help="pipeline and storm: a setting for their workers (repeatable), for A/B runs",
+        help="pipeline, storm and idle: a setting for their workers (repeatable), for A/B runs",
     )
     parser.add_argument(
         "--minimal-eager-handoff",
@@ -206,6 +209,11 @@ def _run_phases(
                         stall_timeout=args.stall_timeout,
                     )
                 sandboxes.clear()
+        if "idle" in wanted:
+            with fresh_broker(workdir, "idle") as broker:
+                results["idle"] = idle.run(
+                    broker, sandboxes, users, workdir, args.idle_seconds, worker_env(args)
+                )
         if "storm" in wanted:
             with fresh_broker(workdir, "storm") as broker:
                 results["storm"] = storm.run(

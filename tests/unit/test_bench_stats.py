@@ -131,3 +131,11 @@ def test_parse_proc_status_values() -> None:
     assert parse_status_kb(text, "VmHWM") == 204800
     assert parse_status_kb(text, "VmRSS") == 102400
     assert parse_status_kb(text, "VmSwap") is None
+
+
+def test_records_per_delivery_counts_only_what_each_topic_gained() -> None:
+    from bench.records import per_delivery
+
+    before = {"delivery-events": 10, "notification-requests": 4}
+    after = {"delivery-events": 30, "notification-requests": 4, "deliveries.push.high": 5}
+    assert per_delivery(before, after, 10) == {"deliveries.push.high": 0.5, "delivery-events": 2.0}
