@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from app import Pipeline, build_app
 from config.settings import Settings
+from providers.sandboxes.webhook import WebhookSandbox
 from streams.faust_types import Channel, Event
 from streams.records import CHANNELS, PRIORITIES
 from streams.topics import CALLBACK_LANE, USER_DATA_CONTROL, Topics
@@ -92,6 +94,25 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     )
     base.update(overrides)
     return Settings(**base)
+
+
+@asynccontextmanager
+async def webhook_pipeline(
+    tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
+    """A pipeline whose webhook and in-app deliveries go to a running webhook sandbox."""
+    webhook = WebhookSandbox()
+    await webhook.start()
+    built = build_app(
+        make_settings(tmp_path, **overrides, **webhook.settings_overrides()),
+        topics_for=channel_topics,
+    )
+    built.app.finalize()
+    try:
+        yield built, webhook
+    finally:
+        await built.providers.on_stop()
+        await webhook.stop()
 
 
 @pytest.fixture

@@ -17,19 +17,19 @@ from streams.callbacks import StatusChange, callback_delivery, lane_key
 from streams.deliveries import DeliveryEvent, parse_delivery
 from streams.topics import CALLBACK_LANE
 from tables import ledger, status
-from tests.functional.conftest import channel_topics, eventually, make_settings, sent
+from tests.functional.conftest import (
+    channel_topics,
+    eventually,
+    make_settings,
+    sent,
+    webhook_pipeline,
+)
 
 
 @pytest.fixture
 async def pipeline(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
-    webhook = WebhookSandbox()
-    await webhook.start()
-    settings = make_settings(tmp_path, **webhook.settings_overrides())
-    built = build_app(settings, topics_for=channel_topics)
-    built.app.finalize()
-    yield built, webhook
-    await built.providers.on_stop()
-    await webhook.stop()
+    async with webhook_pipeline(tmp_path) as built:
+        yield built
 
 
 async def test_the_status_agent_queues_a_callback_per_change_of_a_notification_that_asked(

@@ -10,12 +10,17 @@ from typing import Any
 import orjson
 import pytest
 
-from app import Pipeline, build_app
+from app import Pipeline
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery, DeliveryEvent
 from tables import contacts, devices, erasures, inbox, preferences, rate_windows, status
 from tables.user_attributes import get as attributes_of
-from tests.functional.conftest import channel_topics, eventually, make_settings, sent, values
+from tests.functional.conftest import (
+    eventually,
+    sent,
+    values,
+    webhook_pipeline,
+)
 from tests.functional.test_resolve_agent import control, req, request, setup_user
 
 
@@ -100,15 +105,8 @@ async def test_a_request_made_before_the_erasure_is_refused(pipeline: Pipeline) 
 
 @pytest.fixture
 async def delivering(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
-    webhook = WebhookSandbox()
-    await webhook.start()
-    pipeline = build_app(
-        make_settings(tmp_path, **webhook.settings_overrides()), topics_for=channel_topics
-    )
-    pipeline.app.finalize()
-    yield pipeline, webhook
-    await pipeline.providers.on_stop()
-    await webhook.stop()
+    async with webhook_pipeline(tmp_path) as built:
+        yield built
 
 
 def delivery(delivery_id: str, url: str, user_id: str, requested_at: float) -> Delivery:

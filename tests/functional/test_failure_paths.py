@@ -10,24 +10,22 @@ import orjson
 import pytest
 
 from agents.outcomes import OutcomeRouter
-from app import Pipeline, build_app
+from app import Pipeline
 from providers.base import InvalidRecipientError, PermanentError
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
-from tests.functional.conftest import channel_topics, eventually, make_settings, sent, values
+from tests.functional.conftest import (
+    eventually,
+    sent,
+    values,
+    webhook_pipeline,
+)
 
 
 @pytest.fixture
 async def failing(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
-    webhook = WebhookSandbox()
-    await webhook.start()
-    pipeline = build_app(
-        make_settings(tmp_path, **webhook.settings_overrides()), topics_for=channel_topics
-    )
-    pipeline.app.finalize()
-    yield pipeline, webhook
-    await pipeline.providers.on_stop()
-    await webhook.stop()
+    async with webhook_pipeline(tmp_path) as built:
+        yield built
 
 
 def hook(webhook: WebhookSandbox, path: str, attempt: int = 0, **kw: object) -> Delivery:

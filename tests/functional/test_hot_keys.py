@@ -10,26 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from app import Pipeline, build_app
+from app import Pipeline
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
 from streams.hot_keys import HotKeyFlag, flag_record
 from streams.salting import unsalted_key
 from tables import ledger
-from tests.functional.conftest import channel_topics, eventually, make_settings, sent, values
+from tests.functional.conftest import (
+    eventually,
+    sent,
+    values,
+    webhook_pipeline,
+)
 from tests.functional.test_resolve_agent import control, req, request
 
 
 @pytest.fixture
 async def hot(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
-    webhook = WebhookSandbox()
-    await webhook.start()
-    settings = make_settings(tmp_path, rate_limit_per_user=100, **webhook.settings_overrides())
-    pipeline = build_app(settings, topics_for=channel_topics)
-    pipeline.app.finalize()
-    yield pipeline, webhook
-    await pipeline.providers.on_stop()
-    await webhook.stop()
+    async with webhook_pipeline(tmp_path, rate_limit_per_user=100) as built:
+        yield built
 
 
 def flag_user(pipeline: Pipeline, user_id: str) -> None:

@@ -10,24 +10,23 @@ from typing import Any
 import orjson
 import pytest
 
-from app import Pipeline, build_app
+from app import Pipeline
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
 from tables import inbox
-from tests.functional.conftest import channel_topics, eventually, make_settings, sent
+from tests.functional.conftest import (
+    eventually,
+    sent,
+    webhook_pipeline,
+)
 
 KIND = "x-control-kind"
 
 
 @pytest.fixture
 async def delivering(tmp_path: Path) -> AsyncIterator[tuple[Pipeline, WebhookSandbox]]:
-    webhook = WebhookSandbox()
-    await webhook.start()
-    pipeline = build_app(make_settings(tmp_path, **webhook.settings_overrides()), channel_topics)
-    pipeline.app.finalize()
-    yield pipeline, webhook
-    await pipeline.providers.on_stop()
-    await webhook.stop()
+    async with webhook_pipeline(tmp_path) as built:
+        yield built
 
 
 def in_app(notification_id: str, url: str) -> Delivery:
