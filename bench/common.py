@@ -47,6 +47,11 @@ def fresh_broker(workdir: Path, name: str) -> Iterator[Broker]:
         broker.stop()
 
 
+def parse_worker_env(pairs: Iterable[str]) -> dict[str, str]:
+    """``--worker-env NOTIFY_X=V`` arguments as a mapping (the value may hold ``=``)."""
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
 def embedded_worker_settings(bootstrap: str, workdir: Path, app_id: str) -> dict[str, Any]:
     """What the demo gives a worker on the embedded broker: the ``tansu`` flavor and the short
     session (Tansu holds every JoinGroup for half of it)."""

@@ -26,7 +26,14 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench import workload
-from bench.common import fresh_broker, log, produce_json, wait_for_count, wait_until_idle
+from bench.common import (
+    fresh_broker,
+    log,
+    parse_worker_env,
+    produce_json,
+    wait_for_count,
+    wait_until_idle,
+)
 from bench.pipeline import received_count, running_pipeline
 from bench.workload import expected_deliveries
 from providers.sandboxes.stack import SandboxStack
@@ -86,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--worker-env", action="append", default=[], metavar="NOTIFY_X=V")
     args = parser.parse_args(argv)
-    env = dict(kv.split("=", 1) for kv in args.worker_env)
+    env = parse_worker_env(args.worker_env)
     workdir = Path(tempfile.mkdtemp(prefix="notify-bench-records-"))
     sandboxes = SandboxStack(workdir / "sandboxes").start()
     try:

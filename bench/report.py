@@ -51,9 +51,7 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
         )
     if pipe := results.get("pipeline"):
         if env := pipe.get("worker_env"):
-            rows.append(
-                Row("pipeline workers with", " ".join(f"{k}={v}" for k, v in env.items()), "")
-            )
+            rows.append(Row("pipeline workers with", env_text(env), ""))
         rows += [
             metric(
                 "pipeline deliveries (first->last)",
@@ -164,9 +162,8 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
     if st := results.get("storm"):
         rows += storm_rows(st)
     if idle := results.get("idle"):
-        env = " ".join(f"{k}={v}" for k, v in idle["worker_env"].items())
         rows += [
-            Row(f"idle pipeline, {idle['seconds']:.0f} s", env, ""),
+            Row(f"idle pipeline, {idle['seconds']:.0f} s", env_text(idle["worker_env"]), ""),
             metric("  worker CPU", 100 * idle["worker_cpu_share_of_a_core"], "% of a core", 1),
             metric("  broker CPU", 100 * idle["broker_cpu_share_of_a_core"], "% of a core", 1),
         ]
@@ -176,10 +173,13 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
 TAIL = ("p50", "p95", "p99", "max")
 
 
+def env_text(env: dict[str, str]) -> str:
+    """A phase's ``--worker-env`` settings, as they were given."""
+    return " ".join(f"{k}={v}" for k, v in env.items())
+
+
 def storm_rows(st: dict[str, Any]) -> list[Row]:
-    rows = [
-        Row(f"storm via {st['via']}", " ".join(f"{k}={v}" for k, v in st["worker_env"].items()), "")
-    ]
+    rows = [Row(f"storm via {st['via']}", env_text(st["worker_env"]), "")]
     for group, d in st["drains"].items():
         rows.append(
             metric(

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from bench import idle, minimal, pipeline, priority, raw, storm, workload
-from bench.common import BENCH_RATE_LIMIT, fresh_broker, log
+from bench.common import BENCH_RATE_LIMIT, fresh_broker, log, parse_worker_env
 from bench.procstats import cpu_seconds
 from bench.report import ratios, table_rows
 from bench.stats import format_table
@@ -109,7 +109,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def worker_env(args: argparse.Namespace) -> dict[str, str]:
-    return dict(kv.split("=", 1) for kv in args.worker_env)
+    return parse_worker_env(args.worker_env)
 
 
 def machine_info() -> dict[str, Any]:
