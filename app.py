@@ -68,6 +68,8 @@ class Pipeline:
     hot_keys: hot_keys.HotKeys | None = None  # None with NOTIFY_HOT_KEY_ENABLED=false
     # The live inbox streams open on this worker (agents/inbox_hub.py); the API serves them.
     inbox_hub: InboxHub | None = None
+    # Every send's provider token (providers/rate_limits.py).
+    limits: ProviderRateLimits | None = None
 
 
 def faust_app(settings: Settings, web_middlewares: Sequence[Any] = ()) -> faust.App:
@@ -148,7 +150,9 @@ def build_app(
     operator_page.register(app, metrics)
     context = ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub)
     api.register_api(app, context, api_gate)
-    return Pipeline(app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub)
+    return Pipeline(
+        app, settings, topics, tables, providers, agents, metrics, detector, inbox_hub, limits
+    )
 
 
 pipeline = build_app()

@@ -123,10 +123,12 @@ class Deliverer:
         self.in_flight[delivery.delivery_id] = done
         try:
             started = time.perf_counter()
+            message = outbound(delivery)
             try:
+                self.providers.check_admits(provider_name, message)  # before a token is spent
                 async with self.limits.slot(provider_name):
                     started = time.perf_counter()  # the provider's time, not the token wait
-                    result = await self.providers.send(provider_name, outbound(delivery))
+                    result = await self.providers.send(provider_name, message)
             except CircuitOpenError as exc:  # not sent (or failed, and it opened): it waits
                 if exc.__cause__ is not None:  # the provider was asked and answered
                     self._answered(delivery, provider_name, started)

@@ -20,7 +20,7 @@ from providers.base import ProviderError, SendResult, TransientError
 from streams.deliveries import Delivery, DeliveryEvent
 from streams.records import DeviceFields, SuppressionFields, to_json
 from streams.topics import Topics
-from tables import Tables, inbox, ledger
+from tables import Tables, erasures, inbox, ledger
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class OutcomeRouter:
             now,
             self.settings.dedup_ttl_seconds,
         )
-        if delivery.channel == Channel.IN_APP:
+        if delivery.channel == Channel.IN_APP and not self._erased_since(delivery):
             self._add_to_inbox(delivery, now)
         await self.publish(
             delivery,
@@ -134,6 +134,8 @@ class OutcomeRouter:
     async def _forget_address(self, delivery: Delivery, reason: str) -> None:
         """Dead token: unregister it. Dead e-mail/number/URL: suppress it. Both go through the
         control topics, so the change is applied on the user's partition like any other."""
+        if self._erased_since(delivery):
+            return  # the erasure deleted every address the user had: none to write again
         key = delivery.user_id.encode()
         if delivery.channel == Channel.PUSH:
             self.metrics.invalid_token(delivery.platform or "")
@@ -151,6 +153,11 @@ class OutcomeRouter:
                 user_id=delivery.user_id, address=delivery.address, reason=reason
             )
             await produce.send(self.topics.suppressions, key, to_json(suppression))
+
+    def _erased_since(self, delivery: Delivery) -> bool:
+        """The user was erased while this delivery's send was in flight (the lane checked
+        before sending): what the send would store of the user is not stored."""
+        return erasures.refuses(self.tables.erased_users, delivery.user_id, delivery.requested_at)
 
     async def publish(
         self,

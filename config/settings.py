@@ -21,6 +21,16 @@ class BrokerFlavor(StrEnum):
     TANSU = "tansu"  # the embedded broker: switches on its work-arounds only (patches/tansu)
 
 
+class Compression(StrEnum):
+    """What the worker's producers compress record batches with (aiokafka's codecs)."""
+
+    LZ4 = "lz4"
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    ZSTD = "zstd"
+
+
 class TracingExporter(StrEnum):
     NONE = "none"  # no spans are made
     OTLP = "otlp"  # OTLP over HTTP (protobuf) to NOTIFY_TRACING_OTLP_ENDPOINT
@@ -65,6 +75,10 @@ class Settings(BaseSettings):
         default=20.0,
         description="producer batching wait: the largest single throughput setting measured "
         "(BROKER.md); the delivery ledger's changelog has its own producer without one",
+    )
+    producer_compression: Compression = Field(
+        default=Compression.LZ4,
+        description="record batch compression of every topic the worker writes",
     )
     eager_handoff: bool = Field(
         default=True,

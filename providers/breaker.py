@@ -25,10 +25,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+
+from yarl import URL
 
 from config.settings import Settings
 from providers.base import (
@@ -153,6 +155,16 @@ class CircuitBreaker:
             return Permit(self._generation, trial=True)
         return Permit(self._generation, trial=False)
 
+    def refuses(self) -> bool:
+        """Whether ``admit`` would refuse a call now, asked before a caller spends anything on
+        the call (a provider rate token): counted as a refusal when it would."""
+        state = self.state
+        refused = state is BreakerState.OPEN or (
+            state is BreakerState.HALF_OPEN and self._trials_out >= self.policy.half_open_calls
+        )
+        self.refused += refused
+        return refused
+
     def retry_in(self) -> float:
         """Seconds until this breaker may admit a call again (0 while it admits calls)."""
         if self._state is BreakerState.OPEN:
@@ -256,6 +268,10 @@ class Breakers:
             self._breakers[name] = breaker
         return breaker
 
+    def forget(self, name: str) -> None:
+        """Drops a breaker (an endpoint's, evicted by ``EndpointBreakers``)."""
+        self._breakers.pop(name, None)
+
     def _heard(self, transition: Transition) -> None:
         self.transitions[(transition.breaker, transition.state)] += 1
         for listener in self._listeners:
@@ -277,12 +293,62 @@ def provider_failed(error: BaseException) -> bool | None:
     return False  # it answered: the recipient or the message was refused
 
 
-class GuardedProvider:
-    """A provider behind its breaker: refused calls raise ``CircuitOpenError`` without reaching
-    the provider, and so does a provider failure that finds the breaker no longer closed;
-    every admitted call's outcome is recorded."""
+def endpoint_of(address: str) -> str:
+    """A URL's scheme, host and port: the server a breaker keeps traffic off (one subscriber
+    has one server whatever the path; a user part of the URL is not kept, nor a query)."""
+    try:
+        url = URL(address)
+    except ValueError:
+        return "invalid"
+    if not url.host:
+        return "invalid"
+    return f"{url.scheme}://{url.host}:{url.port}"
 
-    def __init__(self, provider: Provider, breaker: CircuitBreaker) -> None:
+
+class EndpointBreakers:
+    """One breaker per endpoint for a provider whose recipients are servers of their own
+    (webhook subscribers, the in-app gateway): one subscriber's dead server must not stop the
+    sends to every other one, as a single ``webhook`` breaker would once that server had half
+    of the last 100 calls. Named ``<provider>@<scheme>://<host>:<port>``. At most ``limit`` are
+    kept, the least recently used going first: an endpoint evicted while open starts closed if
+    it comes back, and its window opens it again."""
+
+    def __init__(self, provider: str, breakers: Breakers, limit: int = 1024) -> None:
+        self.provider = provider
+        self._breakers = breakers
+        self._limit = limit
+        self._by_endpoint: OrderedDict[str, CircuitBreaker] = OrderedDict()
+
+    def for_address(self, address: str) -> CircuitBreaker:
+        endpoint = endpoint_of(address)
+        breaker = self._by_endpoint.get(endpoint)
+        if breaker is not None:
+            self._by_endpoint.move_to_end(endpoint)
+            return breaker
+        breaker = self._breakers.get(f"{self.provider}@{endpoint}")
+        self._by_endpoint[endpoint] = breaker
+        if len(self._by_endpoint) > self._limit:
+            _, evicted = self._by_endpoint.popitem(last=False)
+            self._breakers.forget(evicted.name)
+        return breaker
+
+    def states(self) -> dict[str, str]:
+        """The breakers not closed: a closed endpoint is the normal case, and reporting every
+        one of up to ``limit`` endpoints would make three metric series each."""
+        return {
+            b.name: b.state
+            for b in self._by_endpoint.values()
+            if b.state is not BreakerState.CLOSED
+        }
+
+
+class GuardedProvider:
+    """A provider behind its breaker (or behind one per endpoint, ``EndpointBreakers``):
+    refused calls raise ``CircuitOpenError`` without reaching the provider, and so does a
+    provider failure that finds the breaker no longer closed; every admitted call's outcome is
+    recorded."""
+
+    def __init__(self, provider: Provider, breaker: CircuitBreaker | EndpointBreakers) -> None:
         self.provider, self.breaker = provider, breaker
 
     @property
@@ -290,10 +356,12 @@ class GuardedProvider:
         return self.provider.name
 
     def breaker_states(self) -> dict[str, str]:
-        """This provider's breaker and any of its own (providers.base.ReportsBreakers), for the
-        ``notify_circuit_breaker_state`` metric."""
+        """This provider's breakers and any of its own (providers.base.ReportsBreakers), for
+        the ``notify_circuit_breaker_state`` metric."""
         inner = self.provider
         own = dict(inner.breaker_states()) if isinstance(inner, ReportsBreakers) else {}
+        if isinstance(self.breaker, EndpointBreakers):
+            return {**self.breaker.states(), **own}
         return {self.breaker.name: self.breaker.state, **own}
 
     async def start(self) -> None:
@@ -302,21 +370,34 @@ class GuardedProvider:
     async def stop(self) -> None:
         await self.provider.stop()
 
+    def breaker_for(self, message: OutboundMessage) -> CircuitBreaker:
+        if isinstance(self.breaker, EndpointBreakers):
+            return self.breaker.for_address(message.address)
+        return self.breaker
+
+    def refusal(self, message: OutboundMessage) -> CircuitOpenError | None:
+        """What ``send`` would raise at once without asking the provider, if anything."""
+        breaker = self.breaker_for(message)
+        if breaker.refuses():
+            return CircuitOpenError(self.provider.name, breaker.retry_in())
+        return None
+
     async def send(self, message: OutboundMessage) -> SendResult:
-        permit = self.breaker.admit()
+        breaker = self.breaker_for(message)
+        permit = breaker.admit()
         if permit is None:
-            raise CircuitOpenError(self.provider.name, self.breaker.retry_in())
+            raise CircuitOpenError(self.provider.name, breaker.retry_in())
         try:
             result = await self.provider.send(message)
         except BaseException as exc:
             verdict = provider_failed(exc)
-            self.breaker.record(permit, verdict)
-            if verdict and self.breaker.state is not BreakerState.CLOSED:
+            breaker.record(permit, verdict)
+            if verdict and breaker.state is not BreakerState.CLOSED:
                 # The breaker is open (or still deciding): this failure is the outage's, not
                 # the delivery's, and must not spend one of its retries either. A trial that
                 # failed waits for the next verdict like every refused delivery.
-                wait = max(self.breaker.retry_in(), HALF_OPEN_WAIT_SECONDS)
+                wait = max(breaker.retry_in(), HALF_OPEN_WAIT_SECONDS)
                 raise CircuitOpenError(self.provider.name, wait) from exc
             raise
-        self.breaker.record(permit, False)
+        breaker.record(permit, False)
         return result

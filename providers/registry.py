@@ -17,7 +17,7 @@ from providers.base import (
     ReportsBreakers,
     SendResult,
 )
-from providers.breaker import Breakers, GuardedProvider
+from providers.breaker import Breakers, EndpointBreakers, GuardedProvider
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # breaker for all would let one caller's dead endpoint hold back every other caller's
 # callbacks. A failing endpoint's callbacks retry through the tiers on their own.
 UNGUARDED = frozenset({ProviderName.CALLBACK})
+# Providers with a breaker per endpoint (providers/breaker.py, EndpointBreakers): each webhook
+# subscriber and the in-app gateway is a server of its own.
+PER_ENDPOINT = frozenset({ProviderName.WEBHOOK})
 
 
 def configured_providers(settings: Settings) -> dict[str, Provider]:
@@ -62,9 +65,7 @@ class ProviderRegistry(Service):
         self.providers: dict[str, Provider] = dict(providers)
         if breakers is not None:
             self.providers = {
-                name: provider
-                if name in UNGUARDED
-                else GuardedProvider(provider, breakers.get(name))
+                name: provider if name in UNGUARDED else _guarded(name, provider, breakers)
                 for name, provider in self.providers.items()
             }
         self._clients_open = False
@@ -102,9 +103,24 @@ class ProviderRegistry(Service):
                 states.update(provider.breaker_states())
         return states
 
+    def check_admits(self, provider_name: str, message: OutboundMessage) -> None:
+        """Raises the ``CircuitOpenError`` a send would raise now: the lanes ask before they
+        take a provider rate token, so a delivery the breaker refuses spends no token and
+        does not wait for one behind the deliveries that will be sent."""
+        provider = self.providers.get(provider_name)
+        if isinstance(provider, GuardedProvider):
+            if (refusal := provider.refusal(message)) is not None:
+                raise refusal
+
     async def send(self, provider_name: str, message: OutboundMessage) -> SendResult:
         await self.open_clients()
         provider = self.providers.get(provider_name)
         if provider is None:
             raise ConfigurationError(provider_name, "not_configured", "no credentials in settings")
         return await provider.send(message)
+
+
+def _guarded(name: str, provider: Provider, breakers: Breakers) -> GuardedProvider:
+    if name in PER_ENDPOINT:
+        return GuardedProvider(provider, EndpointBreakers(name, breakers))
+    return GuardedProvider(provider, breakers.get(name))

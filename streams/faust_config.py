@@ -20,7 +20,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
-        producer_compression_type="lz4",
+        producer_compression_type=None
+        if settings.producer_compression == "none"
+        else str(settings.producer_compression),
         # Per partition. Small enough that one fetch over every lane's partitions fits in a
         # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
         # which is how a low-priority backlog would hold up the high lane.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -150,6 +152,42 @@ async def test_the_lanes_never_send_an_erased_users_pending_deliveries(
     assert outcomes["n1:webhook:a"] == ("cancelled", "user_erased")
     assert outcomes["n2:webhook:a"] == ("cancelled", "user_erased")
     assert outcomes["n3:webhook:a"][0] == "sent"
+
+
+async def test_a_send_in_flight_at_the_erasure_stores_nothing_of_the_user_after_it(
+    tmp_path: Path,
+) -> None:
+    """The lane checked the user before sending; the erasure lands while the provider still
+    holds the send. Its answer then stores nothing: no inbox message for the in-app one, no
+    suppression record (with the address) for the one whose endpoint is gone."""
+    async with webhook_pipeline(tmp_path, deliver_concurrency_high=2) as (pipeline, webhook):
+        await _erase_while_sending(pipeline, webhook)
+
+
+async def _erase_while_sending(pipeline: Pipeline, webhook: WebhookSandbox) -> None:
+    for path in ("/inbox", "/gone"):
+        webhook.plan.update(address=path, delay_seconds=0.5)
+    webhook.plan.update(address="/gone", fault=410)
+    requested_at = time.time() - 5
+    in_app = msgspec.structs.replace(
+        delivery("n1:in_app:a", webhook.url("/inbox"), "u1", requested_at), channel="in_app"
+    )
+    gone = delivery("n2:webhook:a", webhook.url("/gone"), "u1", requested_at)
+    async with pipeline.agents["deliver_high"].test_context() as agent:
+        for record in (in_app, gone):
+            await agent.put(record.to_json(), key=b"u1")
+        await asyncio.sleep(0.1)  # both sends are with the sandbox now
+        await erase(pipeline, requested_at=time.time())
+        await apply_markers(pipeline)
+        await eventually(lambda: len(sent(pipeline.topics.delivery_events)) >= 2, timeout=5)
+    outcomes = {
+        e["delivery_id"]: e["status"]
+        for e in values(pipeline.topics.delivery_events)
+        if e.get("delivery_id")
+    }
+    assert outcomes == {"n1:in_app:a": "sent", "n2:webhook:a": "failed"}
+    assert not [s.value for s in sent(pipeline.topics.suppressions) if s.value is not None]
+    assert inbox.entries(pipeline.tables.inbox, "u1") == []
 
 
 async def test_the_history_is_anonymised_and_stays_so(pipeline: Pipeline) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 
 from agents.outcomes import OutcomeRouter
 from app import Pipeline
 from providers.base import InvalidRecipientError, PermanentError
+from providers.breaker import endpoint_of
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
 from tests.functional.conftest import (
@@ -140,3 +142,25 @@ async def test_fallback_channel_is_used_once_when_every_delivery_failed(
     # The fallback delivery failing as well does not fall back again.
     await router(pipeline).failed(Delivery(**fallback), "smtp", PermanentError("smtp", "554"))
     assert len(values(pipeline.topics.deliveries[("email", "normal")])) == 1
+
+
+async def test_a_delivery_the_breaker_refuses_spends_no_provider_token(tmp_path: Path) -> None:
+    """The lane asks the breaker before it takes a token: during an outage the refused
+    deliveries neither use up the provider's rate nor queue for tokens behind the sends that
+    will go."""
+    async with webhook_pipeline(tmp_path, rate_webhook_per_second=100.0) as (pipeline, webhook):
+        assert pipeline.providers.breakers is not None and pipeline.limits is not None
+        # The webhook provider's breakers are per endpoint: the sandbox's is this one.
+        breaker = pipeline.providers.breakers.get(f"webhook@{endpoint_of(webhook.url())}")
+        for _ in range(breaker.policy.window):  # a window of failures: it opens
+            permit = breaker.admit()
+            assert permit is not None
+            breaker.record(permit, True)
+        refused = [
+            msgspec.structs.replace(hook(webhook, "/a"), delivery_id=f"n1:webhook:{i}")
+            for i in range(3)
+        ]
+        await deliver(pipeline, *refused)
+        assert [e["status"] for e in values(pipeline.topics.delivery_events)] == ["deferred"] * 3
+        assert pipeline.limits.limiters["webhook"].counters.tokens_taken == 0
+        assert breaker.refused == 3 and webhook.received == []

@@ -22,8 +22,10 @@ from providers.breaker import (
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
+    EndpointBreakers,
     GuardedProvider,
     Transition,
+    endpoint_of,
 )
 
 SEED = BreakerPolicy()  # 50 % over 100 calls, 30 s open, 10 trials
@@ -93,6 +95,19 @@ def test_half_open_admits_the_trials_only_and_their_successes_close_it() -> None
         breaker.record(permit, False)
     assert state_of(breaker) is BreakerState.CLOSED  # 6 successes: failures can no longer reach 5
     assert breaker.snapshot()["calls_in_window"] == 0
+
+
+def test_refuses_tells_ahead_what_admit_would_do_and_counts_it() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("fcm", SEED, clock)
+    assert not breaker.refuses()  # closed
+    calls(breaker, [True] * 100)
+    assert breaker.refuses() and breaker.refused == 1  # open
+    clock.now += 30.0
+    assert not breaker.refuses()  # half-open with trials to give: it takes none
+    trials = [breaker.admit() for _ in range(10)]
+    assert all(p is not None for p in trials)
+    assert breaker.refuses() and breaker.refused == 2  # every trial is out
 
 
 def test_failing_trials_open_it_again_for_a_whole_period() -> None:
@@ -211,3 +226,51 @@ def test_a_failure_that_finds_the_breaker_open_spends_no_attempt() -> None:
         asyncio.run(guarded.send(MESSAGE))
     assert second.value.retry_after == 10.0
     assert isinstance(second.value.__cause__, TransientError)
+
+
+def hook(url: str) -> OutboundMessage:
+    return OutboundMessage("d", "n", "u", "webhook", url, "t", "b")
+
+
+def test_an_endpoint_is_its_scheme_host_and_port() -> None:
+    assert endpoint_of("https://hooks.example.com/a/b?c=1") == "https://hooks.example.com:443"
+    assert endpoint_of("http://user:pw@127.0.0.1:8080/x") == "http://127.0.0.1:8080"
+    assert endpoint_of("not a url") == "invalid" and endpoint_of("") == "invalid"
+
+
+def test_one_dead_endpoint_opens_its_own_breaker_only() -> None:
+    provider = Scripted()
+    policy = BreakerPolicy(window=4, failure_rate=0.5)
+    breakers = Breakers(policy, Clock())
+    guarded = GuardedProvider(provider, EndpointBreakers("webhook", breakers))
+    dead, alive = hook("https://dead.example.com/h"), hook("https://alive.example.com/h")
+
+    async def send(message: OutboundMessage, answer: BaseException | None) -> None:
+        provider.answers = [answer]
+        with contextlib.suppress(ProviderError):
+            await guarded.send(message)
+
+    for _ in range(4):
+        asyncio.run(send(dead, TransientError("webhook", "http_503")))
+    assert guarded.refusal(dead) is not None  # refused before any token is taken
+    with pytest.raises(CircuitOpenError):
+        asyncio.run(guarded.send(dead))
+    assert guarded.refusal(alive) is None
+    calls_before = provider.calls
+    asyncio.run(send(alive, None))
+    assert provider.calls == calls_before + 1  # the other subscriber is still called
+    # Only the breakers not closed are reported (an endpoint's is one of many).
+    assert guarded.breaker_states() == {"webhook@https://dead.example.com:443": "open"}
+
+
+def test_endpoint_breakers_are_bounded_least_recently_used_first() -> None:
+    breakers = Breakers(SEED, Clock())
+    endpoints = EndpointBreakers("webhook", breakers, limit=2)
+    first = endpoints.for_address("https://a.example.com/")
+    endpoints.for_address("https://b.example.com/")
+    assert endpoints.for_address("https://a.example.com/other") is first  # used again
+    endpoints.for_address("https://c.example.com/")  # b goes: the least recently used
+    assert sorted(breakers.snapshot()) == [
+        "webhook@https://a.example.com:443",
+        "webhook@https://c.example.com:443",
+    ]
