@@ -118,22 +118,23 @@ def build_app(
     tracing = Tracing(settings)
     app.service(tracing)  # type: ignore[arg-type]  # an instance is accepted and started
     detector = hot_keys.start(app, settings, topics) if settings.hot_key_enabled else None
+    # The open live inbox streams, fed by the deliver lanes as in-app messages are added and
+    # by the control agent as inbox actions are applied.
+    inbox_hub = InboxHub(settings.inbox_stream_queue, metrics.inbox_streams_dropped.inc)
+    metrics.watch_inbox_streams(lambda: inbox_hub.open_streams)
+    app.service(inbox_hub)  # type: ignore[arg-type]  # an instance is accepted and started
+    close_streams_that_move(app, inbox_hub, tables.inbox)
     agents: dict[str, Agent] = {
         **intake_agents.register(
             app, settings, topics, tables, headroom, metrics, tracing, detector
         ),
-        "control": control.register(app, settings, topics, tables, metrics),
+        "control": control.register(app, settings, topics, tables, metrics, inbox_hub),
         "status": status.register(app, settings, topics, tables, metrics, tracing),
         "templates": templating.register(app, settings, topics, tables),
         "erased_users": erasure.register(app, topics, tables),
         "holds": holds.register(app, settings, topics, clock_from(settings.clock_file)),
         "api_keys": api_keys.register(app, topics, tables),
     }
-    # The open live inbox streams, fed by the deliver lanes as in-app messages are added.
-    inbox_hub = InboxHub(settings.inbox_stream_queue, metrics.inbox_streams_dropped.inc)
-    metrics.watch_inbox_streams(lambda: inbox_hub.open_streams)
-    app.service(inbox_hub)  # type: ignore[arg-type]  # an instance is accepted and started
-    close_streams_that_move(app, inbox_hub, tables.inbox)
     lanes = deliver.register(
         app, settings, topics, tables, providers, headroom, metrics, tracing, limits, inbox_hub
     )

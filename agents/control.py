@@ -20,6 +20,7 @@ import faust
 
 from agents import produce, safe
 from agents.erasure import Erasures
+from agents.inbox_hub import InboxChange, InboxHub
 from agents.metrics import Metrics
 from agents.supervision import supervised_agent
 from config.settings import Settings
@@ -78,6 +79,8 @@ class ControlWriter:
     topics: Topics
     tables: Tables
     metrics: Metrics
+    # This worker's live inbox streams, told of every inbox action applied (agents/inbox_hub.py).
+    inbox_hub: InboxHub | None = None
 
     def __post_init__(self) -> None:
         t = self.tables
@@ -104,7 +107,13 @@ class ControlWriter:
         }
 
     async def _apply_inbox_action(self, action: InboxActionFields, timestamp: float) -> None:
-        inbox.apply(self.tables.inbox, action, timestamp or time.time())
+        changed = inbox.apply(self.tables.inbox, action, timestamp or time.time())
+        hub = self.inbox_hub
+        if changed and hub is not None and hub.listens(action.user_id):
+            unread = inbox.unread(inbox.entries(self.tables.inbox, action.user_id))
+            hub.publish_change(
+                action.user_id, InboxChange(action.action, action.notification_id, unread)
+            )
 
     def _put_preferences(self, prefs: Preferences) -> None:
         before = preferences.get(self.tables.preferences, prefs.user_id)
@@ -145,9 +154,14 @@ class ControlWriter:
 
 
 def register(
-    app: faust.App, settings: Settings, topics: Topics, tables: Tables, metrics: Metrics
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: Tables,
+    metrics: Metrics,
+    inbox_hub: InboxHub | None = None,
 ) -> Agent:
-    writer = ControlWriter(settings, topics, tables, metrics)
+    writer = ControlWriter(settings, topics, tables, metrics, inbox_hub)
 
     async def apply_control_records(stream: Stream) -> None:
         async for event in stream.events():

@@ -5,6 +5,10 @@ worker's hub, which offers it to every stream open for that user here (api/inbox
 serves them as Server-Sent Events). Only the worker that owns the user's partition adds the
 user's messages, so a stream is served by the owner; others redirect to it.
 
+An inbox action applied by the control agent on the same worker (read, archived, all read) is
+offered the same way, as a change with the unread count after it, so a user's other open
+tabs and devices update their badges without polling.
+
 A lane never waits on a client: each stream has a bounded queue, and a stream whose client reads
 too slowly to keep it from filling is closed (the client reconnects with its Last-Event-ID and
 is sent what it missed from the ring). With nobody listening to a user, a publish is one dict
@@ -16,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from mode import Service
 
@@ -30,16 +35,30 @@ class FeedClosed(NotifyError):
     """The stream was closed by the hub; the message says why."""
 
 
+@dataclass(frozen=True)
+class InboxChange:
+    """A change of kept messages' state: ``action`` is an InboxAction (``read``, ``archive``,
+    ``read_all``); ``notification_id`` names the message (None for ``read_all``); ``unread`` is
+    the user's unread count after it."""
+
+    action: str
+    notification_id: str | None
+    unread: int
+
+
+Update: TypeAlias = InboxEntry | InboxChange
+
+
 class InboxFeed:
-    """One open stream's queue of the user's new messages."""
+    """One open stream's queue of the user's new messages and state changes."""
 
     def __init__(self, user_id: str, size: int) -> None:
         self.user_id = user_id
         # None: closed (put where the queue was emptied, so it always fits).
-        self._queue: asyncio.Queue[InboxEntry | None] = asyncio.Queue(maxsize=size)
+        self._queue: asyncio.Queue[Update | None] = asyncio.Queue(maxsize=size)
         self.closed_because: str | None = None
 
-    def offer(self, entry: InboxEntry) -> bool:
+    def offer(self, entry: Update) -> bool:
         """Queue ``entry``; False (and the feed closed) when the client has fallen behind."""
         if self.closed_because is not None:
             return False
@@ -58,9 +77,9 @@ class InboxFeed:
             self._queue.get_nowait()
         self._queue.put_nowait(None)
 
-    async def next_entry(self, wait: float) -> InboxEntry | None:
-        """The next new message; None when ``wait`` seconds passed without one (time for a
-        heartbeat). Raises FeedClosed once the hub closed the feed."""
+    async def next_entry(self, wait: float) -> Update | None:
+        """The next new message or change; None when ``wait`` seconds passed without one
+        (time for a heartbeat). Raises FeedClosed once the hub closed the feed."""
         if self.closed_because is None:
             try:
                 entry = await asyncio.wait_for(self._queue.get(), wait)
@@ -102,12 +121,22 @@ class InboxHub(Service):
         if not feeds:
             del self._feeds[feed.user_id]
 
+    def listens(self, user_id: str) -> bool:
+        """Whether a stream of the user is open here (so a change is worth working out)."""
+        return user_id in self._feeds
+
     def publish(self, user_id: str, position: int, message: InboxMessage) -> None:
         """A message just added to the user's inbox at ``position`` (tables/inbox.add)."""
-        feeds = self._feeds.get(user_id)
-        if not feeds:
-            return
-        entry = InboxEntry(position, message, read=False, archived=False)
+        if user_id in self._feeds:
+            self._offer(user_id, InboxEntry(position, message, read=False, archived=False))
+
+    def publish_change(self, user_id: str, change: InboxChange) -> None:
+        """An inbox action just applied to the user's inbox (agents/control.py)."""
+        if user_id in self._feeds:
+            self._offer(user_id, change)
+
+    def _offer(self, user_id: str, entry: Update) -> None:
+        feeds = self._feeds.get(user_id, set())
         for feed in list(feeds):
             if not feed.offer(entry):
                 self.dropped += 1

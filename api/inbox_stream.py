@@ -1,5 +1,6 @@
 """``GET /v1/users/{user_id}/inbox/stream``: the user's new in-app messages, live, as
-Server-Sent Events.
+Server-Sent Events, and the changes of their state as events named ``change``
+(``{"action": "read", "notification_id": "n1", "unread": 3}``; ``read_all`` names none).
 
 Served by the worker that owns the user's partition: its deliver lane adds the user's messages
 and hands each to this worker's hub (agents/inbox_hub.py). ``table_route`` forwards only whole
@@ -29,7 +30,7 @@ from aiohttp import web
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.inbox_hub import FeedClosed
+from agents.inbox_hub import FeedClosed, InboxChange
 from agents.inbox_owner import is_this_worker, owner_url
 from api.context import ApiContext
 from api.errors import ApiError
@@ -47,6 +48,18 @@ _ENCODER = msgspec.json.Encoder()
 def event(entry: InboxEntry) -> bytes:
     """One message as an SSE event (JSON has no raw newline, so ``data`` is one line)."""
     return b"id: %d\ndata: %s\n\n" % (entry.position, _ENCODER.encode(item(entry)))
+
+
+def change_event(change: InboxChange) -> bytes:
+    """A state change as an SSE event named ``change`` and without an ``id``: the client's
+    Last-Event-ID stays the last message's (a change is not replayed on reconnecting; the
+    reconnected client lists the inbox for the state of what it already had)."""
+    data = {
+        "action": change.action,
+        "notification_id": change.notification_id,
+        "unread": change.unread,
+    }
+    return b"event: change\ndata: %s\n\n" % _ENCODER.encode(data)
 
 
 HEARTBEAT = b": heartbeat\n\n"
@@ -112,6 +125,8 @@ def register(app: faust.App, ctx: ApiContext) -> None:
                     new = await feed.next_entry(heartbeat)
                     if new is None:
                         await response.write(HEARTBEAT)
+                    elif isinstance(new, InboxChange):
+                        await response.write(change_event(new))
                     elif new.position > sent:
                         await response.write(event(new))
                         sent = new.position

@@ -21,13 +21,10 @@ from providers.breaker import Breakers, EndpointBreakers, GuardedProvider
 
 log = logging.getLogger(__name__)
 
-# Providers called without a circuit breaker. Callbacks go to every caller's own endpoint: one
-# breaker for all would let one caller's dead endpoint hold back every other caller's
-# callbacks. A failing endpoint's callbacks retry through the tiers on their own.
-UNGUARDED = frozenset({ProviderName.CALLBACK})
 # Providers with a breaker per endpoint (providers/breaker.py, EndpointBreakers): each webhook
-# subscriber and the in-app gateway is a server of its own.
-PER_ENDPOINT = frozenset({ProviderName.WEBHOOK})
+# subscriber, the in-app gateway and each caller's callback endpoint is a server of its own,
+# and one breaker for all would let one dead server hold back every other one's sends.
+PER_ENDPOINT = frozenset({ProviderName.WEBHOOK, ProviderName.CALLBACK})
 
 
 def configured_providers(settings: Settings) -> dict[str, Provider]:
@@ -65,7 +62,7 @@ class ProviderRegistry(Service):
         self.providers: dict[str, Provider] = dict(providers)
         if breakers is not None:
             self.providers = {
-                name: provider if name in UNGUARDED else _guarded(name, provider, breakers)
+                name: _guarded(name, provider, breakers)
                 for name, provider in self.providers.items()
             }
         self._clients_open = False

@@ -10,10 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
+from agents.inbox_hub import InboxChange
 from app import Pipeline
 from providers.sandboxes.webhook import WebhookSandbox
 from streams.deliveries import Delivery
 from tables import inbox
+from tables.inbox import InboxEntry
 from tests.functional.conftest import (
     eventually,
     sent,
@@ -68,7 +70,7 @@ async def test_an_in_app_delivery_reaches_the_users_open_streams(
             await agent.put(in_app(nid, webhook.url("/inbox")).to_json(), key=b"u1")
         await eventually(lambda: len(sent(pipeline.topics.delivery_events)) == 2)
     first, second = await feed.next_entry(5.0), await feed.next_entry(5.0)
-    assert first is not None and second is not None
+    assert isinstance(first, InboxEntry) and isinstance(second, InboxEntry)
     assert [(e.position, e.message["title"]) for e in (first, second)] == [
         (0, "About n1"),
         (1, "About n2"),
@@ -97,6 +99,32 @@ async def test_inbox_actions_change_read_and_archived_state(
     assert inbox.unread(inbox.entries(pipeline.tables.inbox, "u1")) == 1
     await act(pipeline, {"user_id": "u1", "action": "read_all"})
     assert inbox.unread(inbox.entries(pipeline.tables.inbox, "u1")) == 0
+
+
+async def test_each_applied_action_reaches_the_users_open_streams_with_the_unread_count(
+    delivering: tuple[Pipeline, WebhookSandbox],
+) -> None:
+    pipeline, webhook = delivering
+    assert pipeline.inbox_hub is not None
+    async with pipeline.agents["deliver_high"].test_context() as agent:
+        for nid in ("n1", "n2", "n3"):
+            await agent.put(in_app(nid, webhook.url("/inbox")).to_json(), key=b"u1")
+        await eventually(lambda: len(sent(pipeline.topics.delivery_events)) == 3)
+    feed = pipeline.inbox_hub.subscribe("u1")
+    await act(
+        pipeline,
+        {"user_id": "u1", "action": "read", "notification_id": "n2"},
+        {"user_id": "u1", "action": "read", "notification_id": "n2"},  # again: no change
+        {"user_id": "u1", "action": "archive", "notification_id": "n3"},
+        {"user_id": "u1", "action": "read_all"},
+    )
+    changes = [await feed.next_entry(1.0) for _ in range(3)]
+    assert changes == [
+        InboxChange("read", "n2", unread=2),
+        InboxChange("archive", "n3", unread=1),
+        InboxChange("read_all", None, unread=0),
+    ]
+    assert await feed.next_entry(0.01) is None  # the repeated read changed nothing
 
 
 async def test_a_bad_inbox_action_is_dead_lettered_and_the_agent_goes_on(

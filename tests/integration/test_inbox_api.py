@@ -113,6 +113,22 @@ async def next_event(stream: aiohttp.ClientResponse) -> tuple[int, dict[str, Any
     raise AssertionError("the stream ended before an event")
 
 
+async def next_change(stream: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The data of the next ``change`` event (messages, heartbeats and comments skipped)."""
+    fields: dict[str, str] = {}
+    async for raw in stream.content:
+        line = raw.decode().rstrip("\n")
+        if line == "":
+            if fields.get("event") == "change":
+                assert "id" not in fields  # a change keeps the last message's id
+                return dict(orjson.loads(fields["data"]))
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+    raise AssertionError("the stream ended before a change")
+
+
 async def test_a_message_is_streamed_listed_unread_then_read_then_archived(
     http: aiohttp.ClientSession,
 ) -> None:
@@ -128,16 +144,19 @@ async def test_a_message_is_streamed_listed_unread_then_read_then_archived(
             assert "\nnotify_inbox_streams 1.0\n" in await scraped.text()
         notification_id = await send_in_app(http, user, "Your order shipped")
         event_id, data = await next_event(stream)
-    assert (data["notification_id"], data["title"]) == (notification_id, "Your order shipped")
-    assert (data["id"], data["read"], data["archived"]) == (event_id, False, False)
+        assert (data["notification_id"], data["title"]) == (notification_id, "Your order shipped")
+        assert (data["id"], data["read"], data["archived"]) == (event_id, False, False)
 
-    listed = await inbox(http, user)
-    assert listed["unread"] == 1
-    assert [(m["notification_id"], m["read"]) for m in listed["messages"]] == [
-        (notification_id, False)
-    ]
-    await act(http, f"/v1/users/{user}/inbox/{notification_id}/read")
-    read = await until(lambda: inbox(http, user), lambda page: page["unread"] == 0)
+        listed = await inbox(http, user)
+        assert listed["unread"] == 1
+        assert [(m["notification_id"], m["read"]) for m in listed["messages"]] == [
+            (notification_id, False)
+        ]
+        # Read on another device: the open stream is told, with the unread count after it.
+        await act(http, f"/v1/users/{user}/inbox/{notification_id}/read")
+        change = await asyncio.wait_for(next_change(stream), 30)
+        assert change == {"action": "read", "notification_id": notification_id, "unread": 0}
+    read = await inbox(http, user)
     assert read["unread"] == 0 and read["messages"][0]["read"] is True
 
     await act(http, f"/v1/users/{user}/inbox/{notification_id}/archive")
@@ -159,6 +178,8 @@ async def test_a_reconnecting_stream_gets_what_it_missed_and_heartbeats_meanwhil
     missed = await send_in_app(http, user, "While away")
     await until(lambda: inbox(http, user), lambda page: len(page["messages"]) == 2)
     await act(http, f"/v1/users/{user}/inbox/read-all")
+    # Applied before the stream opens: once open, the stream would be sent it as a change.
+    await until(lambda: inbox(http, user), lambda page: page["unread"] == 0)
     headers = {**auth("read"), "Last-Event-ID": str(seen)}
     async with http.get(f"/v1/users/{user}/inbox/stream", headers=headers) as stream:
         event_id, data = await next_event(stream)

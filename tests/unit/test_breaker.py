@@ -27,6 +27,7 @@ from providers.breaker import (
     Transition,
     endpoint_of,
 )
+from providers.registry import ProviderRegistry
 
 SEED = BreakerPolicy()  # 50 % over 100 calls, 30 s open, 10 trials
 
@@ -274,3 +275,18 @@ def test_endpoint_breakers_are_bounded_least_recently_used_first() -> None:
         "webhook@https://a.example.com:443",
         "webhook@https://c.example.com:443",
     ]
+
+
+def test_the_registry_gives_webhooks_and_callbacks_a_breaker_per_endpoint() -> None:
+    breakers = Breakers(BreakerPolicy(window=2), Clock())
+    registry = ProviderRegistry({"callback": Scripted(), "fcm": Scripted()}, breakers)
+    dead, alive = hook("https://dead.example.com/cb"), hook("https://alive.example.com/cb")
+    dead_breaker = breakers.get("callback@https://dead.example.com:443")
+    for _ in range(2):
+        permit = dead_breaker.admit()
+        assert permit is not None
+        dead_breaker.record(permit, True)
+    with pytest.raises(CircuitOpenError):
+        registry.check_admits("callback", dead)
+    registry.check_admits("callback", alive)  # another caller's endpoint: admitted
+    registry.check_admits("fcm", MESSAGE)  # one breaker for the whole provider, closed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.inbox_hub import FeedClosed, InboxHub
+from agents.inbox_hub import FeedClosed, InboxChange, InboxHub
 from tables.inbox import InboxEntry, InboxMessage
 
 
@@ -24,6 +24,18 @@ async def test_a_message_reaches_every_stream_of_its_user_only() -> None:
     assert await second.next_entry(1.0) == entry(0)
     assert await other.next_entry(0.01) is None  # nothing for u2: a heartbeat's turn
     assert hub.open_streams == 3
+
+
+async def test_a_state_change_reaches_its_users_streams_in_order_with_the_messages() -> None:
+    hub = InboxHub(queue_size=4)
+    feed, other = hub.subscribe("u1"), hub.subscribe("u2")
+    assert hub.listens("u1") and not hub.listens("u3")
+    read = InboxChange("read", "n0", unread=0)
+    hub.publish("u1", 0, entry(0).message)
+    hub.publish_change("u1", read)
+    assert await feed.next_entry(1.0) == entry(0)
+    assert await feed.next_entry(1.0) == read
+    assert await other.next_entry(0.01) is None
 
 
 async def test_publishing_to_nobody_keeps_nothing() -> None:
