@@ -269,8 +269,11 @@ class Breakers:
         return breaker
 
     def forget(self, name: str) -> None:
-        """Drops a breaker (an endpoint's, evicted by ``EndpointBreakers``)."""
+        """Drops a breaker (an endpoint's, evicted by ``EndpointBreakers``) and its transition
+        counts, so that endpoints seen once do not pile up in the view."""
         self._breakers.pop(name, None)
+        for key in [k for k in self.transitions if k[0] == name]:
+            del self.transitions[key]
 
     def _heard(self, transition: Transition) -> None:
         self.transitions[(transition.breaker, transition.state)] += 1

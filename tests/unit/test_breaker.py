@@ -270,7 +270,14 @@ def test_endpoint_breakers_are_bounded_least_recently_used_first() -> None:
     first = endpoints.for_address("https://a.example.com/")
     endpoints.for_address("https://b.example.com/")
     assert endpoints.for_address("https://a.example.com/other") is first  # used again
+    b = breakers.get("webhook@https://b.example.com:443")
+    for _ in range(SEED.window):  # b opens: a transition counted
+        permit = b.admit()
+        assert permit is not None
+        b.record(permit, True)
+    assert ("webhook@https://b.example.com:443", "open") in breakers.transitions
     endpoints.for_address("https://c.example.com/")  # b goes: the least recently used
+    assert not any(name.startswith("webhook@https://b.") for name, _ in breakers.transitions)
     assert sorted(breakers.snapshot()) == [
         "webhook@https://a.example.com:443",
         "webhook@https://c.example.com:443",
