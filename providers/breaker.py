@@ -22,6 +22,7 @@ provider's relay failover (providers/smtp.py), configured as "N consecutive fail
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -143,21 +144,17 @@ class CircuitBreaker:
 
     def admit(self) -> Permit | None:
         """A permit to call the provider now, or None (``retry_in()`` says for how long)."""
-        state = self.state
-        if state is BreakerState.OPEN:
-            self.refused += 1
+        if self.refuses():
             return None
-        if state is BreakerState.HALF_OPEN:
-            if self._trials_out >= self.policy.half_open_calls:
-                self.refused += 1
-                return None
+        if self._state is BreakerState.HALF_OPEN:  # read afresh by refuses()
             self._trials_out += 1
             return Permit(self._generation, trial=True)
         return Permit(self._generation, trial=False)
 
     def refuses(self) -> bool:
-        """Whether ``admit`` would refuse a call now, asked before a caller spends anything on
-        the call (a provider rate token): counted as a refusal when it would."""
+        """Whether ``admit`` would refuse a call now, counted as a refusal when it would.
+        ``admit`` asks it; so do the lanes, before they spend anything on the call (a provider
+        rate token)."""
         state = self.state
         refused = state is BreakerState.OPEN or (
             state is BreakerState.HALF_OPEN and self._trials_out >= self.policy.half_open_calls
@@ -296,6 +293,7 @@ def provider_failed(error: BaseException) -> bool | None:
     return False  # it answered: the recipient or the message was refused
 
 
+@functools.lru_cache(maxsize=4096)  # asked twice per send (the lane's check, then the send)
 def endpoint_of(address: str) -> str:
     """A URL's scheme, host and port: the server a breaker keeps traffic off (one subscriber
     has one server whatever the path; a user part of the URL is not kept, nor a query)."""

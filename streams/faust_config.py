@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config.settings import Settings
+from config.settings import Compression, Settings
 
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_compression_type=None
-        if settings.producer_compression == "none"
+        if settings.producer_compression is Compression.NONE
         else str(settings.producer_compression),
         # Per partition. Small enough that one fetch over every lane's partitions fits in a
         # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
