@@ -52,7 +52,7 @@ from providers.registry import ProviderRegistry, configured_providers
 from streams.faust_config import faust_settings
 from streams.faust_types import Agent
 from streams.quiet_monitor import QuietMonitor
-from streams.topics import Topics, declare_topics
+from streams.topics import URGENT, Topics, declare_topics
 from tables import Tables, declare_tables
 
 
@@ -73,7 +73,7 @@ class Pipeline:
 
 
 def faust_app(settings: Settings, web_middlewares: Sequence[Any] = ()) -> faust.App:
-    patches.install(settings)
+    patches.install(settings, URGENT)
     web_options = {"middlewares": list(web_middlewares), "client_max_size": MAX_BODY_BYTES}
     return faust.App(
         settings.app_id,

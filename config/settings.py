@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="how long one partition's unread records may hold back fetching the others "
         "(`patches/fetch_backoff.py`; aiokafka's fixed default is 100)",
     )
+    fetch_rest_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description="how long a caught-up partition of a non-urgent topic stays out of the "
+        "consumer's fetches, so that each fetch names the partitions with records and the "
+        "high-priority ones (`patches/resting_partitions.py`); 0 names every partition always",
+    )
     tansu_fetch_wait_ms: int = Field(
         default=50,
         ge=1,

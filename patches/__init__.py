@@ -10,12 +10,15 @@ are installed only with ``NOTIFY_BROKER_FLAVOR=tansu``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from config.settings import Settings
 from patches import (
     commit_guard,
     eager_handoff,
     fetch_backoff,
     private_api,
+    resting_partitions,
     seek_uncommitted,
     skipped_records,
     tansu,
@@ -26,12 +29,14 @@ from patches import (
 CORRECTNESS = (commit_guard, skipped_records, seek_uncommitted)
 
 
-def install(settings: Settings) -> None:
-    """Installs every patch the settings ask for. Idempotent."""
+def install(settings: Settings, urgent_topics: Collection[str]) -> None:
+    """Installs every patch the settings ask for. Idempotent. ``urgent_topics``: the topics the
+    consumer names in every fetch (``streams.topics.URGENT``; patches import no stage)."""
     private_api.check()
     for patch in CORRECTNESS:
         patch.install()
     fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
+    resting_partitions.install(settings.fetch_rest_ms, urgent_topics)
     if settings.eager_handoff:
         eager_handoff.install()
     if settings.broker_flavor == "tansu":
@@ -40,5 +45,12 @@ def install(settings: Settings) -> None:
 
 def works_around() -> dict[str, str]:
     """Module -> the upstream bug or missing option it works around (README, Patches)."""
-    modules = (*CORRECTNESS, fetch_backoff, eager_handoff, private_api, *tansu.PATCHES)
+    modules = (
+        *CORRECTNESS,
+        fetch_backoff,
+        resting_partitions,
+        eager_handoff,
+        private_api,
+        *tansu.PATCHES,
+    )
     return {module.__name__: module.WORKS_AROUND for module in modules}

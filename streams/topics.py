@@ -8,7 +8,7 @@ import faust
 
 from config.settings import Settings
 from streams.faust_types import Channel
-from streams.records import CHANNELS, PRIORITIES
+from streams.records import CHANNELS, HIGH, PRIORITIES
 
 REQUESTS = "notification-requests"  # public input, JSON
 # Requests (and control records) that arrived on a partition their user_id does not hash to
@@ -98,6 +98,12 @@ def tier_label(seconds: float) -> str:
 
 def delivery_topic(channel: str, priority: str) -> str:
     return f"deliveries.{channel}.{priority}"
+
+
+# What a high-priority request passes through: named in every fetch of the worker's consumer,
+# while the caught-up partitions of other topics rest between fetches
+# (patches/resting_partitions.py).
+URGENT = (REQUESTS_HIGH, *(delivery_topic(channel, HIGH) for channel in CHANNELS))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread as Thread
 import patches
 from config.settings import Settings
 from patches.pin import is_patched
+from streams.topics import URGENT
 
 def state():
     return {
@@ -29,13 +30,16 @@ def state():
         "tansu_highwaters": is_patched(Thread._highwaters, "__tansu_fix__"),
         "tansu_fetch_wait": is_patched(Thread._create_worker_consumer, "__tansu_fetch__"),
         "fetch_backoff": is_patched(Thread._create_worker_consumer, "__fetch_backoff__"),
+        "resting_partitions": is_patched(
+            Thread._create_worker_consumer, "__resting_partitions__"
+        ),
     }
 
 before = state()
 flavor = sys.argv[1]
 if flavor != "none":
-    patches.install(Settings(broker_flavor=flavor))
-    patches.install(Settings(broker_flavor=flavor))  # idempotent
+    patches.install(Settings(broker_flavor=flavor), URGENT)
+    patches.install(Settings(broker_flavor=flavor), URGENT)  # idempotent
 print(json.dumps({"before": before, "after": state()}))
 """
 
@@ -60,6 +64,7 @@ def test_a_kafka_worker_gets_no_embedded_broker_patch() -> None:
         "tansu_highwaters": False,
         "tansu_fetch_wait": False,
         "fetch_backoff": True,
+        "resting_partitions": True,
     }
 
 
