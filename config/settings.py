@@ -111,7 +111,7 @@ class Settings(BaseSettings):
         "(`patches/fetch_backoff.py`; aiokafka's fixed default is 100)",
     )
     fetch_rest_ms: float = Field(
-        default=100.0,
+        default=300.0,
         ge=0,
         description="how long a caught-up partition of a non-urgent topic stays out of the "
         "consumer's fetches, so that each fetch names the partitions with records and the "

@@ -14,7 +14,9 @@ Kafka's own answer is incremental fetch sessions (KIP-227), which aiokafka does 
 This is the client-side equivalent: a partition whose last fetch found it caught up (position at
 the high watermark) is left out of the fetches for ``rest_ms``, then named again. A record on a
 resting partition therefore waits at most ``rest_ms`` longer; the urgent topics never rest.
-Nothing is skipped: a rested partition's position does not move.
+Nothing is skipped: a rested partition's position does not move. Measured with 300 ms in one
+sitting (README, Performance): storm high p99 1,315 -> 272-322 ms, broker CPU halved, worker CPU
+per delivery 10-15 % lower.
 """
 
 from __future__ import annotations

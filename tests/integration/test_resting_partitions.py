@@ -19,7 +19,7 @@ from patches.resting_partitions import tune_on_start
 pytestmark = pytest.mark.integration
 
 URGENT, BULK = "urgent", "bulk"
-REST_MS = 300
+REST_MS = 300  # the default
 
 
 async def _create(bootstrap: str) -> None:
