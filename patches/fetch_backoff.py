@@ -13,12 +13,11 @@ alike.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.consumer.fetcher import Fetcher
 
-from patches.pin import require_unchanged, tune_worker_consumers
+from patches.pin import require_unchanged, tune_fetcher_on_start, tune_worker_consumers
 
 WORKS_AROUND = "aiokafka: Fetcher's prefetch_backoff (100 ms) is not a consumer option"
 
@@ -31,16 +30,11 @@ EXPECTED_SOURCE = {
 
 def tune_on_start(consumer: Any, backoff_seconds: float) -> None:
     """Sets the fetcher's backoff as soon as ``consumer.start()`` has created the fetcher."""
-    start: Callable[[], Awaitable[None]] = consumer.start
 
-    async def start_then_tune() -> None:
-        await start()
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is None or not hasattr(fetcher, "_prefetch_backoff"):
-            raise RuntimeError("aiokafka's Fetcher no longer has _prefetch_backoff")
+    def set_backoff(fetcher: Any) -> None:
         fetcher._prefetch_backoff = backoff_seconds
 
-    consumer.start = start_then_tune
+    tune_fetcher_on_start(consumer, "_prefetch_backoff", set_backoff)
 
 
 def check_upstream() -> None:

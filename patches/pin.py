@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -124,3 +124,19 @@ def tune_worker_consumers(marker: str, tune: Callable[[Any], None]) -> None:
         "c2701bfc",
         wrap,
     )
+
+
+def tune_fetcher_on_start(consumer: Any, attribute: str, tune: Callable[[Any], None]) -> None:
+    """Runs ``tune(fetcher)`` as soon as ``consumer.start()`` has built its Fetcher (aiokafka
+    builds it there, not in the constructor); fails loudly if the Fetcher lost ``attribute``,
+    the private part the tuning touches."""
+    start: Callable[[], Awaitable[None]] = consumer.start
+
+    async def start_then_tune() -> None:
+        await start()
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is None or not hasattr(fetcher, attribute):
+            raise RuntimeError(f"aiokafka's Fetcher no longer has {attribute}")
+        tune(fetcher)
+
+    consumer.start = start_then_tune

@@ -22,13 +22,13 @@ per delivery 10-15 % lower.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.structs import TopicPartition
 
-from patches.pin import require_unchanged, tune_worker_consumers
+from patches.pin import require_unchanged, tune_fetcher_on_start, tune_worker_consumers
 
 WORKS_AROUND = "aiokafka: no fetch sessions (KIP-227); each fetch names every assigned partition"
 
@@ -104,16 +104,11 @@ def rest_caught_up_partitions(fetcher: Any, urgent_topics: frozenset[str], rest_
 
 
 def tune_on_start(consumer: Any, urgent_topics: frozenset[str], rest_ms: float) -> None:
-    start: Callable[[], Awaitable[None]] = consumer.start
-
-    async def start_then_tune() -> None:
-        await start()
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is None or not hasattr(fetcher, "_get_actions_per_node"):
-            raise RuntimeError("aiokafka's Fetcher no longer has _get_actions_per_node")
-        rest_caught_up_partitions(fetcher, urgent_topics, rest_ms)
-
-    consumer.start = start_then_tune
+    tune_fetcher_on_start(
+        consumer,
+        "_get_actions_per_node",
+        lambda fetcher: rest_caught_up_partitions(fetcher, urgent_topics, rest_ms),
+    )
 
 
 def check_upstream() -> None:
