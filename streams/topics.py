@@ -100,10 +100,16 @@ def delivery_topic(channel: str, priority: str) -> str:
     return f"deliveries.{channel}.{priority}"
 
 
-# What a high-priority request passes through: named in every fetch of the worker's consumer,
+# What a high-priority request may pass through: named in every fetch of the worker's consumer,
 # while the caught-up partitions of other topics rest between fetches
-# (patches/resting_partitions.py).
-URGENT = (REQUESTS_HIGH, *(delivery_topic(channel, HIGH) for channel in CHANNELS))
+# (patches/resting_partitions.py). The public topic and its re-keyed twin are in, since a
+# producer may write a password reset there and the intake resolves it there.
+URGENT = (
+    REQUESTS,
+    REQUESTS_BY_USER,
+    REQUESTS_HIGH,
+    *(delivery_topic(channel, HIGH) for channel in CHANNELS),
+)
 
 
 @dataclass(frozen=True)

@@ -83,10 +83,12 @@ def test_a_partition_whose_rest_is_over_is_named_again() -> None:
     assert awake == {tp} and wake_in is None
 
 
-def test_every_high_topic_is_urgent() -> None:
-    assert set(topics.URGENT) == {topics.REQUESTS_HIGH} | {
-        topics.delivery_topic(channel, "high") for channel in CHANNELS
-    }
+def test_every_topic_a_high_request_passes_is_urgent() -> None:
+    assert set(topics.URGENT) == {
+        topics.REQUESTS,
+        topics.REQUESTS_BY_USER,
+        topics.REQUESTS_HIGH,
+    } | {topics.delivery_topic(channel, "high") for channel in CHANNELS}
 
 
 def test_zero_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
