@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         "consumer's fetches, so that each fetch names the partitions with records and the "
         "high-priority ones (`patches/resting_partitions.py`); 0 names every partition always",
     )
+    urgent_fetch: bool = Field(
+        default=True,
+        description="the urgent topics' partitions are fetched by a fetch loop and broker "
+        "connections of their own, never behind a fetch of bulk records "
+        "(`patches/urgent_fetch.py`)",
+    )
     tansu_fetch_wait_ms: int = Field(
         default=50,
         ge=1,

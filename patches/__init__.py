@@ -22,6 +22,7 @@ from patches import (
     seek_uncommitted,
     skipped_records,
     tansu,
+    urgent_fetch,
 )
 
 # Correctness first, in the order they build on each other: the commit guard's seek wrapper
@@ -31,12 +32,15 @@ CORRECTNESS = (commit_guard, skipped_records, seek_uncommitted)
 
 def install(settings: Settings, urgent_topics: Collection[str]) -> None:
     """Installs every patch the settings ask for. Idempotent. ``urgent_topics``: the topics the
-    consumer names in every fetch (``streams.topics.URGENT``; patches import no stage)."""
+    consumer names in every fetch and reads through its urgent fetch loop
+    (``streams.topics.URGENT``; patches import no stage)."""
     private_api.check()
     for patch in CORRECTNESS:
         patch.install()
     fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
     resting_partitions.install(settings.fetch_rest_ms, urgent_topics)
+    # After the fetcher tunings above: the urgent loop is a copy of the tuned fetcher.
+    urgent_fetch.install(settings.urgent_fetch, urgent_topics)
     if settings.eager_handoff:
         eager_handoff.install()
     if settings.broker_flavor == "tansu":
@@ -49,6 +53,7 @@ def works_around() -> dict[str, str]:
         *CORRECTNESS,
         fetch_backoff,
         resting_partitions,
+        urgent_fetch,
         eager_handoff,
         private_api,
         *tansu.PATCHES,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from aiokafka.consumer.fetcher import Fetcher
+from aiokafka.consumer.subscription_state import TopicPartitionState
 from aiokafka.structs import TopicPartition
 
 from patches.pin import require_unchanged, tune_fetcher_on_start, tune_worker_consumers
@@ -33,21 +34,23 @@ from patches.pin import require_unchanged, tune_fetcher_on_start, tune_worker_co
 WORKS_AROUND = "aiokafka: no fetch sessions (KIP-227); each fetch names every assigned partition"
 
 # What this relies on: the fetch loop asks _get_actions_per_node for each round's requests and
-# reads only ``tps`` and ``state_value`` of the assignment; responses set ``highwater`` and
-# ``timestamp`` (ms) on each named partition's state.
+# reads only ``tps`` and ``state_value`` of the assignment; a partition's state starts with
+# ``highwater`` and ``timestamp`` None, and responses set them (``timestamp`` in ms).
 EXPECTED_SOURCE = {
     "Fetcher._fetch_requests_routine": "2a8ec593",
     "Fetcher._get_actions_per_node": "1dab2cf9",
     "Fetcher._proc_fetch_request": "59bf948f",
+    "TopicPartitionState.__init__": "f0b391da",
 }
 
 
-class _AwakeAssignment:
-    """The assignment as one round of the fetch loop should see it: resting partitions left out."""
+class AssignmentView:
+    """The assignment as one round of a fetch loop should see it: only ``tps`` (the partitions
+    to consider this round) differ from the real one."""
 
-    def __init__(self, assignment: Any, awake: frozenset[TopicPartition]) -> None:
+    def __init__(self, assignment: Any, tps: frozenset[TopicPartition]) -> None:
         self._assignment = assignment
-        self.tps = awake
+        self.tps = tps
 
     def state_value(self, tp: TopicPartition) -> Any:
         return self._assignment.state_value(tp)
@@ -56,8 +59,8 @@ class _AwakeAssignment:
 def resting_until(state: Any, rest_ms: float) -> float | None:
     """When (ms since the epoch) a partition caught up at its last fetch may be named again, or
     None when it must be named now (it has records to read, or no fetch has answered for it)."""
-    highwater = getattr(state, "highwater", None)
-    answered_at = getattr(state, "timestamp", None)
+    highwater = state.highwater
+    answered_at = state.timestamp
     if highwater is None or answered_at is None or not state.has_valid_position:
         return None
     if state.paused or state.position < highwater:
@@ -93,7 +96,7 @@ def rest_caught_up_partitions(fetcher: Any, urgent_topics: frozenset[str], rest_
     def get_actions_per_node(assignment: Any) -> tuple[Any, Any, float, bool, list[Any]]:
         awake, wake_in = awake_partitions(assignment, urgent_topics, rest_ms, time.time() * 1000)
         requests, resets, timeout, invalid_metadata, resumes = original(
-            _AwakeAssignment(assignment, awake)
+            AssignmentView(assignment, awake)
         )
         if wake_in is not None:
             # The loop sleeps this long when nothing else happens: wake for the first rester.
@@ -116,6 +119,7 @@ def check_upstream() -> None:
         "Fetcher._fetch_requests_routine": Fetcher._fetch_requests_routine,
         "Fetcher._get_actions_per_node": Fetcher._get_actions_per_node,
         "Fetcher._proc_fetch_request": Fetcher._proc_fetch_request,
+        "TopicPartitionState.__init__": TopicPartitionState.__init__,
     }
     require_unchanged("patches/resting_partitions.py", upstream, EXPECTED_SOURCE)
 
