@@ -211,4 +211,18 @@ def storm_rows(st: dict[str, Any]) -> list[Row]:
             f"s in {st['phase_seconds']:.1f} s",
         ),
     ]
+    rows += [
+        Row(
+            f"    slowest high, sent at {slow['sent_at_s']:.1f} s",
+            f"{slow['total_ms']:,.0f} ({fmt_split(slow)})",
+            "ms (intake + lane)",
+        )
+        for slow in st.get("high_slowest", [])[:3]
+    ]
     return rows
+
+
+def fmt_split(slow: dict[str, Any]) -> str:
+    if slow["intake_ms"] is None:
+        return "no accepted event"
+    return f"{slow['intake_ms']:,.0f} + {slow['lane_ms']:,.0f}"

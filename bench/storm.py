@@ -157,4 +157,32 @@ def run(
         "high_intake_latency_ms": intake_latencies(events, in_storm, group=lambda r: "high")["all"],
         "high_lane_latency_ms": summarize(after_accept(events, high_received)),
         "high_latency_ms_all": summarize(latencies(received, highs_by_id)),
+        "high_slowest": slowest(high_received, in_storm, events, started),
     }
+
+
+def slowest(
+    received: Sequence[Mapping[str, Any]],
+    requests: Mapping[str, Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+    started: float,
+    count: int = 5,
+) -> list[dict[str, float | None]]:
+    """The slowest high deliveries, each with when in the storm its request was sent and its
+    split at the intake's ``accepted`` event: what a max alone cannot say (a start-up stall,
+    one slow hop, a pause that hit several at once)."""
+    accepted = {e["notification_id"]: e["at"] for e in events if e["status"] == "accepted"}
+    rows = []
+    for r in received:
+        created = requests[r["notification_id"]]["created_at"]
+        at = accepted.get(r["notification_id"])
+        rows.append(
+            {
+                "sent_at_s": created - started,
+                "total_ms": (r["received_at"] - created) * 1000,
+                "intake_ms": None if at is None else (at - created) * 1000,
+                "lane_ms": None if at is None else (r["received_at"] - at) * 1000,
+            }
+        )
+    rows.sort(key=lambda row: -(row["total_ms"] or 0.0))
+    return rows[:count]

@@ -22,6 +22,7 @@ from bench.stats import (
     summarize,
     summarize_groups,
 )
+from bench.storm import slowest
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -139,3 +140,21 @@ def test_records_per_delivery_counts_only_what_each_topic_gained() -> None:
     before = {"delivery-events": 10, "notification-requests": 4}
     after = {"delivery-events": 30, "notification-requests": 4, "deliveries.push.high": 5}
     assert per_delivery(before, after, 10) == {"deliveries.push.high": 0.5, "delivery-events": 2.0}
+
+
+def test_the_slowest_high_deliveries_say_when_and_where_they_waited() -> None:
+    requests = {"a": {"created_at": 101.0}, "b": {"created_at": 102.0}, "c": {"created_at": 103.0}}
+    received = [
+        {"notification_id": "a", "received_at": 101.1},
+        {"notification_id": "b", "received_at": 103.5},
+        {"notification_id": "c", "received_at": 103.2},
+    ]
+    events = [{"notification_id": "b", "status": "accepted", "at": 103.0}]
+
+    rows = slowest(received, requests, events, started=100.0, count=2)
+
+    assert [round(row["sent_at_s"] or 0, 3) for row in rows] == [2.0, 3.0]
+    assert rows[0]["total_ms"] == pytest.approx(1500)
+    assert rows[0]["intake_ms"] == pytest.approx(1000)
+    assert rows[0]["lane_ms"] == pytest.approx(500)
+    assert rows[1]["intake_ms"] is None and rows[1]["lane_ms"] is None
