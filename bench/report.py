@@ -219,6 +219,15 @@ def storm_rows(st: dict[str, Any]) -> list[Row]:
         )
         for slow in st.get("high_slowest", [])[:3]
     ]
+    if "longest_gap_between_deliveries" in st:
+        gap = st["longest_gap_between_deliveries"]
+        rows.append(
+            Row(
+                "  longest gap between any two deliveries",
+                f"{gap['seconds'] * 1000:,.0f}",
+                f"ms, from {gap['began_at_s']:.1f} s",
+            )
+        )
     return rows
 
 

@@ -12,6 +12,7 @@ Two ways in (``via``):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -158,7 +159,20 @@ def run(
         "high_lane_latency_ms": summarize(after_accept(events, high_received)),
         "high_latency_ms_all": summarize(latencies(received, highs_by_id)),
         "high_slowest": slowest(high_received, in_storm, events, started),
+        "longest_gap_between_deliveries": longest_gap(received, started),
     }
+
+
+def longest_gap(received: Sequence[Mapping[str, Any]], started: float) -> dict[str, float]:
+    """The longest time no sandbox received anything, and when in the storm it began: a gap
+    far above the drain's spacing means a stall of everything (the worker, the broker or the
+    harness that hosts the sandboxes), not a slow urgent path."""
+    arrivals = sorted(r["received_at"] for r in received)
+    gaps = [(later - earlier, earlier) for earlier, later in itertools.pairwise(arrivals)]
+    if not gaps:
+        return {"seconds": 0.0, "began_at_s": 0.0}
+    seconds, began = max(gaps)
+    return {"seconds": seconds, "began_at_s": began - started}
 
 
 def slowest(

@@ -22,7 +22,7 @@ from bench.stats import (
     summarize,
     summarize_groups,
 )
-from bench.storm import slowest
+from bench.storm import longest_gap, slowest
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -158,3 +158,13 @@ def test_the_slowest_high_deliveries_say_when_and_where_they_waited() -> None:
     assert rows[0]["intake_ms"] == pytest.approx(1000)
     assert rows[0]["lane_ms"] == pytest.approx(500)
     assert rows[1]["intake_ms"] is None and rows[1]["lane_ms"] is None
+
+
+def test_the_longest_gap_between_deliveries_and_when_it_began() -> None:
+    received = [{"received_at": t} for t in (100.5, 100.0, 103.0, 103.2)]
+
+    assert longest_gap(received, started=99.0) == {
+        "seconds": pytest.approx(2.5),
+        "began_at_s": pytest.approx(1.5),
+    }
+    assert longest_gap([], started=0.0) == {"seconds": 0.0, "began_at_s": 0.0}
