@@ -24,6 +24,7 @@ from agents import (
     deliver,
     erasure,
     feedback,
+    gc_policy,
     health,
     holds,
     hot_keys,
@@ -149,6 +150,7 @@ def build_app(
     feedback.register(app, settings, topics)
     metrics_view.register(app, tables, providers, metrics)
     operator_page.register(app, metrics)
+    gc_policy.register(app, settings)
     context = ApiContext(app, settings, topics, tables, api_gate.spec, inbox_hub)
     api.register_api(app, context, api_gate)
     return Pipeline(

@@ -123,6 +123,18 @@ class Settings(BaseSettings):
         "connections of their own, never behind a fetch of bulk records "
         "(`patches/urgent_fetch.py`)",
     )
+    gc_freeze_when_ready: bool = Field(
+        default=True,
+        description="once the worker is ready, every object alive then is frozen out of the "
+        "garbage collector's full passes, which otherwise paused every agent 150-275 ms "
+        "(`agents/gc_policy.py`)",
+    )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=700,
+        description="allocations between two collections of the garbage collector's youngest "
+        "generation (CPython's default is 700; `agents/gc_policy.py`)",
+    )
     tansu_fetch_wait_ms: int = Field(
         default=50,
         ge=1,

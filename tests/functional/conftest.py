@@ -80,6 +80,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         rate_limit_per_user=3,
         inapp_url="http://inbox.test/api",
         web_enabled=False,
+        gc_freeze_when_ready=False,  # a test process builds many apps: freeze none of them
         # One actor per lane, so the order of outcomes is the order of the records.
         deliver_concurrency_high=1,
         deliver_concurrency_normal=1,

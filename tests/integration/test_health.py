@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -71,5 +72,19 @@ def test_readyz_is_503_until_partitions_are_assigned_and_tables_recovered(
         assert status == 200, body
         assert body["ok"] is True and body["reasons"] == []
         assert body["agents"] >= 5  # intake, control, status, the lanes, retry tiers, campaigns
+
+        # Once ready, the worker froze what was alive out of the collector's full passes
+        # (agents/gc_policy.py): the modules, the app and its agents alone are far more than this.
+        assert frozen_objects(worker) > 100_000
     finally:
         worker.stop()
+
+
+def frozen_objects(worker: WorkerProcess, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"froze (\d+) long-lived objects", worker.log_text())
+        if found:
+            return int(found.group(1))
+        time.sleep(0.1)
+    raise TimeoutError(f"no freeze logged:\n{worker.log_text()[-3000:]}")
