@@ -112,7 +112,7 @@ def build_app(
     limits = ProviderRateLimits(settings, live_workers=lambda: group_members(app))
     app.service(limits)  # type: ignore[arg-type]
     # One CPU sampler for every agent that gives way to urgent work.
-    headroom = CpuHeadroom()
+    headroom = CpuHeadroom(give_way_seconds=settings.give_way_to_urgent_ms / 1000)
     # One declared metrics object, in a registry of this app's own (agents/metrics.py).
     metrics = Metrics(settings.prices_usd)
     # One trace per notification when NOTIFY_TRACING_EXPORTER says so (agents/tracing.py).

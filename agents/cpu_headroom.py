@@ -7,13 +7,20 @@ the broker had it, while the event loop itself never ran 20 ms late. Lanes given
 taking new records while the worker process uses more than that share of a core, so the
 consumer and the high lane always find CPU; the backlog's records wait in Kafka (the lane's
 stream buffer fills and Faust pauses only its partitions).
+
+The same lanes also give way while urgent work is in flight (``urgent()``): asyncio runs ready
+tasks in turn, with no priorities, so under load each await of a high-priority record waits one
+step of every other busy task first. A lane that gives way takes no new record until the urgent
+records in flight are done, or ``give_way_seconds`` passed, so a steady stream of urgent work
+slows the bulk lanes but never stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 class CpuHeadroom:
@@ -25,9 +32,14 @@ class CpuHeadroom:
         interval: float = 0.05,
         cpu_clock: Callable[[], float] = time.process_time,
         wall_clock: Callable[[], float] = time.monotonic,
+        give_way_seconds: float = 0.0,
     ) -> None:
         self.interval = interval
+        self.give_way_seconds = give_way_seconds
         self.busy = 0.0
+        self.urgent_in_flight = 0
+        self._no_urgent = asyncio.Event()
+        self._no_urgent.set()
         self._cpu_clock = cpu_clock
         self._wall_clock = wall_clock
         self._task: asyncio.Task[None] | None = None
@@ -53,7 +65,28 @@ class CpuHeadroom:
             self.record(now_cpu - cpu, now_wall - wall)
             cpu, wall = now_cpu, now_wall
 
+    @contextlib.contextmanager
+    def urgent(self) -> Iterator[None]:
+        """Marks one urgent record's handling, for the lanes that give way to it."""
+        self.urgent_in_flight += 1
+        self._no_urgent.clear()
+        try:
+            yield
+        finally:
+            self.urgent_in_flight -= 1
+            if not self.urgent_in_flight:
+                self._no_urgent.set()
+
+    async def give_way_to_urgent(self) -> None:
+        """Returns once no urgent record is in flight, or after ``give_way_seconds``."""
+        if self.urgent_in_flight and self.give_way_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.give_way_seconds):
+                    await self._no_urgent.wait()
+
     async def wait_below(self, ceiling: float) -> None:
-        """Returns once the latest sample is under ``ceiling`` (at once if it already is)."""
+        """Gives way to urgent work in flight, then returns once the latest sample is under
+        ``ceiling`` (at once if it already is)."""
+        await self.give_way_to_urgent()
         while self.busy > ceiling:  # noqa: ASYNC110 (busy is a sample, re-read every interval)
             await asyncio.sleep(self.interval)

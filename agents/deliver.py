@@ -197,9 +197,14 @@ def register(
         with tracing.span("notify.send", event.message.headers):
             await deliverer.handle(event, app.consumer_generation_id)
 
+    async def handle_urgent(event: Event) -> None:
+        with headroom.urgent():  # the lanes behind a ceiling give way meanwhile
+            await handle(event)
+
     def lane_agent(limit: int, cpu_ceiling: float, name: str, gauge: str) -> AgentBody:
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
-        handle_safely = safe.guarded(handle, topics.deliveries_dlq, name)
+        handler = handle_urgent if gauge == Priority.HIGH else handle
+        handle_safely = safe.guarded(handler, topics.deliveries_dlq, name)
 
         async def give_way() -> None:
             await headroom.wait_below(cpu_ceiling)

@@ -6,6 +6,8 @@ urgent work."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import faust
 
 from agents import safe
@@ -46,10 +48,14 @@ def register(
         with tracing.span("notify.intake", event.message.headers):
             await intake.handle(event)
 
-    def passing_on(name: str) -> AgentBody:
+    async def handle_urgent(event: Event) -> None:
+        with headroom.urgent():  # the agents behind a ceiling give way meanwhile
+            await handle(event)
+
+    def passing_on(name: str, handler: Callable[[Event], Awaitable[None]] = handle) -> AgentBody:
         async def agent(stream: Stream) -> None:
             async for event in stream.events():
-                await safe.handle_safely(event, handle, topics.requests_dlq, name)
+                await safe.handle_safely(event, handler, topics.requests_dlq, name)
 
         return agent
 
@@ -70,7 +76,7 @@ def register(
             "resolve_high",
             topics.requests_high,
             "resolve_high_requests",
-            passing_on("resolve_high_requests"),
+            passing_on("resolve_high_requests", handle_urgent),
         ),
         (
             "resolve_normal",

@@ -375,6 +375,13 @@ class Settings(BaseSettings):
     deliver_cpu_ceiling_low: float = Field(
         default=0.75, ge=0, description="the same for the low lane, and for low-priority requests"
     )
+    give_way_to_urgent_ms: float = Field(
+        default=50.0,
+        ge=0,
+        description="the longest a lane or request agent behind a CPU ceiling waits, before "
+        "taking its next record, while high-priority records are being handled "
+        "(`agents/cpu_headroom.py`; 0: never)",
+    )
     low_requests_wait: bool = Field(
         default=True,
         description="low-priority requests are resolved by their own agent, behind the low "

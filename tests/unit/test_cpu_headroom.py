@@ -77,3 +77,26 @@ async def test_a_lane_takes_nothing_while_over_its_ceiling() -> None:
     await submitting
     await lane.drain()
     assert handled == [0] and event.acked == [0]
+
+
+async def test_a_lane_behind_a_ceiling_waits_for_the_urgent_work_in_flight() -> None:
+    headroom = CpuHeadroom(give_way_seconds=30.0)  # the guard is long: only the end releases
+    with headroom.urgent():
+        waiting = asyncio.ensure_future(headroom.wait_below(ceiling=0.9))
+        await asyncio.sleep(0.01)
+        assert not waiting.done() and headroom.urgent_in_flight == 1
+    await asyncio.wait_for(waiting, timeout=5)
+    assert headroom.urgent_in_flight == 0
+
+
+async def test_steady_urgent_work_slows_a_lane_but_never_stops_it() -> None:
+    headroom = CpuHeadroom(give_way_seconds=0.01)
+    with headroom.urgent(), headroom.urgent():
+        await asyncio.wait_for(headroom.wait_below(ceiling=0.9), timeout=5)
+        assert headroom.urgent_in_flight == 2
+
+
+async def test_no_give_way_when_turned_off() -> None:
+    headroom = CpuHeadroom(give_way_seconds=0.0)
+    with headroom.urgent():
+        await asyncio.wait_for(headroom.give_way_to_urgent(), timeout=0.5)
