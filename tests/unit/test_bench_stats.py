@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 
 import pytest
 
-from bench.procstats import parse_cpu_seconds, parse_status_kb
+from bench.procstats import collector_paused, parse_cpu_seconds, parse_status_kb
 from bench.stats import (
     Row,
     fmt_latency,
@@ -168,3 +169,11 @@ def test_the_longest_gap_between_deliveries_and_when_it_began() -> None:
         "began_at_s": pytest.approx(1.5),
     }
     assert longest_gap([], started=0.0) == {"seconds": 0.0, "began_at_s": 0.0}
+
+
+def test_the_harness_collector_is_off_only_while_it_measures() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a phase that fails")
+    assert gc.isenabled()
