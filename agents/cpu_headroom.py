@@ -84,9 +84,13 @@ class CpuHeadroom:
                 async with asyncio.timeout(self.give_way_seconds):
                     await self._no_urgent.wait()
 
+    def holds_back(self, ceiling: float) -> bool:
+        """Whether ``wait_below(ceiling)`` can ever wait: a ceiling, or giving way, is on."""
+        return ceiling > 0 or self.give_way_seconds > 0
+
     async def wait_below(self, ceiling: float) -> None:
         """Gives way to urgent work in flight, then returns once the latest sample is under
-        ``ceiling`` (at once if it already is)."""
+        ``ceiling`` (at once if it already is, or if ``ceiling`` is 0: none)."""
         await self.give_way_to_urgent()
-        while self.busy > ceiling:  # noqa: ASYNC110 (busy is a sample, re-read every interval)
+        while 0 < ceiling < self.busy:  # noqa: ASYNC110 (busy is a sample, re-read every interval)
             await asyncio.sleep(self.interval)

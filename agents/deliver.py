@@ -213,9 +213,9 @@ def register(
             # One actor per lane running ``limit`` sends at once, acked in offset order
             # (agents/acks.py explains why not Faust's ``concurrency=``).
             headroom.start()
-            lane: ConcurrentLane[Event] = ConcurrentLane(
-                limit, give_way if cpu_ceiling > 0 else None
-            )
+            # The high lane never waits; the others give way to it even without a ceiling.
+            holds_back = gauge != Priority.HIGH and headroom.holds_back(cpu_ceiling)
+            lane: ConcurrentLane[Event] = ConcurrentLane(limit, give_way if holds_back else None)
             lanes.add(lane)
             metrics.watch_in_flight(gauge, lambda: lane.in_flight)
             try:

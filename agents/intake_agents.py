@@ -62,8 +62,9 @@ def register(
     def behind_ceiling(name: str, ceiling: float) -> AgentBody:
         async def agent(stream: Stream) -> None:
             headroom.start()
+            holds_back = headroom.holds_back(ceiling)
             async for event in stream.events():
-                if ceiling > 0:
+                if holds_back:
                     await headroom.wait_below(ceiling)
                 await safe.handle_safely(event, resolve_here, topics.requests_dlq, name)
 

@@ -378,8 +378,8 @@ class Settings(BaseSettings):
     give_way_to_urgent_ms: float = Field(
         default=50.0,
         ge=0,
-        description="the longest a lane or request agent behind a CPU ceiling waits, before "
-        "taking its next record, while high-priority records are being handled "
+        description="the longest a normal or low lane or request agent waits, before taking "
+        "its next record, while high-priority records are being handled, ceiling or not "
         "(`agents/cpu_headroom.py`; 0: never)",
     )
     low_requests_wait: bool = Field(

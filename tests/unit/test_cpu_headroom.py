@@ -100,3 +100,20 @@ async def test_no_give_way_when_turned_off() -> None:
     headroom = CpuHeadroom(give_way_seconds=0.0)
     with headroom.urgent():
         await asyncio.wait_for(headroom.give_way_to_urgent(), timeout=0.5)
+
+
+async def test_a_lane_without_a_ceiling_still_gives_way_but_never_waits_on_the_cpu() -> None:
+    headroom = CpuHeadroom(give_way_seconds=30.0)
+    headroom.record(cpu_seconds=2.0, wall_seconds=1.0)  # far over any ceiling
+    assert headroom.holds_back(ceiling=0.0)
+    with headroom.urgent():
+        waiting = asyncio.ensure_future(headroom.wait_below(ceiling=0.0))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()  # urgent work in flight: it gives way
+    await asyncio.wait_for(waiting, timeout=5)  # then the saturated CPU does not hold it
+
+
+def test_nothing_holds_a_lane_back_with_no_ceiling_and_no_giving_way() -> None:
+    headroom = CpuHeadroom(give_way_seconds=0.0)
+    assert not headroom.holds_back(ceiling=0.0)
+    assert headroom.holds_back(ceiling=0.5)
