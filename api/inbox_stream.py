@@ -99,7 +99,10 @@ def register(app: faust.App, ctx: ApiContext) -> None:
             after = last_event_id(request)
             owner = owner_url(app, table, user_id)
             if owner is None or hub is None:
-                raise ApiError(503, "unavailable", "no worker owns this inbox yet; retry")
+                # A rebalance is under way: the client retries after a second (Retry-After).
+                raise ApiError(
+                    503, "unavailable", "no worker owns this inbox yet; retry", retry_after=1.0
+                )
             if not is_this_worker(app, owner):
                 location = str(redirect_to(owner, URL(str(request.url))))
                 return cast(Response, web.Response(status=307, headers={"Location": location}))

@@ -234,13 +234,29 @@ async def test_a_rebalance_ends_the_streams_of_moved_users_and_redirects_them(
             stream.close()
         user, location = next(iter(moved.items()))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as elsewhere:
-            async with elsewhere.get(location, headers=auth("read")) as there:
+            there = await open_once_owned(elsewhere, location)
+            try:
                 await opened(there)  # the new owner serves it, and feeds it
                 notification_id = await send_in_app(http, user, "After the move")
                 _, data = await next_event(there)
+            finally:
+                there.close()
         assert data["notification_id"] == notification_id
     finally:
         second.kill()  # its partitions go back to the first worker; no state to keep
+
+
+async def open_once_owned(session: aiohttp.ClientSession, url: str) -> aiohttp.ClientResponse:
+    """The stream at ``url``, retried as its Retry-After says while that worker answers 503: the
+    old owner may redirect before the new one has learnt the group's final assignment."""
+    for _ in range(30):
+        answer = await session.get(url, headers=auth("read"))
+        if answer.status != 503:
+            return answer
+        assert answer.headers["Retry-After"] == "1", answer.headers
+        answer.close()
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"{url} answered 503 for 30 s")
 
 
 async def until_moved(http: aiohttp.ClientSession, users: list[str]) -> dict[str, str]:
