@@ -118,18 +118,23 @@ async def produce_json(
     topic: str,
     values: Sequence[dict[str, Any]],
     stamp: str | None = None,
+    per_second: float = 0.0,
 ) -> tuple[float, float]:
     """Send JSON values keyed by ``user_id``; returns (first send, last ack) wall-clock times.
 
     With ``stamp``, that field is set to the current time just before each value is encoded:
     latency then starts when the request really left the producer, not when the workload was
-    generated (the dicts are updated in place, so the caller can compute latencies)."""
+    generated (the dicts are updated in place, so the caller can compute latencies).
+    ``per_second``: the i-th value is sent no earlier than i / per_second after the first (0:
+    all at once), an offered load below what the workers can take."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS)
     await producer.start()
     try:
         started = time.time()
         futures = []
-        for value in values:
+        for i, value in enumerate(values):
+            if per_second > 0 and (ahead := started + i / per_second - time.time()) > 0:
+                await asyncio.sleep(ahead)
             if stamp:
                 value[stamp] = time.time()
             futures.append(

@@ -153,8 +153,10 @@ def run(
     workdir: Path,
     stall_timeout: float = 60.0,
     worker_env: Mapping[str, str] | None = None,
+    pace: float = 0.0,
 ) -> dict[str, Any]:
-    """``worker_env``: ``NOTIFY_*`` settings for the workers (A/B runs of one setting)."""
+    """``worker_env``: ``NOTIFY_*`` settings for the workers (A/B runs of one setting).
+    ``pace``: requests per second offered (0: all at once, the workers' full speed)."""
     by_user = {u.user_id: u for u in users}
     inapp_url = str(sandboxes.settings_overrides()["inapp_url"])
     expected = expected_deliveries(requests, by_user, inapp_url)
@@ -168,7 +170,9 @@ def run(
         log(f"pipeline: {len(requests):,} requests -> {expected:,} deliveries expected")
         with RssSampler(pids) as rss:
             started, produced = asyncio.run(
-                produce_json(broker.bootstrap, topics.REQUESTS, requests, stamp="created_at")
+                produce_json(
+                    broker.bootstrap, topics.REQUESTS, requests, "created_at", per_second=pace
+                )
             )
             complete = wait_for_count(
                 lambda: received_count(sandboxes),
@@ -198,6 +202,7 @@ def run(
         "workers": workers,
         "worker_env": dict(worker_env or {}),
         "rate_limit_per_user": BENCH_RATE_LIMIT,
+        "pace_requests_per_second": pace,
         "produce_seconds": produced - started,
         "produce_start_to_first_delivery_seconds": (min(arrivals) - started) if arrivals else None,
         "first_to_last_delivery_seconds": first_to_last,

@@ -52,6 +52,8 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
     if pipe := results.get("pipeline"):
         if env := pipe.get("worker_env"):
             rows.append(Row("pipeline workers with", env_text(env), ""))
+        if pace := pipe.get("pace_requests_per_second"):
+            rows.append(metric("pipeline requests offered (--pace)", pace, "requests/s"))
         rows += [
             metric(
                 "pipeline deliveries (first->last)",

@@ -47,6 +47,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=20_000, help="single-user requests")
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes per phase")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="pipeline: requests per second offered (0: all at once); below the workers' "
+        "capacity, one and two workers do the same work on a machine that is not saturated",
+    )
     parser.add_argument("--bulk", type=int, default=5_000, help="campaign burst requests")
     parser.add_argument(
         "--backlog",
@@ -187,6 +194,7 @@ def _run_phases(
                     workdir,
                     args.stall_timeout,
                     worker_env(args),
+                    args.pace,
                 )
                 if redis is not None:
                     # The buckets' other half of the cost: the server running the Lua script.
