@@ -171,7 +171,11 @@ def run(
         with RssSampler(pids) as rss:
             started, produced = asyncio.run(
                 produce_json(
-                    broker.bootstrap, topics.REQUESTS, requests, "created_at", per_second=pace
+                    broker.bootstrap,
+                    topics.REQUESTS,
+                    requests,
+                    stamp="created_at",
+                    per_second=pace,
                 )
             )
             complete = wait_for_count(
