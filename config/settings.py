@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         description="producer batching wait: the largest single throughput setting measured "
         "(BROKER.md); the delivery ledger's changelog has its own producer without one",
     )
+    ledger_linger_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="batching wait of the delivery ledger's own changelog producer: a send "
+        "whose ledger write is still waiting when its worker dies is sent again by the next owner",
+    )
     producer_compression: Compression = Field(
         default=Compression.LZ4,
         description="record batch compression of every topic the worker writes",

@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 from config.settings import Settings
 from patches import (
+    commit_assignment,
     commit_guard,
     eager_handoff,
     fetch_backoff,
@@ -37,6 +38,7 @@ def install(settings: Settings, urgent_topics: Collection[str]) -> None:
     private_api.check()
     for patch in CORRECTNESS:
         patch.install()
+    commit_assignment.install()
     fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
     resting_partitions.install(settings.fetch_rest_ms, urgent_topics)
     # After the fetcher tunings above: the urgent loop is a copy of the tuned fetcher.
@@ -51,6 +53,7 @@ def works_around() -> dict[str, str]:
     """Module -> the upstream bug or missing option it works around (README, Patches)."""
     modules = (
         *CORRECTNESS,
+        commit_assignment,
         fetch_backoff,
         resting_partitions,
         urgent_fetch,

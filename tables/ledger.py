@@ -41,6 +41,7 @@ def declare(app: faust.App, settings: Settings) -> LedgerTable:
         partitions=settings.partitions,
         key_type=bytes,  # raw keys: table_route must hash the bytes the record was keyed by
         help="<user_id>#<bucket> -> {delivery_id: {exp, provider}}",
+        linger_ms=settings.ledger_linger_ms,
     )
     app.tables.add(table)
     return table

@@ -45,6 +45,12 @@ class PromptChangelogTable(faust.Table[Any, Any]):
     _writes: asyncio.Queue[Pending]
     _producer: ProducerT | None = None
     _idle: asyncio.Event
+    # The producer's batching wait (``NOTIFY_LEDGER_LINGER_MS``): 0 sends each write at once.
+    linger_ms: float = 0.0
+
+    def __init__(self, app: faust.App, *, linger_ms: float = 0.0, **kwargs: Any) -> None:
+        self.linger_ms = linger_ms
+        super().__init__(app, **kwargs)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,9 +60,9 @@ class PromptChangelogTable(faust.Table[Any, Any]):
 
     async def on_start(self) -> None:
         # The app's transport builds it from the same settings as the app's own producer
-        # (servers, credentials, acks), with no linger: a write waits for nothing else.
+        # (servers, credentials, acks), with its own linger: a write waits for no other record.
         producer = self.app.transport.create_producer(beacon=self.beacon)
-        producer.linger_ms = 0
+        producer.linger_ms = round(self.linger_ms)  # aiokafka takes whole milliseconds
         await self.add_runtime_dependency(producer)
         self._producer = producer
         await super().on_start()

@@ -43,6 +43,23 @@ def test_each_loop_plans_only_its_own_partitions() -> None:
     assert seen == [(frozenset({URGENT_TP}), ["u"]), (frozenset({BULK_TP}), ["b"])]
 
 
+def test_a_loop_filters_an_assignment_once_and_a_new_one_again() -> None:
+    # aiokafka builds a new Assignment at each rebalance; one object's partitions never change.
+    filtered: list[TopicPartition] = []
+
+    def keep(tp: TopicPartition) -> bool:
+        filtered.append(tp)
+        return tp.topic in topics.URGENT
+
+    planned = only(lambda view: ([], {}, 0.2, False, list(view.tps)), keep)
+    first = _Assignment(frozenset({URGENT_TP, BULK_TP}))
+    rounds = [planned(first)[4] for _ in range(3)]
+    after_rebalance = _Assignment(frozenset({BULK_TP}))
+
+    assert rounds == [[URGENT_TP]] * 3 and len(filtered) == 2
+    assert planned(after_rebalance)[4] == [] and len(filtered) == 3
+
+
 class _Client:
     def __init__(self) -> None:
         self.sent: list[tuple[int, str, object]] = []
