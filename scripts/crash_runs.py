@@ -113,6 +113,9 @@ class RunResult:
     crashes: list[str] = field(default_factory=list)
     tracebacks: int = 0
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    # The last delivery's arrival after the last kill: the survivor's (or restarted worker's)
+    # takeover, table recovery included, and the rest of the burst.
+    after_last_kill_seconds: float = 0.0
     seconds: float = 0.0
     error: str | None = None
 
@@ -428,6 +431,9 @@ def check(
     result.received, result.lost = counts.received, counts.lost
     result.duplicates, result.unexpected = counts.duplicates, counts.unexpected
     result.duplicate_pct = round(counts.duplicate_pct, 3)
+    if kills and records:
+        last_arrival = max(float(r["received_at"]) for r in records)
+        result.after_last_kill_seconds = round(last_arrival - kills[-1], 1)
 
     by_nid: dict[str, set[str]] = {r["notification_id"]: set() for r in work.requests}
     for (nid, _), did in work.ids.items():
@@ -478,7 +484,8 @@ def run_line(r: RunResult) -> str:
         f"run {r.index} {r.scenario}: {r.requests} requests, {r.expected} deliveries expected, "
         f"{r.received} received; lost {r.lost}, duplicates {r.duplicates} "
         f"({r.duplicate_pct:.2f} %), stale statuses {r.stale}/{r.statuses_checked}, "
-        f"crash lines {len(r.crashes)}, {r.seconds:.0f} s"
+        f"crash lines {len(r.crashes)}, {r.seconds:.0f} s, "
+        f"last delivery {r.after_last_kill_seconds:.1f} s after the last kill"
     )
     if r.duplicate_classes:
         line += f"; duplicates: {r.duplicate_classes}"

@@ -17,6 +17,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
