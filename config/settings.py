@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     producer_linger_ms: float = Field(
         default=20.0,
         description="producer batching wait: the largest single throughput setting measured "
-        "(BROKER.md); the delivery ledger's changelog has its own producer without one",
+        "(BROKER.md); the delivery ledger's changelog has its own producer, whose wait is "
+        "NOTIFY_LEDGER_LINGER_MS",
     )
     ledger_linger_ms: float = Field(
         default=0.0,
