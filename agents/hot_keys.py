@@ -73,6 +73,7 @@ def detector_for(settings: Settings) -> HotKeyDetector:
         buckets=settings.hot_key_window_buckets,
         bucket_seconds=settings.hot_key_bucket_seconds,
         factor=settings.hot_key_factor,
+        min_partition_rate=settings.hot_key_min_partition_rate,
         sustain_seconds=settings.hot_key_sustain_seconds,
         share=settings.hot_key_share,
         cooldown_factor=settings.hot_key_cooldown_factor,

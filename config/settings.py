@@ -494,6 +494,12 @@ class Settings(BaseSettings):
         description="a partition is hot above this multiple of the mean partition rate "
         "(deliveries fanned out per second, over every partition of every worker)",
     )
+    hot_key_min_partition_rate: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="deliveries/s below which a partition is never hot, whatever the mean: "
+        "when traffic has all but stopped, a trickle on one partition is not a bottleneck",
+    )
     hot_key_sustain_seconds: float = Field(
         default=30.0,
         ge=0.0,

@@ -87,6 +87,9 @@ class HotKeyDetector:
     buckets: int = 6
     bucket_seconds: float = 10.0
     factor: float = 2.0
+    # A partition slower than this is never hot, whatever the mean: when nearly everything is
+    # idle, a trickle is "2x the mean" without being a bottleneck, and salting it helps nobody.
+    min_partition_rate: float = 0.0
     sustain_seconds: float = 30.0
     # A key is flagged at >= share x its partition's rate, so at > share x factor x the mean
     # (0.5x with these defaults) and cleared at <= cooldown_factor x the mean: half that.
@@ -107,6 +110,8 @@ class HotKeyDetector:
             raise ValueError(f"partitions must be >= 1, got {self.partitions}")
         if not 0 < self.share <= 1 or self.factor <= 1:
             raise ValueError("share must be in (0, 1] and factor above 1")
+        if self.min_partition_rate < 0:
+            raise ValueError("min_partition_rate must be >= 0")
         if not 0 <= self.cooldown_factor < self.share * self.factor:
             # A key could be cool the moment it is flagged: cleared, re-flagged, cleared...
             raise ValueError("cooldown_factor must be below share x factor (the flag level)")
@@ -162,7 +167,7 @@ class HotKeyDetector:
             mean = sum(rates.values()) / self.partitions
         raised: list[HotKeyFlag] = []
         for partition, rate in rates.items():
-            if mean > 0 and rate > self.factor * mean:
+            if mean > 0 and rate > self.factor * mean and rate >= self.min_partition_rate:
                 self._hot_since.setdefault(partition, now)
             else:
                 self._hot_since.pop(partition, None)

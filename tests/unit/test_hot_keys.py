@@ -126,6 +126,37 @@ def test_only_the_hot_partitions_hot_key_is_flagged_once_sustained() -> None:
     assert detector.flags() == {"whale": flag}
 
 
+def trickle(detector: HotKeyDetector, seconds: int) -> list[HotKeyFlag]:
+    """One user's request every 10 s on partition HOT, every other partition idle (what the
+    storm benchmark's request topics carry once its bursts are read): evaluated each second."""
+    raised: list[HotKeyFlag] = []
+    for second in range(seconds):
+        if second % 10 == 0:
+            detector.observe(HOT, "straggler", float(second))
+        raised.extend(detector.evaluate(second + 1.0).raised)
+    return raised
+
+
+def test_a_trickle_on_an_idle_topic_is_not_a_hot_partition() -> None:
+    # 0.1/s against a mean of 0.0125/s is "8x the mean": only the floor tells it is no load.
+    floored = HotKeyDetector(partitions=PARTITIONS, sustain_seconds=30.0, min_partition_rate=5.0)
+    assert trickle(floored, 120) == []
+    assert floored.flags() == {}
+    unfloored = HotKeyDetector(partitions=PARTITIONS, sustain_seconds=30.0)
+    assert [flag.key for flag in trickle(unfloored, 120)] == ["straggler"]
+
+
+def test_a_partition_at_the_floor_can_still_be_hot() -> None:
+    detector = HotKeyDetector(partitions=PARTITIONS, sustain_seconds=30.0, min_partition_rate=5.0)
+    changes = simulate(detector, 0, 60, WHALE, random.Random(1))
+    assert [flag.key for flag in changes[31].raised] == ["whale"]
+
+
+def test_a_negative_floor_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_partition_rate"):
+        HotKeyDetector(partitions=PARTITIONS, min_partition_rate=-1.0)
+
+
 def test_a_brief_spike_is_not_flagged() -> None:
     detector = HotKeyDetector(partitions=PARTITIONS, sustain_seconds=30.0, buckets=1)
     rng = random.Random(2)
