@@ -146,7 +146,7 @@ def test_a_trickle_on_an_idle_topic_is_not_a_hot_partition() -> None:
     assert [flag.key for flag in trickle(unfloored, 120)] == ["straggler"]
 
 
-def test_a_partition_at_the_floor_can_still_be_hot() -> None:
+def test_a_hot_partition_above_the_floor_is_flagged_as_before() -> None:
     detector = HotKeyDetector(partitions=PARTITIONS, sustain_seconds=30.0, min_partition_rate=5.0)
     changes = simulate(detector, 0, 60, WHALE, random.Random(1))
     assert [flag.key for flag in changes[31].raised] == ["whale"]
