@@ -19,8 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+from faust.types import TopicT
+
+from patches.livelock_holds import HOLDS
+from streams.faust_types import Channel
+
+Hold = Callable[[], AbstractContextManager[None]]  # marks a wait for the ceiling while it lasts
+
+
+def livelock_hold(channel: Channel) -> Hold:
+    """The hold that tells Faust's livelock check that ``channel``'s partitions wait on purpose
+    while its agent waits for a ceiling (``patches/livelock_holds.py``)."""
+    names = tuple(channel.topics) if isinstance(channel, TopicT) else ()
+    return functools.partial(HOLDS.holding, names)
 
 
 class CpuHeadroom:
@@ -88,9 +104,14 @@ class CpuHeadroom:
         """Whether ``wait_below(ceiling)`` can ever wait: a ceiling, or giving way, is on."""
         return ceiling > 0 or self.give_way_seconds > 0
 
-    async def wait_below(self, ceiling: float) -> None:
+    async def wait_below(self, ceiling: float, hold: Hold = contextlib.nullcontext) -> None:
         """Gives way to urgent work in flight, then returns once the latest sample is under
-        ``ceiling`` (at once if it already is, or if ``ceiling`` is 0: none)."""
+        ``ceiling`` (at once if it already is, or if ``ceiling`` is 0: none). A wait for the
+        ceiling runs inside ``hold()``: how the caller tells Faust's livelock check that its
+        partitions are held back on purpose (``patches/livelock_holds.py``)."""
         await self.give_way_to_urgent()
-        while 0 < ceiling < self.busy:  # noqa: ASYNC110 (busy is a sample, re-read every interval)
-            await asyncio.sleep(self.interval)
+        if not 0 < ceiling < self.busy:
+            return
+        with hold():
+            while 0 < ceiling < self.busy:  # noqa: ASYNC110 (a sample, re-read every interval)
+                await asyncio.sleep(self.interval)

@@ -13,7 +13,7 @@ import faust
 
 from agents import safe
 from agents.circuit import CircuitHold
-from agents.cpu_headroom import CpuHeadroom
+from agents.cpu_headroom import CpuHeadroom, livelock_hold
 from agents.inbox_hub import InboxHub
 from agents.lanes import ConcurrentLane, is_stale
 from agents.metrics import Metrics, error_type
@@ -29,7 +29,7 @@ from providers.breaker import CircuitOpenError
 from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry
 from streams.deliveries import Delivery, parse_delivery
-from streams.faust_types import Agent, AgentBody, Event, Stream
+from streams.faust_types import Agent, AgentBody, Channel, Event, Stream
 from streams.topics import Topics
 from tables import Tables, erasures, ledger
 
@@ -201,13 +201,16 @@ def register(
         with headroom.urgent():  # the lanes behind a ceiling give way meanwhile
             await handle(event)
 
-    def lane_agent(limit: int, cpu_ceiling: float, name: str, gauge: str) -> AgentBody:
+    def lane_agent(
+        channel: Channel, limit: int, cpu_ceiling: float, name: str, gauge: str
+    ) -> AgentBody:
         # Nothing a record holds escapes: a dead letter with its reason instead (agents/safe.py).
         handler = handle_urgent if gauge == Priority.HIGH else handle
         handle_safely = safe.guarded(handler, topics.deliveries_dlq, name)
+        hold = livelock_hold(channel)
 
         async def give_way() -> None:
-            await headroom.wait_below(cpu_ceiling)
+            await headroom.wait_below(cpu_ceiling, hold)
 
         async def deliver_lane(stream: Stream) -> None:
             # One actor per lane running ``limit`` sends at once, acked in offset order
@@ -248,8 +251,9 @@ def register(
     agents: dict[str, Agent] = {}
     for priority in Priority:
         name = f"deliver_{priority}"
-        agents[priority] = supervised_agent(app, topics.delivery_lanes[priority], name)(
-            lane_agent(concurrency[priority], cpu_ceiling[priority], name, priority)
+        lane = topics.delivery_lanes[priority]
+        agents[priority] = supervised_agent(app, lane, name)(
+            lane_agent(lane, concurrency[priority], cpu_ceiling[priority], name, priority)
         )
     # Status callbacks to callers (agents/callbacks.py): a lane of their own, so a slow client
     # endpoint takes only its slots, and giving way like the low lane, since a user's
@@ -257,6 +261,7 @@ def register(
     if settings.callbacks_enabled:
         agents[CALLBACKS_LANE] = supervised_agent(app, topics.callback_lane, "deliver_callbacks")(
             lane_agent(
+                topics.callback_lane,
                 settings.callback_concurrency,
                 settings.deliver_cpu_ceiling_low,
                 "deliver_callbacks",

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import faust
 
 from agents import safe
-from agents.cpu_headroom import CpuHeadroom
+from agents.cpu_headroom import CpuHeadroom, livelock_hold
 from agents.hot_keys import HotKeys
 from agents.intake import Intake
 from agents.metrics import Metrics
@@ -19,7 +19,7 @@ from agents.supervision import supervised_agent
 from agents.tracing import Tracing
 from config.clock import clock_from
 from config.settings import Settings
-from streams.faust_types import Agent, AgentBody, Event, Stream
+from streams.faust_types import Agent, AgentBody, Channel, Event, Stream
 from streams.topics import Topics
 from tables import Tables
 
@@ -59,13 +59,15 @@ def register(
 
         return agent
 
-    def behind_ceiling(name: str, ceiling: float) -> AgentBody:
+    def behind_ceiling(channel: Channel, name: str, ceiling: float) -> AgentBody:
+        hold = livelock_hold(channel)
+
         async def agent(stream: Stream) -> None:
             headroom.start()
             holds_back = headroom.holds_back(ceiling)
             async for event in stream.events():
                 if holds_back:
-                    await headroom.wait_below(ceiling)
+                    await headroom.wait_below(ceiling, hold)
                 await safe.handle_safely(event, resolve_here, topics.requests_dlq, name)
 
         return agent
@@ -83,13 +85,19 @@ def register(
             "resolve_normal",
             topics.requests_normal,
             "resolve_normal_requests",
-            behind_ceiling("resolve_normal_requests", settings.normal_requests_cpu_ceiling),
+            behind_ceiling(
+                topics.requests_normal,
+                "resolve_normal_requests",
+                settings.normal_requests_cpu_ceiling,
+            ),
         ),
         (
             "resolve_low",
             topics.requests_low,
             "resolve_low_requests",
-            behind_ceiling("resolve_low_requests", settings.deliver_cpu_ceiling_low),
+            behind_ceiling(
+                topics.requests_low, "resolve_low_requests", settings.deliver_cpu_ceiling_low
+            ),
         ),
     )
     return {key: supervised_agent(app, topic, name)(body) for key, topic, name, body in specs}

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(
         default=1.0, description="consumer group heartbeat (the embedded broker runs with 0.5)"
     )
+    stream_processing_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Faust's livelock check logs an ERROR for a partition with records waiting "
+        "that its agent took none of for this long, unless a CPU ceiling held it back "
+        "(`patches/livelock_holds.py`)",
+    )
     revoke_drain_seconds: float = Field(
         default=5.0,
         ge=0,

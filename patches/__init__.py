@@ -18,6 +18,7 @@ from patches import (
     commit_guard,
     eager_handoff,
     fetch_backoff,
+    livelock_holds,
     private_api,
     resting_partitions,
     seek_uncommitted,
@@ -39,6 +40,7 @@ def install(settings: Settings, urgent_topics: Collection[str]) -> None:
     for patch in CORRECTNESS:
         patch.install()
     commit_assignment.install()
+    livelock_holds.install()
     fetch_backoff.install(settings.consumer_prefetch_backoff_ms)
     resting_partitions.install(settings.fetch_rest_ms, urgent_topics)
     # After the fetcher tunings above: the urgent loop is a copy of the tuned fetcher.
@@ -54,6 +56,7 @@ def works_around() -> dict[str, str]:
     modules = (
         *CORRECTNESS,
         commit_assignment,
+        livelock_holds,
         fetch_backoff,
         resting_partitions,
         urgent_fetch,

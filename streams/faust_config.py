@@ -20,6 +20,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         table_standby_replicas=settings.standby_replicas,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        stream_processing_timeout=settings.stream_processing_timeout_seconds,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_compression_type=None
         if settings.producer_compression is Compression.NONE

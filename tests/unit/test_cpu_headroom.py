@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from agents.cpu_headroom import CpuHeadroom
 from agents.lanes import ConcurrentLane
@@ -117,3 +119,25 @@ def test_nothing_holds_a_lane_back_with_no_ceiling_and_no_giving_way() -> None:
     headroom = CpuHeadroom(give_way_seconds=0.0)
     assert not headroom.holds_back(ceiling=0.0)
     assert headroom.holds_back(ceiling=0.5)
+
+
+async def test_only_a_wait_for_the_ceiling_is_held_as_one() -> None:
+    holds: list[str] = []
+
+    @contextlib.contextmanager
+    def hold() -> Iterator[None]:
+        holds.append("held")
+        yield
+
+    headroom = CpuHeadroom(interval=0.005, give_way_seconds=0.01)
+    headroom.record(cpu_seconds=0.5, wall_seconds=1.0)
+    with headroom.urgent():  # giving way to urgent work is not a hold
+        await asyncio.wait_for(headroom.wait_below(0.9, hold), timeout=5)
+    assert holds == []
+    headroom.record(cpu_seconds=1.0, wall_seconds=1.0)
+    waiting = asyncio.ensure_future(headroom.wait_below(0.9, hold))
+    await asyncio.sleep(0.02)
+    assert holds == ["held"] and not waiting.done()
+    headroom.record(cpu_seconds=0.5, wall_seconds=1.0)
+    await asyncio.wait_for(waiting, timeout=5)
+    assert holds == ["held"]  # one hold for the whole wait

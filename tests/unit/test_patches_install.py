@@ -28,6 +28,7 @@ def state():
     return {
         "commit_guard": getattr(Consumer._new_offset, "__name__", "") == "new_offset",
         "commit_assignment": is_patched(Thread._commit, "__assignment_once__"),
+        "livelock_holds": is_patched(Thread.verify_event_path, "__held_aware__"),
         "tansu_highwaters": is_patched(Thread._highwaters, "__tansu_fix__"),
         "tansu_fetch_wait": is_patched(Thread._create_worker_consumer, "__tansu_fetch__"),
         "fetch_backoff": is_patched(Thread._create_worker_consumer, "__fetch_backoff__"),
@@ -63,6 +64,7 @@ def test_a_kafka_worker_gets_no_embedded_broker_patch() -> None:
     assert after == {
         "commit_guard": True,
         "commit_assignment": True,
+        "livelock_holds": True,
         "tansu_highwaters": False,
         "tansu_fetch_wait": False,
         "fetch_backoff": True,
