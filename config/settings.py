@@ -170,12 +170,17 @@ class Settings(BaseSettings):
         "buffer, or the shared hand-off stalls and a low backlog holds up the high lane",
     )
     stream_buffer_size: int = Field(default=65536, ge=1024, description="records per stream queue")
+    # 65,536, what every lane buffered before its size took effect (streams/topics.py): at
+    # 8,192, `bench.run storm --storm-via priority-topics` took the high p99 from ~300 ms to
+    # 51 s. A held lane's queue filled past the 20 % above Faust's pause, and Faust's one
+    # hand-off then waits on that queue, with every other topic's records behind it.
     lane_buffer_size: int = Field(
-        default=8192,
+        default=65536,
         ge=1024,
-        description="records one deliver lane holds in memory; at 80 % Faust stops fetching "
-        "that lane's partitions only (must exceed 20 % of it by one fetch of every lane "
-        "partition)",
+        description="records one deliver lane (and the normal, low, held and callback request "
+        "streams) holds in memory; at 80 % Faust stops fetching its partitions, and once one is "
+        "full the consumer hand-off every agent shares waits on it (smaller saves memory and "
+        "stalls urgent work in a storm: README, Performance, seventh sitting)",
     )
     data_dir: Path = Field(default=Path(".notify-data"), description="RocksDB tables")
     store: str = Field(default="rocksdb://", description="table store; `memory://` only for tests")

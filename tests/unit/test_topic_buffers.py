@@ -2,7 +2,8 @@
 
 ``App.topic`` (faust-streaming 0.15.3) drops its ``maxsize``: before ``streams/topics.py`` set it
 on the topic, every lane buffered up to ``stream_buffer_maxsize``, so a lane held back by its
-CPU ceiling kept 52,428 records in memory instead of pausing at 80 % of ``lane_buffer_size``.
+CPU ceiling kept 52,428 records in memory instead of pausing at 80 % of ``lane_buffer_size`` (the
+default is now that same 65,536: smaller stalls the shared hand-off in a storm; README).
 """
 
 from __future__ import annotations
