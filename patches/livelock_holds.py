@@ -32,12 +32,17 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from patches.pin import wrap_method
+from patches.pin import require_unchanged, wrap_method
 
 WORKS_AROUND = "faust 0.15.3: the livelock check cannot be told a partition is held on purpose"
 
-# sha256 (first 8 hex digits) of the upstream method this wraps, in faust-streaming 0.15.3.
-EXPECTED_SOURCE = {"AIOKafkaConsumerThread.verify_event_path": "b983e773"}
+# sha256 (first 8 hex digits), in faust-streaming 0.15.3, of the upstream method this wraps and
+# of the fetch-path check it still runs for held partitions (which also reads
+# ``tp_stream_timeout_secs``, set in ``__init__``).
+EXPECTED_SOURCE = {
+    "AIOKafkaConsumerThread.verify_event_path": "b983e773",
+    "AIOKafkaConsumerThread._verify_aiokafka_event_path": "c7c75a7c",
+}
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,12 @@ def verify_held_aware(original: Callable[..., None], holds: Holds) -> Callable[.
 
 def install(holds: Holds = HOLDS) -> None:
     """Idempotent; raises UpstreamChanged on upstream code this was not written against."""
+    relied_on = "AIOKafkaConsumerThread._verify_aiokafka_event_path"
+    require_unchanged(
+        "patches/livelock_holds.py",
+        {relied_on: faust_aiokafka.AIOKafkaConsumerThread._verify_aiokafka_event_path},
+        EXPECTED_SOURCE,
+    )
     name = "AIOKafkaConsumerThread.verify_event_path"
     wrap_method(
         faust_aiokafka.AIOKafkaConsumerThread,
