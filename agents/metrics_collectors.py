@@ -7,6 +7,8 @@
   batch (patches/tansu/recovery_highwaters.py), so the lag is right on the embedded broker too,
   and a scrape costs no broker round trip. Messages in per topic is the rate of the high
   watermark: ``sum by (topic) (rate(notify_kafka_highwater_offset[5m]))``.
+- :class:`StreamBuffers`: the records each stream holds in memory now, and the most it held
+  (streams/stream_buffer.py): how much of a buffer the records in flight at a pause filled.
 - :class:`FailureCountersCollector`: agents/counters.py, one series per field.
 - :class:`BreakerStates`: each provider's circuit breakers (providers.base.ReportsBreakers),
   read rather than pushed: a breaker turns half-open when its cool-down ends, with no event.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import faust
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,6 +33,7 @@ from config.vocabulary import Channel, Priority
 from patches import commit_guard
 from providers.base import BREAKER_STATES
 from providers.registry import ProviderRegistry
+from streams.stream_buffer import EarlyPauseQueue, stream_queues
 from streams.topics import REQUESTS, delivery_topic
 from tables import Tables, campaign_progress
 
@@ -135,6 +138,36 @@ class ConsumerOffsets(Collector):
             if end is None or end < 0:  # no fetch answered yet
                 continue
             yield tp, offset, end
+
+
+class StreamBuffers(Collector):
+    """Per stream (its topics, comma-joined): the records buffered now and the most ever."""
+
+    def __init__(self, queues: Callable[[], Iterable[EarlyPauseQueue]] = stream_queues) -> None:
+        self.queues = queues
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["topics"]
+        held = GaugeMetricFamily(
+            "notify_stream_buffer_records",
+            "Records fetched and waiting in this stream's in-memory buffer",
+            labels=labels,
+        )
+        deepest = GaugeMetricFamily(
+            "notify_stream_buffer_peak_records",
+            "The most records this stream's buffer held since the worker started",
+            labels=labels,
+        )
+        now: Counter[str] = Counter()
+        most: Counter[str] = Counter()
+        for queue in self.queues():
+            name = ",".join(queue.topics)
+            now[name] += queue.qsize()
+            most[name] = max(most[name], queue.deepest)
+        for name in sorted(now):
+            held.add_metric([name], now[name])
+            deepest.add_metric([name], most[name])
+        yield from (held, deepest)
 
 
 class FailureCountersCollector(Collector):

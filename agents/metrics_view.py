@@ -17,6 +17,7 @@ from agents.metrics_collectors import (
     ConsumerOffsets,
     FailureCountersCollector,
     HotKeyEvents,
+    StreamBuffers,
 )
 from providers.registry import ProviderRegistry
 from tables import Tables
@@ -30,6 +31,7 @@ TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 def register(app: faust.App, tables: Tables, providers: ProviderRegistry, metrics: Metrics) -> None:
     registry = metrics.registry
     registry.register(ConsumerOffsets(app))
+    registry.register(StreamBuffers())
     registry.register(BreakerStates(providers))
     registry.register(FailureCountersCollector(FAILURES))
     registry.register(CampaignProgress(tables))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procstats import cpu_seconds
 from scripts.embedded_broker import EmbeddedBroker, free_port
@@ -191,3 +193,22 @@ def wait_until_idle(
 def log(message: str) -> None:
     """Progress on stderr, so stdout carries only the result table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def stream_buffer_peaks(workers: Iterable[WorkerProcess]) -> dict[str, int]:
+    """The most records each stream buffered, over the workers (their ``/metrics``): how much
+    of a buffer the records in flight at a pause took (streams/stream_buffer.py)."""
+    peaks: dict[str, int] = {}
+    for worker in workers:
+        try:
+            with urllib.request.urlopen(f"{worker.web_url}/metrics", timeout=10) as response:  # noqa: S310  # http, built here
+                text = response.read().decode()
+        except OSError as exc:  # a worker that is gone has no peaks to give
+            log(f"no metrics from {worker.web_url}: {exc}")
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "notify_stream_buffer_peak_records":
+                for sample in family.samples:
+                    name = sample.labels["topics"]
+                    peaks[name] = max(peaks.get(name, 0), int(sample.value))
+    return dict(sorted(peaks.items(), key=lambda item: -item[1]))

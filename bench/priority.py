@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from bench.common import Broker, log, produce_json, wait_for_count
+from bench.common import Broker, log, produce_json, stream_buffer_peaks, wait_for_count
 from bench.pipeline import (
     event_counts,
     intake_latencies,
@@ -177,6 +177,7 @@ def run(
         events = read_events(
             broker.bootstrap, produced_requests + idle_expected + backlog_expected + high_expected
         )
+        buffer_peaks = stream_buffer_peaks(procs)
 
     backlog_arrivals = [
         r["received_at"] for r in received if str(r.get("notification_id")).startswith("backlog-")
@@ -196,6 +197,7 @@ def run(
         "backlog_drain_seconds": drained_at - started,
         "backlog_deliveries_per_second": rate(len(backlog_arrivals), drained_at - started),
         "peak_worker_rss_mb_sampled_sum": measured.peak_worker_rss_kb / 1024,
+        "stream_buffer_peak_records": buffer_peaks,
         "cpu_seconds_during_phase": cpu_seconds_by_process,
         "phase_seconds": finished - started,
         "delivery_events": event_counts(events),

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import Broker, log, produce_json, wait_for_count
+from bench.common import Broker, log, produce_json, stream_buffer_peaks, wait_for_count
 from bench.pipeline import (
     event_counts,
     intake_latencies,
@@ -128,6 +128,7 @@ def run(
         received = sandboxes.received()
         produced_requests = len(low) + len(normal) + len(highs)
         events = read_events(broker.bootstrap, produced_requests + target + high_expected)
+        buffer_peaks = stream_buffer_peaks(procs)
 
     drains = {g: drain(received, prefix, expected[g], started) for g, prefix in GROUPS.items()}
     last_other = started + max(d["drain_seconds"] for d in drains.values())
@@ -147,6 +148,7 @@ def run(
             sum(d["delivered"] for d in drains.values()), last_other - started
         ),
         "peak_worker_rss_mb_sampled_sum": measured.peak_worker_rss_kb / 1024,
+        "stream_buffer_peak_records": buffer_peaks,
         "cpu_seconds_during_phase": cpu_seconds_by_process,
         "phase_seconds": finished - started,
         "delivery_events": event_counts(events),

@@ -9,6 +9,7 @@ import faust
 from config.settings import Settings
 from streams.faust_types import Channel
 from streams.records import CHANNELS, HIGH, PRIORITIES
+from streams.stream_buffer import EarlyPauseTopic
 
 REQUESTS = "notification-requests"  # public input, JSON
 # Requests (and control records) that arrived on a partition their user_id does not hash to
@@ -164,18 +165,19 @@ def _topic(
     buffer: int | None = None,
     partitions: int | None = None,
 ) -> faust.TopicT:
-    topic = app.topic(
-        *names,
+    # Built directly rather than through ``App.topic``, which (faust-streaming 0.15.3) takes
+    # ``maxsize`` and never passes it on: a held lane then kept 52,428 records in memory before
+    # Faust paused it, whatever ``lane_buffer_size`` said. Clones (the agent's) copy the size
+    # and the class, whose streams pause early so the shared hand-off never waits on one.
+    topic = EarlyPauseTopic(
+        app,
+        topics=list(names),
         key_serializer="raw",
         value_serializer="raw",
         partitions=partitions or settings.partitions,
         replicas=settings.replication_factor,
+        maxsize=buffer,  # None: stream_buffer_maxsize
     )
-    # ``App.topic`` (faust-streaming 0.15.3) takes ``maxsize`` and never passes it on, so every
-    # stream buffered up to ``stream_buffer_maxsize``: a held lane kept 52,428 records (80 % of
-    # 65,536) in memory before Faust paused it, whatever ``lane_buffer_size`` said. The queue is
-    # built on first use from this attribute, and clones (the agent's) copy it.
-    topic.maxsize = buffer  # None: stream_buffer_maxsize
     return topic
 
 

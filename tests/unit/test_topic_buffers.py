@@ -23,5 +23,5 @@ def test_lanes_buffer_what_the_settings_say_and_other_streams_faust_s_default() 
         assert lane.queue.maxsize == 2048
         # The agent reads a clone of its channel: the size must survive it.
         assert lane.clone(is_iterator=True).queue.maxsize == 2048
-    assert topics.delivery_lanes[Priority.LOW].queue.pressure_high_size == 1638  # Faust pauses
+    assert topics.delivery_lanes[Priority.LOW].queue.pressure_high_size == 512  # Faust pauses
     assert topics.requests_high.queue.maxsize == 4096
