@@ -33,7 +33,7 @@ from config.vocabulary import Channel, Priority
 from patches import commit_guard
 from providers.base import BREAKER_STATES
 from providers.registry import ProviderRegistry
-from streams.stream_buffer import EarlyPauseQueue, stream_queues
+from streams.stream_buffer import PausingQueue, stream_queues
 from streams.topics import REQUESTS, delivery_topic
 from tables import Tables, campaign_progress
 
@@ -143,7 +143,7 @@ class ConsumerOffsets(Collector):
 class StreamBuffers(Collector):
     """Per stream (its topics, comma-joined): the records buffered now and the most ever."""
 
-    def __init__(self, queues: Callable[[], Iterable[EarlyPauseQueue]] = stream_queues) -> None:
+    def __init__(self, queues: Callable[[], Iterable[PausingQueue]] = stream_queues) -> None:
         self.queues = queues
 
     def collect(self) -> Iterator[Metric]:

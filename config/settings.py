@@ -166,21 +166,19 @@ class Settings(BaseSettings):
     fetch_bytes_per_partition: int = Field(
         default=16 * 1024,
         ge=4 * 1024,
-        description="largest fetch per partition: one fetch over every lane must fit a stream "
-        "buffer, or the shared hand-off stalls and a low backlog holds up the high lane",
+        description="largest fetch per partition: a paused stream still takes up to two of them "
+        "per partition beyond its buffer, so this bounds what a held lane holds in memory",
     )
     stream_buffer_size: int = Field(default=65536, ge=1024, description="records per stream queue")
-    # 65,536, what every lane buffered before its size took effect (streams/topics.py): at
-    # 8,192, `bench.run storm --storm-via priority-topics` took the high p99 from ~300 ms to
-    # 51 s. A held lane's queue filled past the 20 % above Faust's pause, and Faust's one
-    # hand-off then waits on that queue, with every other topic's records behind it.
+    # Faust stops fetching a stream's partitions once its buffer holds this many, and its one
+    # hand-off never waits on the buffer (streams/stream_buffer.py), so a held lane costs this
+    # plus what was in flight at the pause, and other streams flow past it.
     lane_buffer_size: int = Field(
-        default=65536,
+        default=4096,
         ge=1024,
         description="records one deliver lane (and the normal, low, held and callback request "
-        "streams) holds in memory; at 80 % Faust stops fetching its partitions, and once one is "
-        "full the consumer hand-off every agent shares waits on it (smaller saves memory and "
-        "stalls urgent work in a storm: README, Performance, seventh sitting)",
+        "streams) buffers before Faust stops fetching its partitions; the fetches in flight "
+        "still come in, at most two per partition (README, Performance, eighth sitting)",
     )
     data_dir: Path = Field(default=Path(".notify-data"), description="RocksDB tables")
     store: str = Field(default="rocksdb://", description="table store; `memory://` only for tests")

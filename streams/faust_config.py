@@ -25,9 +25,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         producer_compression_type=None
         if settings.producer_compression is Compression.NONE
         else str(settings.producer_compression),
-        # Per partition. Small enough that one fetch over every lane's partitions fits in a
-        # stream buffer: a full buffer stalls the one consumer hand-off that every agent shares,
-        # which is how a low-priority backlog would hold up the high lane.
+        # Per partition. A paused stream still takes up to two of these per partition beyond
+        # its buffer (streams/stream_buffer.py), so this bounds what a held lane holds in memory.
         consumer_max_fetch_size=settings.fetch_bytes_per_partition,
         stream_buffer_maxsize=settings.stream_buffer_size,
         # Faust would otherwise hold a rebalance until every record a stream took is acked,

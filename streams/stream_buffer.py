@@ -1,17 +1,20 @@
-"""Stream buffers that pause their partitions early, so that the one hand-off never waits.
+"""Stream buffers that never make Faust's one hand-off wait.
 
 Faust hands every fetched record to its stream's queue from one task (the conductor). When a
 queue is full, that task waits for room, and every other topic's records, the urgent ones
 included, wait behind it. Upstream pauses a partition's fetching at 80 % of the queue
-(``FlowControlQueue.pressure_high_ratio`` 1.25), which leaves 20 % for the records already
-fetched: one fetch names every partition of a lane's five topics, so a lane held by its CPU
-ceiling overran that margin and stalled the worker (README, Performance, seventh sitting).
+(``FlowControlQueue.pressure_high_ratio`` 1.25) and counts on the last 20 % to take what was
+already fetched. It does not: a lane reads 40 partitions (five topics of eight), and besides
+the fetch being handed off when it pauses, aiokafka holds one more per partition, fetched
+before the pause and released all at once when the lane resumes. A lane held by its CPU
+ceiling filled its queue that way and stalled the worker (README, Performance, seventh and
+eighth sittings: a quarter of 8,192 left free still filled).
 
-Here a partition pauses at a quarter of the queue and resumes at a tenth, and the other three
-quarters take what was already in flight. So the queue's size is what it is everywhere else,
-the most records the stream ever holds, and the hand-off waits only if one fetch brings more
-than three quarters of it for one stream. ``deepest`` records how close each queue came, for
-the ``notify_stream_buffer_peak_records`` metric.
+So here the queue is never full: a partition pauses when the queue holds its size and resumes
+at half, and what was fetched before the pause is taken without waiting. The memory that
+bounds is the size plus at most two fetches per partition (``fetch_bytes_per_partition``
+each), since aiokafka fetches no partition whose last fetch it still holds. ``deepest``
+records how far each queue went, for the ``notify_stream_buffer_peak_records`` metric.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from typing import Any
 import faust
 from mode.utils.queues import ThrowableQueue
 
-# Pause at 1 / 4 of the size (mode divides the size by this), resume at 1 / 10 (it multiplies).
-PAUSE_RATIO = 4.0
-RESUME_RATIO = 0.10
+# Pause at the size (mode divides the size by this), resume at half of it (it multiplies).
+PAUSE_RATIO = 1.0
+RESUME_RATIO = 0.5
 
 
-class EarlyPauseQueue(ThrowableQueue):  # type: ignore[type-arg]  # mode's queue is untyped
+class PausingQueue(ThrowableQueue):  # type: ignore[type-arg]  # mode's queue is untyped
     pressure_high_ratio = PAUSE_RATIO
     pressure_drop_ratio = RESUME_RATIO
 
@@ -37,6 +40,11 @@ class EarlyPauseQueue(ThrowableQueue):  # type: ignore[type-arg]  # mode's queue
         self.topics = topics
         self.deepest = 0
 
+    def full(self) -> bool:
+        # What the conductor asks before each hand-off (and ``Queue.put`` while it waits): a
+        # full queue makes the one hand-off task wait, so this one never is.
+        return False
+
     def put_nowait_enhanced(
         self,
         value: Any,
@@ -44,7 +52,7 @@ class EarlyPauseQueue(ThrowableQueue):  # type: ignore[type-arg]  # mode's queue
         on_pressure_high: Callable[[], None],
         on_pressure_drop: Callable[[], None],
     ) -> bool:
-        # The conductor's only way in (it checks ``full()`` first). One comparison a record.
+        # The conductor's only way in. One comparison a record.
         if (depth := self.qsize()) >= self.deepest:
             self.deepest = depth + 1
         paused: bool = super().put_nowait_enhanced(
@@ -54,15 +62,15 @@ class EarlyPauseQueue(ThrowableQueue):  # type: ignore[type-arg]  # mode's queue
 
 
 # Every queue a stream reads, for the metrics: weak, so a stream that ends takes its queue.
-_QUEUES: weakref.WeakSet[EarlyPauseQueue] = weakref.WeakSet()
+_QUEUES: weakref.WeakSet[PausingQueue] = weakref.WeakSet()
 
 
-def stream_queues() -> Iterator[EarlyPauseQueue]:
+def stream_queues() -> Iterator[PausingQueue]:
     return iter(list(_QUEUES))
 
 
-class EarlyPauseTopic(faust.Topic):
-    """A topic whose streams buffer in an :class:`EarlyPauseQueue`. Clones (what an agent
+class PausingTopic(faust.Topic):
+    """A topic whose streams buffer in an :class:`PausingQueue`. Clones (what an agent
     iterates) keep the class: ``Channel._clone`` builds ``type(self)``."""
 
     @property
@@ -70,7 +78,7 @@ class EarlyPauseTopic(faust.Topic):
         if self._queue is None:
             # As ``Channel.queue`` does: built on first use, when an agent iterates a clone.
             size = self.maxsize if self.maxsize is not None else self.app.conf.stream_buffer_maxsize
-            queue = EarlyPauseQueue(
+            queue = PausingQueue(
                 tuple(self.topics),
                 maxsize=size,
                 flow_control=self.app.flow_control,

@@ -9,7 +9,7 @@ import faust
 from config.settings import Settings
 from streams.faust_types import Channel
 from streams.records import CHANNELS, HIGH, PRIORITIES
-from streams.stream_buffer import EarlyPauseTopic
+from streams.stream_buffer import PausingTopic
 
 REQUESTS = "notification-requests"  # public input, JSON
 # Requests (and control records) that arrived on a partition their user_id does not hash to
@@ -168,8 +168,8 @@ def _topic(
     # Built directly rather than through ``App.topic``, which (faust-streaming 0.15.3) takes
     # ``maxsize`` and never passes it on: a held lane then kept 52,428 records in memory before
     # Faust paused it, whatever ``lane_buffer_size`` said. Clones (the agent's) copy the size
-    # and the class, whose streams pause early so the shared hand-off never waits on one.
-    topic = EarlyPauseTopic(
+    # and the class, whose streams pause at their size and never make the shared hand-off wait.
+    topic = PausingTopic(
         app,
         topics=list(names),
         key_serializer="raw",

@@ -1,5 +1,5 @@
-"""A stream buffer pauses its partition at a quarter of its size, so that Faust's one hand-off
-takes the records still in flight without waiting, through both of Faust's hand-off builds
+"""A stream buffer pauses its partition at its size and is never full, so that Faust's one
+hand-off takes the records still in flight without waiting, through both of Faust's hand-off builds
 (the compiled ``ConductorHandler`` the worker runs and the pure-Python ``ConductorCompiler``).
 
 ``run_eagerly`` steps a hand-off once: finishing without suspending is what "does not wait"
@@ -19,7 +19,7 @@ from agents.metrics_collectors import StreamBuffers
 from config.settings import Settings
 from config.vocabulary import Priority
 from patches.eager_handoff import run_eagerly
-from streams.stream_buffer import EarlyPauseQueue, stream_queues
+from streams.stream_buffer import PausingQueue, stream_queues
 from streams.topics import declare_topics
 
 TP0 = TP("deliveries.webhook.low", 0)
@@ -71,26 +71,27 @@ def handed_off_without_waiting(handler: Handler, count: int) -> int:
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
-async def test_pauses_at_a_quarter_and_takes_what_is_in_flight_without_waiting(
+async def test_pauses_at_its_size_and_takes_what_is_in_flight_without_waiting(
     app: faust.App, build: str
 ) -> None:
     lane = low_lane(app)
     queue = lane.queue
-    assert isinstance(queue, EarlyPauseQueue)
-    assert queue.pressure_high_size == SIZE // 4
+    assert isinstance(queue, PausingQueue)
+    assert (queue.pressure_high_size, queue.pressure_drop_size) == (SIZE, SIZE // 2)
     handler = BUILDS[build](app, lane)
 
-    assert handed_off_without_waiting(handler, SIZE // 4) == SIZE // 4
-    assert TP0 not in paused(app)  # not paused yet
-    # The next record pauses the partition; all that was fetched before the pause still fits.
-    assert handed_off_without_waiting(handler, SIZE - SIZE // 4) == SIZE - SIZE // 4
+    assert handed_off_without_waiting(handler, SIZE) == SIZE
+    assert TP0 not in paused(app)
+    # The next record pauses the partition; what was fetched before the pause (here two more
+    # buffers' worth) is still taken without waiting.
+    assert handed_off_without_waiting(handler, 2 * SIZE) == 2 * SIZE
     assert TP0 in paused(app)
-    assert queue.qsize() == queue.deepest == SIZE
+    assert queue.qsize() == queue.deepest == 3 * SIZE
 
 
 async def test_upstream_queue_waits_once_the_fifth_above_its_pause_is_used(app: faust.App) -> None:
-    """The control: a plain Faust topic of the same size pauses at 80 % and then blocks the
-    hand-off (every topic's records behind it) after only the 20 % left."""
+    """The control: a plain Faust topic of the same size pauses at 80 % and then makes the
+    hand-off (every topic's records behind it) wait once the 20 % left is used."""
     lane: Any = faust.Topic(app, topics=[TP0.topic], maxsize=SIZE).clone(is_iterator=True)
     handler = BUILDS["compiled"](app, lane)
     assert handed_off_without_waiting(handler, SIZE + 1) == SIZE

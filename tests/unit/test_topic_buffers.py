@@ -2,8 +2,8 @@
 
 ``App.topic`` (faust-streaming 0.15.3) drops its ``maxsize``: before ``streams/topics.py`` set it
 on the topic, every lane buffered up to ``stream_buffer_maxsize``, so a lane held back by its
-CPU ceiling kept 52,428 records in memory instead of pausing at 80 % of ``lane_buffer_size`` (the
-default is now that same 65,536: smaller stalls the shared hand-off in a storm; README).
+CPU ceiling kept 52,428 records in memory instead of pausing at ``lane_buffer_size`` (it pauses at
+the size now: streams/stream_buffer.py).
 """
 
 from __future__ import annotations
@@ -23,5 +23,5 @@ def test_lanes_buffer_what_the_settings_say_and_other_streams_faust_s_default() 
         assert lane.queue.maxsize == 2048
         # The agent reads a clone of its channel: the size must survive it.
         assert lane.clone(is_iterator=True).queue.maxsize == 2048
-    assert topics.delivery_lanes[Priority.LOW].queue.pressure_high_size == 512  # Faust pauses
+    assert topics.delivery_lanes[Priority.LOW].queue.pressure_high_size == 2048  # Faust pauses
     assert topics.requests_high.queue.maxsize == 4096
