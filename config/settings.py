@@ -169,7 +169,11 @@ class Settings(BaseSettings):
         description="largest fetch per partition: a paused stream still takes up to two of them "
         "per partition beyond its buffer, so this bounds what a held lane holds in memory",
     )
-    stream_buffer_size: int = Field(default=65536, ge=1024, description="records per stream queue")
+    stream_buffer_size: int = Field(
+        default=65536,
+        ge=1024,
+        description="records every other stream buffers before Faust stops fetching its partitions",
+    )
     # Faust stops fetching a stream's partitions once its buffer holds this many, and its one
     # hand-off never waits on the buffer (streams/stream_buffer.py), so a held lane costs this
     # plus what was in flight at the pause, and other streams flow past it.
