@@ -55,6 +55,7 @@ from streams.faust_types import Agent
 from streams.quiet_monitor import QuietMonitor
 from streams.topics import URGENT, Topics, declare_topics
 from tables import Tables, declare_tables
+from tables.notify_table import NotifyTable
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def faust_app(settings: Settings, web_middlewares: Sequence[Any] = ()) -> faust.
     return faust.App(
         settings.app_id,
         Monitor=QuietMonitor,
+        Table=NotifyTable,  # what every app.Table() builds: one read per lookup
         web_application_options=web_options,
         **faust_settings(settings),
     )

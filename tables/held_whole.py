@@ -27,10 +27,12 @@ from typing import Any
 import faust
 from faust.types import EventT, TableT
 
+from tables.notify_table import NotifyTable
+
 PARTITIONS = 1
 
 
-class HeldWholeTable(faust.GlobalTable):
+class HeldWholeTable(NotifyTable, faust.GlobalTable):
     _own_writes: defaultdict[bytes | None, list[bytes | None]]
 
     def __post_init__(self) -> None:

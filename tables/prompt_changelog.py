@@ -24,6 +24,8 @@ import faust
 from faust.types import CodecArg, ProducerT, RecordMetadata
 from mode import Service
 
+from tables.notify_table import NotifyTable
+
 log = logging.getLogger(__name__)
 
 Pending = tuple[str, bytes | None, bytes | None, int | None]
@@ -41,7 +43,7 @@ class Placed:
         return self
 
 
-class PromptChangelogTable(faust.Table[Any, Any]):
+class PromptChangelogTable(NotifyTable):
     _writes: asyncio.Queue[Pending]
     _producer: ProducerT | None = None
     _idle: asyncio.Event
@@ -111,7 +113,7 @@ class PromptChangelogTable(faust.Table[Any, Any]):
         # What Faust's _on_changelog_sent does outside transactions (this app runs none):
         # RocksDB keeps the offset it has, so a restart recovers only what came after it.
         written = sent.result()
-        self.data.set_persisted_offset(written.topic_partition, written.offset)
+        self.persist_later(written.topic_partition, written.offset)
 
     async def flush_changelog(self) -> None:
         """Every write so far is at the broker (a rebalance and shutdown wait for this)."""
