@@ -10,8 +10,10 @@ from __future__ import annotations
 from aioapns import connection as apns_connection
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
+from faust.tables import base as faust_tables
 from firebase_admin import messaging
 from mode import supervisors
+from mode.utils import collections as mode_collections
 
 from patches.pin import require_unchanged
 
@@ -38,6 +40,10 @@ LIBRARIES = {
 #   (Store._dbs, filled by _db_for_partition, emptied by revoke_partitions), skips its
 #   offset_key like _visible_items does and decodes values with _decode_value (a table
 #   iterates every active partition from the start; a campaign scans one, from a cursor).
+# - tables/notify_table.py: NotifyTable replaces the lookup that ManagedUserDict.__getitem__
+#   and FastUserDict.__getitem__ make (two store reads: ``in``, then the read) and overrides
+#   Collection._on_changelog_sent, Faust's only hook on a changelog write's ack (no public
+#   one exists to defer the persisted offset it writes).
 UPSTREAM = {
     "_MessagingService.encode_message": messaging._MessagingService.encode_message,
     "APNsBaseConnectionPool.__init__": apns_connection.APNsBaseConnectionPool.__init__,
@@ -53,6 +59,9 @@ UPSTREAM = {
     "rocksdb.Store.revoke_partitions": faust_rocksdb.Store.revoke_partitions,
     "rocksdb.Store._visible_items": faust_rocksdb.Store._visible_items,
     "Store._decode_value": faust_store.Store._decode_value,
+    "ManagedUserDict.__getitem__": mode_collections.ManagedUserDict.__getitem__,
+    "FastUserDict.__getitem__": mode_collections.FastUserDict.__getitem__,
+    "Collection._on_changelog_sent": faust_tables.Collection._on_changelog_sent,
 }
 
 EXPECTED_SOURCE = {
@@ -68,6 +77,9 @@ EXPECTED_SOURCE = {
     "rocksdb.Store.revoke_partitions": "3f85447a",
     "rocksdb.Store._visible_items": "545dc16a",
     "Store._decode_value": "5fe35164",
+    "ManagedUserDict.__getitem__": "9fb8a44e",
+    "FastUserDict.__getitem__": "eb240364",
+    "Collection._on_changelog_sent": "60122c86",
 }
 
 
