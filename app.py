@@ -50,6 +50,7 @@ from config.settings import Settings, get_settings
 from providers.breaker import BreakerPolicy, Breakers
 from providers.rate_limits import ProviderRateLimits
 from providers.registry import ProviderRegistry, configured_providers
+from streams.changelog_buffer import limit_changelog_buffer
 from streams.faust_config import faust_settings
 from streams.faust_types import Agent
 from streams.quiet_monitor import QuietMonitor
@@ -101,6 +102,7 @@ def build_app(
     # Every web request passes the API's gate (keys, scopes, request ids, JSON errors).
     api_gate = api.gate(settings)
     app = faust_app(settings, [api_gate.middleware])
+    limit_changelog_buffer(app, settings.changelog_buffer_messages)
     topics = topics_for(app, settings)
     tables = declare_tables(app, settings)
     # One breaker per provider, as long-lived as the registry that owns them.

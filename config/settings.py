@@ -184,6 +184,13 @@ class Settings(BaseSettings):
         "streams) buffers before Faust stops fetching its partitions; the fetches in flight "
         "still come in, at most two per partition (README, Performance, eighth sitting)",
     )
+    changelog_buffer_messages: int = Field(
+        default=4096,
+        ge=100,
+        description="table changelog writes waiting for the producer before Faust's one "
+        "hand-off task waits for them, holding every topic's records (Faust's own limit is 100; "
+        "`streams/changelog_buffer.py`)",
+    )
     data_dir: Path = Field(default=Path(".notify-data"), description="RocksDB tables")
     store: str = Field(default="rocksdb://", description="table store; `memory://` only for tests")
     web_port: int = Field(default=6066, description="the worker's web views (HTTP)")

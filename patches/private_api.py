@@ -11,6 +11,7 @@ from aioapns import connection as apns_connection
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables import base as faust_tables
+from faust.transport import producer as faust_producer
 from firebase_admin import messaging
 from mode import supervisors
 from mode.utils import collections as mode_collections
@@ -44,6 +45,8 @@ LIBRARIES = {
 #   and FastUserDict.__getitem__ make (two store reads: ``in``, then the read) and overrides
 #   Collection._on_changelog_sent, Faust's only hook on a changelog write's ack (no public
 #   one exists to defer the persisted offset it writes).
+# - streams/changelog_buffer.py: sets ProducerBuffer.max_messages, which wait_until_ebb reads
+#   before every hand-off (a class attribute that no Faust setting reaches).
 UPSTREAM = {
     "_MessagingService.encode_message": messaging._MessagingService.encode_message,
     "APNsBaseConnectionPool.__init__": apns_connection.APNsBaseConnectionPool.__init__,
@@ -62,6 +65,7 @@ UPSTREAM = {
     "ManagedUserDict.__getitem__": mode_collections.ManagedUserDict.__getitem__,
     "FastUserDict.__getitem__": mode_collections.FastUserDict.__getitem__,
     "Collection._on_changelog_sent": faust_tables.Collection._on_changelog_sent,
+    "ProducerBuffer.wait_until_ebb": faust_producer.ProducerBuffer.wait_until_ebb,
 }
 
 EXPECTED_SOURCE = {
@@ -80,6 +84,7 @@ EXPECTED_SOURCE = {
     "ManagedUserDict.__getitem__": "9fb8a44e",
     "FastUserDict.__getitem__": "eb240364",
     "Collection._on_changelog_sent": "60122c86",
+    "ProducerBuffer.wait_until_ebb": "758dd574",
 }
 
 

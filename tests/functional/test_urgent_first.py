@@ -115,3 +115,10 @@ async def test_a_passed_on_request_claims_its_key_as_the_record_it_came_from(
     statuses = [(e["status"], e.get("reason")) for e in values(urgent.topics.delivery_events)]
     assert statuses == [("accepted", None), ("rejected", "duplicate"), ("accepted", None)]
     assert dedup.claim_of(urgent.tables.dedup, "u1", "n1", time.time()) == origin.decode()
+
+
+def test_the_worker_raises_fausts_changelog_buffer_limit(tmp_path: Path) -> None:
+    """Over the limit, Faust's one hand-off waits for table changelog writes and every topic's
+    records wait with it (streams/changelog_buffer.py)."""
+    built = build_app(make_settings(tmp_path, changelog_buffer_messages=5000), channel_topics)
+    assert built.app.producer.buffer.max_messages == 5000
