@@ -29,7 +29,9 @@ IN_TOPIC = "bench-minimal-in"
 OUT_TOPIC = "bench-minimal-out"
 
 
-async def _produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+async def produce_records(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=PRODUCER_LINGER_MS)
     await producer.start()
     try:
@@ -91,7 +93,7 @@ def run(
         meter = CpuMeter(pids).start()
         log(f"minimal Faust: {len(records):,} records through {workers} worker(s)")
         with RssSampler(pids) as rss:
-            asyncio.run(_produce(broker.bootstrap, IN_TOPIC, records))
+            asyncio.run(produce_records(broker.bootstrap, IN_TOPIC, records))
             stamps = asyncio.run(
                 _output_timestamps(broker.bootstrap, OUT_TOPIC, len(records), stall_timeout)
             )

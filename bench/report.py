@@ -114,6 +114,8 @@ def table_rows(results: dict[str, Any], r: dict[str, float | None]) -> list[Row]
             rows.append(Row(f"  latency {lane} p50/p95/p99", fmt_latency(summary), "ms"))
         for lane, summary in pipe["intake_latency_ms_by_priority"].items():
             rows.append(Row(f"  until intake accepted, {lane}", fmt_latency(summary), "ms"))
+    if fl := results.get("floor"):
+        rows += floor_rows(fl)
     for key, pr in results.items():
         if not key.startswith("priority_"):
             continue
@@ -237,3 +239,27 @@ def fmt_split(slow: dict[str, Any]) -> str:
     if slow["intake_ms"] is None:
         return "no accepted event"
     return f"{slow['intake_ms']:,.0f} + {slow['lane_ms']:,.0f}"
+
+
+def floor_rows(fl: dict[str, Any]) -> list[Row]:
+    """The design's record shape alone (bench/floor.py)."""
+    rows = [Row("floor workers with", env_text(env), "")] if (env := fl.get("worker_env")) else []
+    return [
+        *rows,
+        metric(
+            f"floor ({fl['shape']}) deliveries (first->last)",
+            fl["deliveries_per_second"],
+            "notif/s",
+        ),
+        metric(
+            "  worker CPU per 10k deliveries", fl["worker_cpu_seconds_per_10k_deliveries"], "s", 2
+        ),
+        metric("  peak worker RSS (VmHWM, max)", max(fl["peak_worker_rss_mb_vmhwm"]), "MB"),
+        metric("  broker CPU during the phase", fl["broker_cpu_seconds"], "s", 1),
+        Row(
+            "  delivered / expected, notifications folded",
+            f"{fl['distinct_deliveries']:,}/{fl['expected_deliveries']:,},"
+            f" {fl['notifications_folded']:,}/{fl['requests']:,}",
+            "" if fl["complete"] else "INCOMPLETE",
+        ),
+    ]

@@ -1,4 +1,5 @@
-"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|priority|storm|idle] [options]``.
+"""The benchmark: ``python -m bench.run [all|raw|minimal|pipeline|floor|priority|storm|idle]
+[options]``.
 
 Each measured phase gets a fresh embedded broker; the provider sandboxes (no added latency)
 run in this process for the whole run. Writes one JSON file and prints a table. See
@@ -24,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench import idle, minimal, pipeline, priority, raw, storm, workload
+from bench import floor, idle, minimal, pipeline, priority, raw, storm, workload
 from bench.common import BENCH_RATE_LIMIT, fresh_broker, log, parse_worker_env
 from bench.procstats import cpu_seconds
 from bench.report import ratios, table_rows
@@ -33,7 +34,7 @@ from providers.sandboxes.stack import SandboxStack
 from scripts.redis_server import RedisServer
 from scripts.workload import make_users
 
-SCENARIOS = ("all", "raw", "minimal", "pipeline", "priority", "storm", "idle")
+SCENARIOS = ("all", "raw", "minimal", "pipeline", "floor", "priority", "storm", "idle")
 # The storm drains ~240,000 deliveries (5 minutes here): its own sub-command, not part of "all".
 IN_ALL = ("raw", "minimal", "pipeline", "priority")
 # The full-size isolation scenario is its own sub-command: 100,000 deliveries take a while.
@@ -93,6 +94,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--minimal-eager-handoff",
         action="store_true",
         help="the minimal agent with the app's hand-off patch (patches/eager_handoff.py)",
+    )
+    parser.add_argument(
+        "--floor-batched",
+        action="store_true",
+        help="the floor agents take batches (take_events) with one status write per "
+        "notification per batch, instead of one record at a time",
     )
     parser.add_argument(
         "--minimal-post",
@@ -199,6 +206,19 @@ def _run_phases(
                 if redis is not None:
                     # The buckets' other half of the cost: the server running the Lua script.
                     results["pipeline"]["redis_cpu_seconds"] = redis_cpu_seconds(redis) - redis_cpu
+        if "floor" in wanted:
+            with fresh_broker(workdir, "floor") as broker:
+                results["floor"] = floor.run(
+                    broker,
+                    sandboxes,
+                    users,
+                    requests,
+                    args.workers,
+                    workdir,
+                    args.stall_timeout,
+                    worker_env(args),
+                    batched=args.floor_batched,
+                )
         if "priority" in wanted:
             expected_rate = results.get("pipeline", {}).get("deliveries_per_second") or 500.0
             vias = ("deliveries", "requests") if args.backlog_via == "both" else (args.backlog_via,)

@@ -58,11 +58,12 @@ def expected_deliveries(
     requests: Sequence[Mapping[str, Any]], users: Mapping[str, User], inapp_url: str
 ) -> int:
     """Deliveries the users' preferences and addresses allow (the rate limit is out of play)."""
-    return sum(
-        len(users[r["user_id"]].addresses(channel, inapp_url))
-        for r in requests
-        for channel in r["channels"]
-    )
+    return sum(deliveries_of(r, users[r["user_id"]], inapp_url) for r in requests)
+
+
+def deliveries_of(request: Mapping[str, Any], user: User, inapp_url: str) -> int:
+    """The deliveries one request makes: one per address of each channel its user allows."""
+    return sum(len(user.addresses(channel, inapp_url)) for channel in request["channels"])
 
 
 BACKLOG_CHANNELS = ("in_app", "webhook")
