@@ -256,6 +256,7 @@ def floor_rows(fl: dict[str, Any]) -> list[Row]:
         ),
         metric("  peak worker RSS (VmHWM, max)", max(fl["peak_worker_rss_mb_vmhwm"]), "MB"),
         metric("  broker CPU during the phase", fl["broker_cpu_seconds"], "s", 1),
+        metric("  harness CPU (sandbox+producer)", fl["harness_cpu_seconds"], "s", 1),
         Row(
             "  delivered / expected, notifications folded",
             f"{fl['distinct_deliveries']:,}/{fl['expected_deliveries']:,},"
