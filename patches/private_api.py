@@ -11,6 +11,7 @@ from aioapns import connection as apns_connection
 from faust.stores import base as faust_store
 from faust.stores import rocksdb as faust_rocksdb
 from faust.tables import base as faust_tables
+from faust.tables import table as faust_table
 from faust.transport import producer as faust_producer
 from firebase_admin import messaging
 from mode import supervisors
@@ -45,6 +46,13 @@ LIBRARIES = {
 #   and FastUserDict.__getitem__ make (two store reads: ``in``, then the read) and overrides
 #   Collection._on_changelog_sent, Faust's only hook on a changelog write's ack (no public
 #   one exists to defer the persisted offset it writes).
+# - tables/notify_table.py: NotifyTable.send_changelog puts a ChangelogWrite of its own into
+#   the producer buffer in place of upstream's FutureMessage (Collection.send_changelog). It
+#   relies on what the buffer and the table read of it: put() queues it as it is (without
+#   producer_threaded), the buffer's task calls .message.channel.publish_message(fut,
+#   wait=False) once per write, in order, and Table.on_key_set/on_key_del read only
+#   .message.partition of send_changelog's answer. Faust offers no hook into its changelog
+#   send.
 # - streams/changelog_buffer.py: sets ProducerBuffer.max_messages, which wait_until_ebb reads
 #   before every hand-off (a class attribute that no Faust setting reaches).
 UPSTREAM = {
@@ -66,6 +74,12 @@ UPSTREAM = {
     "FastUserDict.__getitem__": mode_collections.FastUserDict.__getitem__,
     "Collection._on_changelog_sent": faust_tables.Collection._on_changelog_sent,
     "ProducerBuffer.wait_until_ebb": faust_producer.ProducerBuffer.wait_until_ebb,
+    "Collection.send_changelog": faust_tables.Collection.send_changelog,
+    "Table.on_key_set": faust_table.Table.on_key_set,
+    "Table.on_key_del": faust_table.Table.on_key_del,
+    "ProducerBuffer.put": faust_producer.ProducerBuffer.put,
+    "ProducerBuffer._send_pending": faust_producer.ProducerBuffer._send_pending,
+    "ProducerBuffer._handle_pending": faust_producer.ProducerBuffer._handle_pending.fun,
 }
 
 EXPECTED_SOURCE = {
@@ -85,6 +99,12 @@ EXPECTED_SOURCE = {
     "FastUserDict.__getitem__": "eb240364",
     "Collection._on_changelog_sent": "60122c86",
     "ProducerBuffer.wait_until_ebb": "758dd574",
+    "Collection.send_changelog": "3dd3884e",
+    "Table.on_key_set": "a370e35c",
+    "Table.on_key_del": "4f2900b2",
+    "ProducerBuffer.put": "bf26dfbc",
+    "ProducerBuffer._send_pending": "4a9d5f93",
+    "ProducerBuffer._handle_pending": "78d64803",
 }
 
 

@@ -18,16 +18,40 @@ more of the changelog: the values RocksDB already holds, re-applied in the order
 written, so the recovered state is the same. (One ahead of the data would lose writes; it
 cannot be, because a value is in RocksDB before its changelog write is even sent.)
 
-Measured: ``python -m bench.table_cost`` (README, Performance, ninth sitting).
+**Changelog writes handed to the producer directly, through Faust's producer buffer.**
+Upstream, each write becomes a ``FutureMessage`` around a ``PendingMessage`` (``send_soon``),
+and the buffer's task publishes it through ``Topic.publish_message``: the channel lookups,
+``_get_producer``, send sensors and two chained futures and callbacks per write. In the
+floor benchmark's profile (README, Performance, tenth sitting) a changelog write cost 1.7
+times one of the stages' own records, which ``agents/produce.py`` hands to the producer
+directly. Here the write is a ``ChangelogWrite``. It carries the serialized key and value and
+the partition, and goes into the same buffer, so everything that relies on that buffer holds:
+
+- the writes keep their order, since one task empties the buffer;
+- the hand-off still waits while the buffer is over its limit (streams/changelog_buffer.py);
+- ``producer.flush()`` drains them before Faust commits an offset.
+
+The write then publishes itself with one ``producer.send``. A write that the producer loses
+after its retries is logged and stops the worker's commits (``agents/produce.py`` explains
+why), where upstream would only log it from the callback.
+
+Measured: ``python -m bench.table_cost`` (README, Performance, ninth sitting) and
+``python -m bench.run floor`` (tenth).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import faust
-from faust.types import TP, FutureMessage, RecordMetadata
+from faust.types import TP, CodecArg, FutureMessage, RecordMetadata
 from mode import Service
+
+from patches import commit_guard
+
+log = logging.getLogger(__name__)
 
 # At most this much changelog per partition is replayed beyond need after a worker is killed.
 PERSIST_INTERVAL_SECONDS = 1.0
@@ -46,6 +70,37 @@ class NotifyTable(faust.Table[Any, Any]):
             return self.data[key]
         except KeyError:
             return self.__missing__(key)  # the table's default, or KeyError
+
+    def send_changelog(  # type: ignore[override]  # the table reads only .message.partition
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> FutureMessage | ChangelogWrite:
+        if partition is None or self.app.in_transaction or self.app.conf.producer_threaded:
+            # Faust's own path where its semantics differ: a partition left to the partitioner,
+            # writes inside a transaction, a buffer that hands writes to a producer thread.
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        topic = self.changelog_topic
+        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
+        raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        write = ChangelogWrite(self, topic.get_topic_name(), raw_key, raw_value, partition)
+        self.app.producer.buffer.put(write)  # type: ignore[arg-type]  # publishes itself, as a FutureMessage
+        return write
+
+    def on_changelog_written(self, sent: asyncio.Future[RecordMetadata], topic: str) -> None:
+        """A ``ChangelogWrite``'s ack: its offset, as for upstream's writes; or its loss."""
+        if sent.cancelled() or sent.exception() is not None:
+            error = "cancelled" if sent.cancelled() else repr(sent.exception())
+            log.error("a changelog write to %s was lost by the producer: %s", topic, error)
+            # A commit past the event that made it would leave the changelog without the write
+            # that RocksDB holds: a standby or a rebuilt store would miss it. Restart instead.
+            commit_guard.stop_committing(f"a changelog write to {topic} was lost: {error}")
+            return
+        written = sent.result()
+        self.persist_later(written.topic_partition, written.offset)
 
     def _on_changelog_sent(self, fut: FutureMessage) -> None:
         if self.app.in_transaction:  # exactly-once: upstream writes it at the commit already
@@ -84,3 +139,45 @@ class NotifyTable(faust.Table[Any, Any]):
     async def on_stop(self) -> None:
         self.persist_offsets()
         await super().on_stop()
+
+
+class ChangelogWrite:
+    """One changelog write in Faust's producer buffer. The buffer's task calls
+    ``fut.message.channel.publish_message(fut, wait=False)`` on what it holds, and
+    ``Table.on_key_set`` reads ``fut.message.partition`` of what ``send_changelog`` returns: here
+    the write itself is the future, the message and the channel."""
+
+    __slots__ = ("key", "partition", "table", "topic", "value")
+
+    def __init__(
+        self, table: NotifyTable, topic: str, key: bytes | None, value: bytes | None, partition: int
+    ) -> None:
+        self.table = table
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self.partition = partition
+
+    @property
+    def message(self) -> ChangelogWrite:
+        return self
+
+    @property
+    def channel(self) -> ChangelogWrite:
+        return self
+
+    async def publish_message(self, fut: object, wait: bool = False) -> None:
+        """Called by the producer buffer's task, once, in buffer order."""
+        producer = self.table.app.producer
+        try:
+            sent = await producer.send(self.topic, self.key, self.value, self.partition, None, None)
+        except Exception:
+            # Refused outright (a value over the producer's request size): upstream raises in
+            # the same task, which stops the buffer. Here no commit passes it either.
+            log.exception("a changelog write to %s was refused by the producer", self.topic)
+            commit_guard.stop_committing(f"a changelog write to {self.topic} was refused")
+            return
+        topic, table = self.topic, self.table
+        asyncio.ensure_future(sent).add_done_callback(
+            lambda done: table.on_changelog_written(done, topic)
+        )
