@@ -7,6 +7,7 @@ acked offsets for RocksDB, and make the hand-off wait once the buffer is over it
 from __future__ import annotations
 
 import asyncio
+import itertools
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.streams import _current_event
 from faust.types import TP, TableT
 
-from tables.notify_table import ChangelogWrite, NotifyTable
+from tables.notify_table import WRITES_BETWEEN_YIELDS, ChangelogWrite, NotifyTable
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +163,30 @@ async def test_the_hand_off_still_waits_for_them_while_the_buffer_is_over_its_li
     await asyncio.wait_for(buffer.wait_until_ebb(), timeout=30)
 
     assert buffer.size <= before - buffer.max_messages
+
+
+async def test_the_buffers_task_lets_other_tasks_run_while_it_publishes_a_backlog(
+    broker: str, tmp_path: Path, apps: list[faust.App]
+) -> None:
+    """Nothing in a write's publish suspends: without its own yields, the buffer's task would
+    publish a whole backlog while every other task (an urgent record's too) waited."""
+    app, table = await _started_app(broker, tmp_path, NotifyTable, "notify-yield")
+    apps.append(app)
+    buffer = app.producer.buffer
+    # What the buffer still held each time another task got to run.
+    seen: list[int] = []
+
+    async def another_task() -> None:
+        while True:
+            await asyncio.sleep(0)
+            seen.append(buffer.size)
+
+    _write_all(table)
+    ticking = asyncio.ensure_future(another_task())
+    await app.producer.flush()
+    ticking.cancel()
+
+    # It ran between every few writes, not once before and once after the whole backlog.
+    while_draining = [size for size in seen if size > 0]
+    assert len(while_draining) >= RECORDS // WRITES_BETWEEN_YIELDS - 1
+    assert max(a - b for a, b in itertools.pairwise(while_draining)) <= WRITES_BETWEEN_YIELDS
