@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
     Broker,
@@ -29,7 +28,7 @@ from bench.procstats import CpuMeter, RssSampler, cpu_seconds, memory_kb
 from bench.stats import per_10k, rate, span
 from bench.workload import deliveries_of
 from providers.sandboxes.stack import SandboxStack
-from scripts.workload import User
+from scripts.workload import User, read_topic
 
 FLOOR_PATH = "/bench-floor"
 APP_ID = "bench-floor"
@@ -102,7 +101,7 @@ def run(
         # Every notification folded to the end: the status table's changelog ends, for each,
         # in a value counting all its deliveries as sent (an agent that fell behind, or a
         # batch that lost a write, leaves some short).
-        folded = asyncio.run(_folded_notifications(broker.bootstrap, sent_by_id))
+        folded = _folded_notifications(broker.bootstrap, sent_by_id)
         vmhwm = [(memory_kb(p) or 0) / 1024 for p in pids]
     finally:
         stop_workers(procs)
@@ -133,32 +132,25 @@ def run(
     }
 
 
-async def _folded_notifications(
-    bootstrap: str, sent_by_id: Mapping[str, int], stall_timeout: float = 30.0
-) -> int:
+def _folded_notifications(bootstrap: str, sent_by_id: Mapping[str, int]) -> int:
     """How many notifications the status changelog shows with every delivery sent, read from
-    the start until all are or it stops growing."""
-    consumer = AIOKafkaConsumer(
-        STATUS_CHANGELOG,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
+    the start until all are (or 30 s have passed)."""
     latest: dict[str, int] = {}
-    done = 0
-    last_change = time.monotonic()
-    try:
-        while done < len(sent_by_id) and time.monotonic() - last_change < stall_timeout:
-            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for messages in batch.values():
-                last_change = time.monotonic()
-                for message in messages:
-                    # Faust's JSON codec: the key a JSON string, the value the status dict.
-                    latest[orjson.loads(message.key)] = orjson.loads(message.value)["sent"]
-            done = sum(1 for nid, sent in latest.items() if sent == sent_by_id.get(nid))
-    finally:
-        await consumer.stop()
+    read = 0
+
+    def all_folded(messages: list[Any]) -> bool:
+        nonlocal read
+        for message in messages[read:]:
+            # Faust's JSON codec: the key a JSON string, the value the status dict.
+            latest[orjson.loads(message.key)] = orjson.loads(message.value)["sent"]
+        read = len(messages)
+        return _done(latest, sent_by_id) == len(sent_by_id)
+
+    asyncio.run(read_topic(bootstrap, STATUS_CHANGELOG, all_folded, timeout=30))
+    done = _done(latest, sent_by_id)
     log(f"floor: {done:,} of {len(sent_by_id):,} notifications folded with every delivery sent")
     return done
+
+
+def _done(latest: Mapping[str, int], sent_by_id: Mapping[str, int]) -> int:
+    return sum(1 for nid, sent in latest.items() if sent == sent_by_id.get(nid))

@@ -86,12 +86,25 @@ class NotifyTable(faust.Table[Any, Any]):
             # Faust's own path where its semantics differ: a partition left to the partitioner,
             # writes inside a transaction, a buffer that hands writes to a producer thread.
             return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        raw_key, raw_value = self.serialized(key, value, key_serializer, value_serializer)
+        topic = self.changelog_topic.get_topic_name()
+        write = ChangelogWrite(self, topic, raw_key, raw_value, partition)
+        self.app.producer.buffer.put(write)  # type: ignore[arg-type]  # publishes itself, as a FutureMessage
+        return write
+
+    def serialized(
+        self,
+        key: Any,
+        value: Any,
+        key_serializer: CodecArg | None = None,
+        value_serializer: CodecArg | None = None,
+    ) -> tuple[bytes | None, bytes | None]:
+        """A changelog write's key and value as the changelog topic carries them (what
+        upstream's ``send_soon`` serializes): the table's serializers unless given others."""
         topic = self.changelog_topic
         raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
         raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
-        write = ChangelogWrite(self, topic.get_topic_name(), raw_key, raw_value, partition)
-        self.app.producer.buffer.put(write)  # type: ignore[arg-type]  # publishes itself, as a FutureMessage
-        return write
+        return raw_key, raw_value
 
     def on_changelog_written(self, sent: asyncio.Future[RecordMetadata], topic: str) -> None:
         """A ``ChangelogWrite``'s ack: its offset, as for upstream's writes; or its loss."""

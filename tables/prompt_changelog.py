@@ -79,11 +79,11 @@ class PromptChangelogTable(NotifyTable):
     ) -> Placed:
         if partition is None:  # only with use_partitioner, which no table here sets
             raise ValueError(f"{self.name}: a changelog write needs its event's partition")
-        topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, key_serializer or self.key_serializer)
-        raw_value, _ = topic.prepare_value(value, value_serializer or self.value_serializer)
+        raw_key, raw_value = self.serialized(key, value, key_serializer, value_serializer)
         self._idle.clear()
-        self._writes.put_nowait((topic.get_topic_name(), raw_key, raw_value, partition))
+        self._writes.put_nowait(
+            (self.changelog_topic.get_topic_name(), raw_key, raw_value, partition)
+        )
         return Placed(partition)
 
     @Service.task
