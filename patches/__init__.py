@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 from config.settings import Settings
 from patches import (
+    bounded_flush,
     commit_assignment,
     commit_guard,
     eager_handoff,
@@ -29,7 +30,7 @@ from patches import (
 
 # Correctness first, in the order they build on each other: the commit guard's seek wrapper
 # must be in place before the seek lock wraps the same method.
-CORRECTNESS = (commit_guard, skipped_records, seek_uncommitted)
+CORRECTNESS = (commit_guard, skipped_records, seek_uncommitted, bounded_flush)
 
 
 def install(settings: Settings, urgent_topics: Collection[str]) -> None:

@@ -9,6 +9,9 @@ from typing import Any
 
 from config.settings import Compression, Settings
 
+# A count of acked records no worker reaches: Faust's setting is an int and None is refused.
+NEVER = 2**62
+
 
 def faust_settings(settings: Settings) -> dict[str, Any]:
     return dict(
@@ -38,4 +41,8 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         web_port=settings.web_port,
         web_in_thread=False,
         autodiscover=False,
+        # Faust's drain loop commits inline after every N acks, and hands no record of any
+        # topic to an agent until the commit (a producer flush and a broker round trip) is
+        # done; the commit task's interval alone bounds what a restart reads again.
+        broker_commit_every=settings.commit_every_records or NEVER,
     )

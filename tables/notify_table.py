@@ -29,7 +29,8 @@ the partition, and goes into the same buffer, so everything that relies on that 
 
 - the writes keep their order, since one task empties the buffer;
 - the hand-off still waits while the buffer is over its limit (streams/changelog_buffer.py);
-- ``producer.flush()`` drains them before Faust commits an offset.
+- ``producer.flush()``, which Faust awaits before it commits an offset, waits for them
+  (for those in the buffer when it began: patches/bounded_flush.py).
 
 The write then publishes itself with one ``producer.send``. A write that the producer loses
 after its retries is logged and stops the worker's commits (``agents/produce.py`` explains

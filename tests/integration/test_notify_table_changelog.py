@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.streams import _current_event
 from faust.types import TP, TableT
 
+from patches import bounded_flush
 from tables.notify_table import WRITES_BETWEEN_YIELDS, ChangelogWrite, NotifyTable
 
 pytestmark = pytest.mark.integration
@@ -69,6 +71,15 @@ async def _started_app(
     return app, table
 
 
+def _write(table: TableT[Any, Any], partition: int, key: str, value: Any) -> Any:
+    """One write as an agent makes it: the event being processed decides the partition."""
+    token = _current_event.set(weakref.ref(_Event(partition)))  # type: ignore[arg-type]
+    try:
+        return table.send_changelog(partition, key, value)
+    finally:
+        _current_event.reset(token)
+
+
 def _write_all(table: TableT[Any, Any]) -> list[Any]:
     """Every write as an agent makes it: the event being processed decides the partition."""
     returned = []
@@ -84,7 +95,10 @@ def _write_all(table: TableT[Any, Any]) -> list[Any]:
     return returned
 
 
-async def _changelog(broker: str, topic: str, count: int) -> list[tuple[int, bytes, bytes | None]]:
+async def _changelog(
+    broker: str, topic: str, count: int, idle_ms: int = 0
+) -> list[tuple[int, bytes, bytes | None]]:
+    """At least ``count`` records; with ``idle_ms``, then on until a fetch that long is empty."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -94,6 +108,9 @@ async def _changelog(broker: str, topic: str, count: int) -> list[tuple[int, byt
         async with asyncio.timeout(60):
             while len(records) < count:
                 for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                    records += [(tp.partition, m.key, m.value) for m in messages]
+            while idle_ms and (fetched := await consumer.getmany(timeout_ms=idle_ms)):
+                for tp, messages in fetched.items():
                     records += [(tp.partition, m.key, m.value) for m in messages]
     finally:
         await consumer.stop()
@@ -190,3 +207,40 @@ async def test_the_buffers_task_lets_other_tasks_run_while_it_publishes_a_backlo
     while_draining = [size for size in seen if size > 0]
     assert len(while_draining) >= RECORDS // WRITES_BETWEEN_YIELDS - 1
     assert max(a - b for a, b in itertools.pairwise(while_draining)) <= WRITES_BETWEEN_YIELDS
+
+
+async def test_a_commits_flush_returns_while_writes_go_on_with_every_earlier_one_sent(
+    broker: str, tmp_path: Path, apps: list[faust.App]
+) -> None:
+    """What a commit awaits under load (patches/bounded_flush.py): agents keep writing tables
+    while the flush runs; it returns without waiting for them, and every write made before it
+    began is at the broker."""
+    bounded_flush.install()
+    app, table = await _started_app(broker, tmp_path, NotifyTable, "notify-flush-under-load")
+    apps.append(app)
+    written = 0
+    warmed_up = asyncio.Event()
+
+    async def agents_writing() -> None:
+        nonlocal written
+        while True:
+            for _ in range(20):
+                _write(table, written % PARTITIONS, f"n-{written}", {"seq": written})
+                written += 1
+            if written >= 2_000:
+                warmed_up.set()
+            await asyncio.sleep(0)
+
+    writing = asyncio.ensure_future(agents_writing())
+    await asyncio.wait_for(warmed_up.wait(), timeout=30)
+    before = written
+    await asyncio.wait_for(app.producer.flush(), timeout=30)
+    still_writing = not writing.done()
+    after = written
+    writing.cancel()
+
+    assert still_writing and after > before  # writes went on while it ran
+    # Whatever else reached the broker too: read until it has nothing more.
+    records = await _changelog(broker, table.changelog_topic.get_topic_name(), before, idle_ms=2000)
+    sent = {json.loads(value)["seq"] for _, _, value in records if value is not None}
+    assert set(range(before)) <= sent

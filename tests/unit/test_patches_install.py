@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, sys
 from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread as Thread
 import patches
 from config.settings import Settings
@@ -27,6 +28,7 @@ from streams.topics import URGENT
 def state():
     return {
         "commit_guard": getattr(Consumer._new_offset, "__name__", "") == "new_offset",
+        "bounded_flush": is_patched(ProducerBuffer.flush, "__bounded_flush__"),
         "commit_assignment": is_patched(Thread._commit, "__assignment_once__"),
         "livelock_holds": is_patched(Thread.verify_event_path, "__held_aware__"),
         "tansu_highwaters": is_patched(Thread._highwaters, "__tansu_fix__"),
@@ -63,6 +65,7 @@ def test_a_kafka_worker_gets_no_embedded_broker_patch() -> None:
     after = probe("kafka")["after"]
     assert after == {
         "commit_guard": True,
+        "bounded_flush": True,
         "commit_assignment": True,
         "livelock_holds": True,
         "tansu_highwaters": False,
