@@ -47,25 +47,25 @@ EXPECTED_SOURCE = {
 class FlushMarks:
     """What one buffer took in and published, and the flushes waiting for a count."""
 
-    __slots__ = ("current", "failure", "published", "taken", "waiting")
+    __slots__ = ("failure", "published", "taken", "waiting")
 
     def __init__(self) -> None:
         self.taken = 0
         self.published = 0
-        # Done when the write being published now is (sent or failed); None between writes.
-        self.current: asyncio.Future[None] | None = None
         # A write that failed: every flush after it fails too (its task has stopped).
         self.failure: BaseException | None = None
         # (count to reach, future): appended in count order, so woken from the left.
         self.waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
-    def published_up_to(self, count: int) -> asyncio.Future[None] | None:
-        """A future done once ``count`` writes are published; None if they already are."""
+    async def wait_until_published(self, count: int) -> None:
+        """Returns once ``count`` writes are published; raises a write's failure."""
+        if self.failure is not None:
+            raise self.failure
         if self.published >= count:
-            return None
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append((count, future))
-        return future
+        await future
 
     def on_published(self) -> None:
         self.published += 1
@@ -108,17 +108,12 @@ def _counting_put(original: Callable[[ProducerBuffer, Any], None]) -> Any:
 def _counting_send(original: Callable[[ProducerBuffer, Any], Awaitable[None]]) -> Any:
     @functools.wraps(original)
     async def _send_pending(self: ProducerBuffer, fut: Any) -> None:
-        marks = marks_of(self)
-        current = marks.current = asyncio.get_running_loop().create_future()
         try:
             await original(self, fut)
         except BaseException as error:
-            marks.on_failed(error)
+            marks_of(self).on_failed(error)
             raise
-        finally:
-            current.set_result(None)
-            marks.current = None
-        marks.on_published()
+        marks_of(self).on_published()
 
     return _send_pending
 
@@ -130,38 +125,27 @@ def _bounded_flush(original: Callable[[ProducerBuffer], Awaitable[None]]) -> Any
             await original(self)
             return
         marks = marks_of(self)
-        if marks.failure is not None:
-            raise marks.failure
         if self.should_stop:
             # The buffer's task ends after the write it holds (if it holds one): once that one
-            # is through, the rest is sent here, in order.
-            if marks.current is not None:
-                await marks.current
+            # is published, the rest is sent here, in order.
+            await marks.wait_until_published(marks.taken - self.pending.qsize())
             await send_what_is_left(self)
             return
-        await published(marks, marks.taken)
+        await marks.wait_until_published(marks.taken)
 
     flush.__bounded_flush__ = True  # type: ignore[attr-defined]
     return flush
 
 
-async def published(marks: FlushMarks, count: int) -> None:
-    waiting = marks.published_up_to(count)
-    if waiting is not None:
-        await waiting
-
-
 async def send_what_is_left(buffer: ProducerBuffer) -> None:
     """What upstream's flush did before ``flush_atmost``: takes each write from the buffer and
     publishes it, one after the other."""
-    marks = marks_of(buffer)
-    while marks.failure is None:
+    while True:
         try:
             fut = buffer.pending.get_nowait()
         except asyncio.QueueEmpty:
             return
-        await buffer._send_pending(fut)
-    raise marks.failure
+        await buffer._send_pending(fut)  # a failure raises here
 
 
 def check_upstream() -> None:

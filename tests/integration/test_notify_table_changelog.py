@@ -71,27 +71,24 @@ async def _started_app(
     return app, table
 
 
-def _write(table: TableT[Any, Any], partition: int, key: str, value: Any) -> Any:
+def _write(
+    table: TableT[Any, Any], partition: int, key: str, value: Any, **serializers: Any
+) -> Any:
     """One write as an agent makes it: the event being processed decides the partition."""
     token = _current_event.set(weakref.ref(_Event(partition)))  # type: ignore[arg-type]
     try:
-        return table.send_changelog(partition, key, value)
+        return table.send_changelog(partition, key, value, **serializers)
     finally:
         _current_event.reset(token)
 
 
 def _write_all(table: TableT[Any, Any]) -> list[Any]:
-    """Every write as an agent makes it: the event being processed decides the partition."""
+    """Every write in WRITES, and a deletion after each write of DELETED."""
     returned = []
     for partition, key, value in WRITES:
-        event = _Event(partition)
-        token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
-        try:
-            returned.append(table.send_changelog(partition, key, value))
-            if (partition, key) == DELETED:
-                table.send_changelog(partition, key, None, value_serializer="raw")
-        finally:
-            _current_event.reset(token)
+        returned.append(_write(table, partition, key, value))
+        if (partition, key) == DELETED:
+            _write(table, partition, key, None, value_serializer="raw")
     return returned
 
 
